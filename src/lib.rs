@@ -1,0 +1,36 @@
+//! fds-worker: a stream worker for fraud detection.
+//!
+//! It reads transaction and fraud-verdict events from Kafka (Avro), keeps velocity counters and
+//! blacklists in a Redis Cluster with one atomic unit per hash slot per batch, and publishes an
+//! enrichment record per transaction. See `DESIGN.md` beside the repository for the reasons.
+//!
+//! # Layout
+//! The modules follow the data flow:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | the TOML + env configuration, with documented defaults and a no-I/O `validate()` |
+//! | [`event`] | the typed events: [`event::Transaction`], [`event::FraudVerdict`], [`event::Enrichment`] |
+//! | [`codec`] | Confluent wire format + Avro (schema catalog, resolution), and input validation |
+//! | [`slot`] | CRC16 hash slots, hash tags, and the key builders that make ids injection-safe |
+//! | [`plan`] | pure planning: events → per-slot operation units (no I/O) |
+//! | [`store`] | the Redis side: cluster client, the `fds` function library, unit execution, errors |
+//! | [`source`] | the Kafka consumer: batching, backpressure, the contiguous offset watermark |
+//! | [`sink`] | the Kafka producers: enrichment records and dead letters |
+//! | [`pipeline`] | `run`: wires source → plan → store → sink with bounded queues |
+//! | [`generate`] | synthetic traffic with ground truth |
+//! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Kafka mock cluster |
+//! | [`cli`] | the `fds-worker` command line |
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod event;
+pub mod generate;
+pub mod localstack;
+pub mod pipeline;
+pub mod plan;
+pub mod sink;
+pub mod slot;
+pub mod source;
+pub mod store;

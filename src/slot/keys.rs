@@ -1,0 +1,161 @@
+//! Key builders. Every key of one entity carries the same hash tag, so an entity's velocity
+//! counters, blacklist entry and apply-once marks share one slot and one atomic unit:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `vel:{u:<id>}:<window_s>:<bucket>` | velocity counter, `bucket = event_time / window` |
+//! | `bl:{u:<id>}` | blacklist entry (JSON), written with its expiry |
+//! | `ao:{u:<id>}` | apply-once marks: hash of `<topic>:<partition>` → highest applied offset |
+//!
+//! The tag prefix is per kind (`u`, `card`, `ip`, `dev`, `email`). A namespace (replay into
+//! `shadow`) prefixes the whole key and keeps the tag, so slots do not change.
+//!
+//! Ids are untrusted. [`encode_id`] percent-encodes `{`, `}`, `%` and bytes outside printable
+//! ASCII, so the tag always ends at the `}` we wrote, and different ids never share a key.
+
+use std::fmt::Write as _;
+
+use crate::event::EntityKind;
+
+/// An entity whose keys share one hash tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Entity {
+    /// What the id identifies.
+    pub kind: EntityKind,
+    /// The raw (untrusted) id.
+    pub id: String,
+}
+
+impl Entity {
+    /// An entity of `kind` with the raw id `id`.
+    pub fn new(kind: EntityKind, id: impl Into<String>) -> Entity {
+        Entity {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// The hash tag including braces, e.g. `{u:42}`.
+    pub fn tag(&self) -> String {
+        let mut tag = String::with_capacity(self.id.len() + 8);
+        tag.push('{');
+        tag.push_str(self.kind.tag_prefix());
+        tag.push(':');
+        encode_id_into(&self.id, &mut tag);
+        tag.push('}');
+        tag
+    }
+}
+
+/// Builds keys inside an optional namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyBuilder {
+    prefix: String,
+}
+
+impl KeyBuilder {
+    /// Keys in the live namespace (no prefix).
+    pub fn live() -> KeyBuilder {
+        KeyBuilder::default()
+    }
+
+    /// Keys in namespace `name` (`<name>:vel:{…}…`); an empty name is the live namespace.
+    pub fn namespaced(name: &str) -> KeyBuilder {
+        if name.is_empty() {
+            return KeyBuilder::live();
+        }
+        KeyBuilder {
+            prefix: format!("{}:", encode_id(name)),
+        }
+    }
+
+    /// `[ns:]vel:{tag}:<window_s>:<bucket>`.
+    pub fn velocity(&self, tag: &str, window_seconds: u64, bucket: i64) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + tag.len() + 32);
+        key.push_str(&self.prefix);
+        key.push_str("vel:");
+        key.push_str(tag);
+        let _ = write!(key, ":{window_seconds}:{bucket}");
+        key
+    }
+
+    /// `[ns:]bl:{tag}`.
+    pub fn blacklist(&self, tag: &str) -> String {
+        format!("{}bl:{tag}", self.prefix)
+    }
+
+    /// `[ns:]ao:{tag}`.
+    pub fn applied(&self, tag: &str) -> String {
+        format!("{}ao:{tag}", self.prefix)
+    }
+}
+
+/// Percent-encodes an id for use inside a key (see the module docs).
+pub fn encode_id(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    encode_id_into(id, &mut out);
+    out
+}
+
+fn encode_id_into(id: &str, out: &mut String) {
+    for byte in id.bytes() {
+        match byte {
+            b'{' | b'}' | b'%' => {
+                let _ = write!(out, "%{byte:02X}");
+            }
+            0x21..=0x7e => out.push(byte as char),
+            _ => {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slot::key_slot;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keys_have_the_documented_shape() {
+        let user = Entity::new(EntityKind::User, "42");
+        let keys = KeyBuilder::live();
+        assert_eq!(user.tag(), "{u:42}");
+        assert_eq!(keys.velocity(&user.tag(), 60, 29_000_000), "vel:{u:42}:60:29000000");
+        assert_eq!(keys.blacklist(&user.tag()), "bl:{u:42}");
+        assert_eq!(keys.applied(&user.tag()), "ao:{u:42}");
+        let shadow = KeyBuilder::namespaced("shadow");
+        assert_eq!(shadow.blacklist(&user.tag()), "shadow:bl:{u:42}");
+    }
+
+    #[test]
+    fn braces_in_ids_are_encoded() {
+        let tag = Entity::new(EntityKind::User, "a}b{c%").tag();
+        assert_eq!(tag, "{u:a%7Db%7Bc%25}");
+        let tag = Entity::new(EntityKind::Ip, "x\ny é").tag();
+        assert_eq!(tag, "{ip:x%0Ay%20%C3%A9}");
+    }
+
+    proptest! {
+        #[test]
+        fn every_key_of_an_entity_hashes_to_the_slot_of_its_tag(
+            id in any::<String>(), ns in "[a-z{}]{0,6}", window in 1u64..100_000, bucket in any::<i64>()
+        ) {
+            let entity = Entity::new(EntityKind::Device, id.clone());
+            let tag = entity.tag();
+            let expected = key_slot(tag[1..tag.len() - 1].as_bytes());
+            for keys in [KeyBuilder::live(), KeyBuilder::namespaced(&ns)] {
+                prop_assert_eq!(key_slot(keys.velocity(&tag, window, bucket).as_bytes()), expected);
+                prop_assert_eq!(key_slot(keys.blacklist(&tag).as_bytes()), expected);
+                prop_assert_eq!(key_slot(keys.applied(&tag).as_bytes()), expected);
+            }
+        }
+
+        #[test]
+        fn different_ids_never_share_a_tag(a in any::<String>(), b in any::<String>()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(Entity::new(EntityKind::User, a).tag(), Entity::new(EntityKind::User, b).tag());
+        }
+    }
+}
