@@ -1,1 +1,395 @@
-//! TODO
+//! The Redis side: the cluster client, the `fds` function library, and running slot units
+//! with retries, a per-slot budget and per-slot ordering.
+//!
+//! - [`wire`]: the unit ↔ `FCALL` contract with `fds.lua`.
+//! - [`error`]: one classification of every Redis failure ([`FailureKind`]).
+//! - [`health`]: which slots are failing, and whether anything succeeded lately (is the whole
+//!   cluster down, or only some slots?).
+//! - [`Store`]: connects, loads the library on every master, and runs units.
+//!
+//! Units of one slot run in submission order (a unit waits for the previous unit of its slot),
+//! so an entity's apply-once marks only ever see increasing offsets; units of different slots
+//! run concurrently up to `max_inflight_units`.
+
+pub mod error;
+pub mod health;
+pub mod wire;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared, join_all};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use redis::Value;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use tokio::sync::{Semaphore, oneshot};
+
+pub use error::{FailureKind, StoreError};
+pub use health::Health;
+
+use crate::plan::{SlotUnit, UnitAnswer};
+use crate::slot::{SLOT_COUNT, Slot};
+
+/// How a unit is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Give up on a slot after this long (should outlast a failover: ≈ 2 × node-timeout + 2 s).
+    pub budget: Duration,
+    /// …or after this many attempts.
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt, with full jitter.
+    pub initial_backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+    /// Retries per second across all units (`governor`), so a sick cluster is not hammered.
+    pub max_retries_per_second: u32,
+}
+
+/// Connection and execution settings (built from the `redis` config section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// Seed node URLs.
+    pub nodes: Vec<String>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-request response timeout.
+    pub response_timeout: Duration,
+    /// Units in flight at once.
+    pub max_inflight_units: usize,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// `WAIT <replicas>` after each unit; 0 = off.
+    pub wait_replicas: u32,
+    /// `WAIT` timeout.
+    pub wait_timeout: Duration,
+    /// Units per second (`governor`); 0 = unlimited.
+    pub max_units_per_second: u32,
+}
+
+/// A unit that could not be applied: everything a dead-letter record says about it.
+#[derive(Debug, Clone)]
+pub struct UnitFailure {
+    /// Classification of the last error.
+    pub kind: FailureKind,
+    /// Text of the last error.
+    pub message: String,
+    /// The unit's slot.
+    pub slot: Slot,
+    /// The node that served the slot when the unit gave up, if known.
+    pub node: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the first attempt failed.
+    pub first_failure: SystemTime,
+    /// When the last attempt failed.
+    pub last_failure: SystemTime,
+}
+
+/// Counters of what the store did (exported as metrics by the pipeline).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// `FCALL`s sent, including retries.
+    pub calls: std::sync::atomic::AtomicU64,
+    /// Retries after a failure.
+    pub retries: std::sync::atomic::AtomicU64,
+    /// Units given up on.
+    pub failed_units: std::sync::atomic::AtomicU64,
+}
+
+type Tail = Shared<oneshot::Receiver<()>>;
+
+struct Inner {
+    connection: ClusterConnection,
+    settings: StoreSettings,
+    inflight: Semaphore,
+    retry_limiter: DefaultDirectRateLimiter,
+    unit_limiter: Option<DefaultDirectRateLimiter>,
+    health: Health,
+    tails: Mutex<Vec<Option<Tail>>>,
+    stats: StoreStats,
+}
+
+/// The connected store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Connects to the cluster and loads the function library on every master.
+    pub async fn connect(settings: StoreSettings) -> Result<Store, StoreError> {
+        let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
+            // The client's own retries only follow redirects and ride over blips; the budget
+            // and backoff are ours (the default of 16 retries would hide failures).
+            .retries(2)
+            .min_retry_wait(10)
+            .max_retry_wait(200)
+            .connection_timeout(settings.connect_timeout)
+            .response_timeout(settings.response_timeout);
+        if let Some(username) = &settings.username {
+            builder = builder.username(username);
+        }
+        if let Some(password) = &settings.password {
+            builder = builder.password(password);
+        }
+        let client = builder.build()?;
+        let connection = tokio::time::timeout(
+            settings.connect_timeout * 4 + settings.response_timeout,
+            client.get_async_connection(),
+        )
+        .await
+        .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))??;
+        let per_second = |n: u32| std::num::NonZeroU32::new(n).map(Quota::per_second);
+        let retry_quota = per_second(settings.retry.max_retries_per_second)
+            .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MAX));
+        let store = Store {
+            inner: Arc::new(Inner {
+                connection,
+                inflight: Semaphore::new(settings.max_inflight_units.max(1)),
+                retry_limiter: RateLimiter::direct(retry_quota),
+                unit_limiter: per_second(settings.max_units_per_second).map(RateLimiter::direct),
+                health: Health::new(),
+                tails: Mutex::new(vec![None; SLOT_COUNT as usize]),
+                stats: StoreStats::default(),
+                settings,
+            }),
+        };
+        store.load_library().await?;
+        Ok(store)
+    }
+
+    /// `FUNCTION LOAD REPLACE` of `fds.lua` on every master (replicas get it by replication).
+    pub async fn load_library(&self) -> Result<(), StoreError> {
+        let mut connection = self.inner.connection.clone();
+        let _: Value = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(wire::LIBRARY_SOURCE)
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// A clone of the cluster connection, for reads outside units (lookups, monitoring).
+    pub fn connection(&self) -> ClusterConnection {
+        self.inner.connection.clone()
+    }
+
+    /// What the store has done so far.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
+
+    /// Slot health shared by all units.
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// Submits a batch's units. Must be called in batch order: each unit is queued behind the
+    /// previous submitted unit of the same slot. The returned future runs them (concurrently
+    /// across slots) and yields one result per unit, in order.
+    pub fn submit(
+        &self,
+        units: Vec<SlotUnit>,
+    ) -> BoxFuture<'static, Vec<(SlotUnit, Result<UnitAnswer, UnitFailure>)>> {
+        let mut runs = Vec::with_capacity(units.len());
+        {
+            let mut tails = self.inner.tails.lock().expect("tails lock is never poisoned");
+            for unit in units {
+                let (done, done_signal) = oneshot::channel::<()>();
+                let previous = tails[unit.slot as usize].replace(done_signal.shared());
+                let store = self.clone();
+                runs.push(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    let result = store.execute(&unit).await;
+                    drop(done);
+                    (unit, result)
+                });
+            }
+        }
+        join_all(runs).boxed()
+    }
+
+    /// Runs one unit now, with retries within the budget.
+    pub async fn execute(&self, unit: &SlotUnit) -> Result<UnitAnswer, UnitFailure> {
+        let inner = &self.inner;
+        let _permit = inner.inflight.acquire().await.expect("semaphore is never closed");
+        if let Some(limiter) = &inner.unit_limiter {
+            limiter.until_ready().await;
+        }
+        let policy = &inner.settings.retry;
+        let command = wire::unit_command(unit);
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut first_failure = None;
+        let mut backoff = policy.initial_backoff;
+        let mut waiting_logged = false;
+        loop {
+            attempts += 1;
+            let error = match self.call(&command, unit).await {
+                Ok(answer) => {
+                    inner.health.record_success(unit.slot);
+                    return Ok(answer);
+                }
+                Err(error) => error,
+            };
+            let now = SystemTime::now();
+            let first = *first_failure.get_or_insert(now);
+            let give_up = |kind: FailureKind| UnitFailure {
+                kind,
+                message: error.message.clone(),
+                slot: unit.slot,
+                node: None,
+                attempts,
+                first_failure: first,
+                last_failure: now,
+            };
+            if !error.kind.retryable() {
+                return Err(self.failed(give_up(error.kind)).await);
+            }
+            if error.kind == FailureKind::FunctionMissing {
+                let _ = self.load_library().await;
+            }
+            let cluster_wide =
+                error.kind.cluster_wide() || !inner.health.succeeded_since(started);
+            if inner.health.is_failing(unit.slot) && !cluster_wide {
+                // The slot already used up a budget and has not recovered: this attempt was
+                // the probe, don't spend another budget on it.
+                return Err(self.failed(give_up(error.kind)).await);
+            }
+            let over_budget =
+                started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
+            if over_budget {
+                if !cluster_wide {
+                    inner.health.mark_failing(unit.slot);
+                    return Err(self.failed(give_up(error.kind)).await);
+                }
+                if !waiting_logged {
+                    tracing::warn!(
+                        slot = unit.slot,
+                        error.kind = error.kind.as_str(),
+                        "no slot has succeeded since this unit started: waiting for the cluster"
+                    );
+                    waiting_logged = true;
+                }
+            }
+            inner.stats.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(slot = unit.slot, attempts, error = %error, "retrying unit");
+            inner.retry_limiter.until_ready().await;
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(policy.max_backoff);
+        }
+    }
+
+    async fn failed(&self, mut failure: UnitFailure) -> UnitFailure {
+        self.inner
+            .stats
+            .failed_units
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        failure.node = self.node_for_slot(failure.slot).await;
+        tracing::warn!(
+            slot = failure.slot,
+            node = failure.node.as_deref().unwrap_or("unknown"),
+            error.kind = failure.kind.as_str(),
+            attempts = failure.attempts,
+            error = %failure.message,
+            "unit failed"
+        );
+        failure
+    }
+
+    /// One attempt: `FCALL`, the optional `WAIT`, and decoding the reply.
+    async fn call(&self, command: &redis::Cmd, unit: &SlotUnit) -> Result<UnitAnswer, StoreError> {
+        let inner = &self.inner;
+        let settings = &inner.settings;
+        inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut connection = inner.connection.clone();
+        // redis-rs has its own response timeout; this guards the whole call, redirects included.
+        let deadline = settings.connect_timeout + settings.response_timeout * 3;
+        let reply: Value = tokio::time::timeout(deadline, command.query_async(&mut connection))
+            .await
+            .map_err(|_| StoreError::new(FailureKind::Timeout, "unit call timed out"))??;
+        if settings.wait_replicas > 0 {
+            let wait = redis::cmd("WAIT")
+                .arg(settings.wait_replicas)
+                .arg(settings.wait_timeout.as_millis() as u64)
+                .clone();
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                unit.slot,
+                SlotAddr::Master,
+            )));
+            let acknowledged = connection.route_command(wait, route).await?;
+            let acknowledged: i64 = redis::from_redis_value(acknowledged)
+                .map_err(|e| StoreError::new(FailureKind::Script, e.to_string()))?;
+            if acknowledged < i64::from(settings.wait_replicas) {
+                return Err(StoreError::new(
+                    FailureKind::NotReplicated,
+                    format!(
+                        "WAIT: {acknowledged} of {} replicas acknowledged",
+                        settings.wait_replicas
+                    ),
+                ));
+            }
+        }
+        wire::decode_reply(unit, reply).map_err(|e| StoreError::new(FailureKind::Script, e.0))
+    }
+
+    /// The `host:port` serving `slot` as master, from `CLUSTER SLOTS` (best effort).
+    pub async fn node_for_slot(&self, slot: Slot) -> Option<String> {
+        let mut connection = self.inner.connection.clone();
+        let query = redis::cmd("CLUSTER").arg("SLOTS").clone();
+        let reply = tokio::time::timeout(
+            self.inner.settings.response_timeout,
+            query.query_async::<Value>(&mut connection),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        slot_owner(&reply, slot)
+    }
+}
+
+/// Finds `slot`'s master in a `CLUSTER SLOTS` reply.
+fn slot_owner(reply: &Value, slot: Slot) -> Option<String> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    ranges.iter().find_map(|range| {
+        let Value::Array(fields) = range else {
+            return None;
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            return None;
+        };
+        if !(*start..=*end).contains(&i64::from(slot)) {
+            return None;
+        }
+        let host = match master.first()? {
+            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Value::SimpleString(text) => text.clone(),
+            _ => return None,
+        };
+        let Value::Int(port) = master.get(1)? else {
+            return None;
+        };
+        Some(format!("{host}:{port}"))
+    })
+}
+
+/// Full jitter: a uniformly random wait in `[backoff/2, backoff]`.
+fn jitter(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}

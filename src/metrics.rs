@@ -1,0 +1,154 @@
+//! Every metric the worker exports, in one place (Prometheus naming: `fds_` prefix, `_total`
+//! counters, `_seconds` histograms). Labels are low-cardinality: topic, kind, level, error
+//! kind, node — never user ids.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label: a topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// Labels: a topic and a reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicReasonLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Error kind.
+    pub reason: String,
+}
+
+/// Labels: an error kind and a node.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Error kind.
+    pub kind: String,
+    /// Node (`host:port`, or `unknown`).
+    pub node: String,
+}
+
+/// Labels: an entity kind and a threat level.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlacklistLabels {
+    /// Entity kind (`user`, `ip` …).
+    pub kind: String,
+    /// Threat level.
+    pub level: String,
+}
+
+/// The worker's metrics. Cheap to clone (every metric is shared).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Records consumed, by topic.
+    pub events_consumed: Family<TopicLabel, Counter>,
+    /// Enrichment records published (acked), by source topic.
+    pub events_enriched: Family<TopicLabel, Counter>,
+    /// Verdicts applied (or found already applied), by topic.
+    pub verdicts_applied: Family<TopicLabel, Counter>,
+    /// Dead letters published (acked), by source topic and reason.
+    pub events_dead_lettered: Family<TopicReasonLabels, Counter>,
+    /// Velocity windows skipped because the event came after its bucket expired.
+    pub late_events: Counter,
+    /// Velocity-rule breaches that wrote a blacklist entry.
+    pub velocity_breaches: Counter,
+    /// Transactions matching a blacklist entry, by kind and level.
+    pub blacklist_hits: Family<BlacklistLabels, Counter>,
+    /// Verdict ADDs applied, by kind and level.
+    pub blacklist_adds: Family<BlacklistLabels, Counter>,
+    /// Verdict REMOVEs applied, by kind.
+    pub blacklist_removes: Family<BlacklistLabels, Counter>,
+    /// Atomic units sent to Redis (one per slot per batch; retries not included).
+    pub redis_units_sent: Counter,
+    /// Unit attempts retried, by error kind.
+    pub redis_units_retried: Family<ErrorLabels, Counter>,
+    /// Units given up on (their events dead-lettered), by error kind and node.
+    pub redis_units_failed: Family<ErrorLabels, Counter>,
+    /// Batch duration, from dispatch to the last ack.
+    pub batch_duration: Histogram,
+    /// From a transaction's event time to its enrichment record's ack.
+    pub event_to_enriched: Histogram,
+    /// Batches in flight.
+    pub inflight_batches: Gauge,
+    /// 1 while consumption is paused (in-flight bound reached or Redis outage).
+    pub paused: Gauge,
+    /// All dead letters, any topic or reason (for in-process summaries; not exported —
+    /// `sum(fds_events_dead_lettered_total)` is the same).
+    pub dead_lettered_sum: Counter,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            events_consumed: Family::default(),
+            events_enriched: Family::default(),
+            verdicts_applied: Family::default(),
+            events_dead_lettered: Family::default(),
+            late_events: Counter::default(),
+            velocity_breaches: Counter::default(),
+            blacklist_hits: Family::default(),
+            blacklist_adds: Family::default(),
+            blacklist_removes: Family::default(),
+            redis_units_sent: Counter::default(),
+            redis_units_retried: Family::default(),
+            redis_units_failed: Family::default(),
+            batch_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            event_to_enriched: Histogram::new(exponential_buckets(0.000_5, 2.0, 18)),
+            inflight_batches: Gauge::default(),
+            paused: Gauge::default(),
+            dead_lettered_sum: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("fds");
+        r.register("events_consumed", "Records consumed", metrics.events_consumed.clone());
+        r.register("events_enriched", "Enrichment records acked", metrics.events_enriched.clone());
+        r.register("verdicts_applied", "Verdicts applied", metrics.verdicts_applied.clone());
+        r.register(
+            "events_dead_lettered",
+            "Dead letters acked",
+            metrics.events_dead_lettered.clone(),
+        );
+        r.register("late_events", "Velocity windows skipped as late", metrics.late_events.clone());
+        r.register(
+            "velocity_breaches",
+            "Velocity breaches that added a blacklist entry",
+            metrics.velocity_breaches.clone(),
+        );
+        r.register("blacklist_hits", "Blacklist matches", metrics.blacklist_hits.clone());
+        r.register("blacklist_adds", "Blacklist additions", metrics.blacklist_adds.clone());
+        r.register("blacklist_removes", "Blacklist removals", metrics.blacklist_removes.clone());
+        r.register("redis_units_sent", "Atomic units sent", metrics.redis_units_sent.clone());
+        r.register(
+            "redis_units_retried",
+            "Unit attempts retried",
+            metrics.redis_units_retried.clone(),
+        );
+        r.register("redis_units_failed", "Units given up on", metrics.redis_units_failed.clone());
+        r.register_with_unit(
+            "batch_duration",
+            "Batch duration",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.batch_duration.clone(),
+        );
+        r.register_with_unit(
+            "event_to_enriched",
+            "Event time to enrichment ack",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.event_to_enriched.clone(),
+        );
+        r.register("inflight_batches", "Batches in flight", metrics.inflight_batches.clone());
+        r.register("paused", "1 while consumption is paused", metrics.paused.clone());
+        metrics
+    }
+
+    /// Metrics registered in a throwaway registry (tools and tests that don't export them).
+    pub fn unregistered() -> Metrics {
+        Metrics::register(&mut Registry::default())
+    }
+}

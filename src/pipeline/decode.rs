@@ -1,0 +1,81 @@
+//! Record → event, or the reason it is poison (dead-lettered at once, never retried).
+
+use std::sync::Arc;
+
+use crate::codec::Codec;
+use crate::codec::validate::{Limits, validate_transaction, validate_verdict};
+use crate::plan::{EventBody, PlannedEvent, SourceRef};
+use crate::sink::DeadLetterReason;
+use crate::source::SourceMessage;
+
+/// What decoding needs: the codec, the limits, and which topic carries what.
+pub struct Decoder {
+    /// Avro + Confluent framing.
+    pub codec: Codec,
+    /// Field limits.
+    pub limits: Limits,
+    /// The transaction topic.
+    pub transactions_topic: String,
+    /// The topics allowed to change blacklists.
+    pub verdict_topics: Vec<String>,
+    /// Events timestamped further than this in the future are invalid (milliseconds).
+    pub max_future_skew_ms: i64,
+}
+
+/// Decodes and validates one record.
+pub fn decode(
+    decoder: &Decoder,
+    message: &SourceMessage,
+    now_ms: i64,
+) -> Result<PlannedEvent, DeadLetterReason> {
+    let Some(payload) = message.payload.as_deref() else {
+        return Err(DeadLetterReason::poison("empty", "record has no value"));
+    };
+    let topic: &str = &message.topic;
+    let body = if topic == decoder.transactions_topic {
+        let tx = decoder
+            .codec
+            .decode_transaction(payload)
+            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+        validate_transaction(&tx, &decoder.limits)
+            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+        check_time(tx.event_time_ms, now_ms, decoder.max_future_skew_ms)?;
+        EventBody::Transaction(tx)
+    } else if decoder.verdict_topics.iter().any(|t| t == topic) {
+        let verdict = decoder
+            .codec
+            .decode_verdict(payload)
+            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+        validate_verdict(&verdict, &decoder.limits)
+            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+        check_time(verdict.event_time_ms, now_ms, decoder.max_future_skew_ms)?;
+        EventBody::Verdict(verdict)
+    } else {
+        // Only the configured verdict topics may change blacklists.
+        return Err(DeadLetterReason::poison(
+            "unexpected_topic",
+            format!("topic `{topic}` is neither the transaction topic nor a verdict topic"),
+        ));
+    };
+    Ok(PlannedEvent {
+        source: SourceRef {
+            topic: Arc::clone(&message.topic),
+            partition: message.partition,
+            offset: message.offset,
+        },
+        body,
+        redrive: None,
+    })
+}
+
+fn check_time(event_time_ms: i64, now_ms: i64, max_skew_ms: i64) -> Result<(), DeadLetterReason> {
+    if event_time_ms > now_ms + max_skew_ms {
+        return Err(DeadLetterReason::poison(
+            "invalid_field",
+            format!(
+                "event_time {event_time_ms} is more than {max_skew_ms} ms in the future"
+            ),
+        ));
+    }
+    Ok(())
+}

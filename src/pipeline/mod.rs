@@ -1,0 +1,328 @@
+//! `run`: the live worker. One consumer loop polls Kafka, forms batches (size or linger),
+//! decodes and plans them, submits their slot units in batch order, and hands each batch to a
+//! task that waits for its units, publishes the results and reports back. The loop stores
+//! offsets up to the contiguous watermark of finished records.
+//!
+//! Bounds: at most `pipeline.max_inflight_batches` batches are in flight; at the bound the
+//! loop pauses the assigned partitions and keeps polling (rebalances are still served) until a
+//! batch finishes. Finished-batch reports are handled before new records (`biased` select).
+
+mod decode;
+mod settings;
+pub mod stage;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+pub use decode::{Decoder, decode};
+pub use settings::{decoder_from_config, plan_settings, store_settings};
+pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::plan::Planner;
+use crate::sink::Sink;
+use crate::source::{
+    Partition, RebalanceNote, SourceConsumer, SourceContext, SourceMessage, Watermarks,
+    consumer_config,
+};
+use crate::store::{Store, StoreError};
+
+/// Why the worker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Redis could not be reached or the function library not loaded.
+    #[error("redis: {0}")]
+    Redis(#[from] StoreError),
+    /// The Kafka client could not be created or subscribed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The schema catalog could not be loaded.
+    #[error("schemas: {0}")]
+    Schemas(String),
+}
+
+impl RunError {
+    /// Errors that a restart will not fix (bad schema files); the others may be transient.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, RunError::Schemas(_))
+    }
+}
+
+/// What a run did, reported when it stops.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records consumed.
+    pub consumed: u64,
+    /// Enrichment records acked.
+    pub enriched: u64,
+    /// Dead letters acked.
+    pub dead_lettered: u64,
+    /// Units sent.
+    pub units: u64,
+    /// Batches finished.
+    pub batches: u64,
+}
+
+/// Runs the worker until `shutdown` resolves, then drains: in-flight batches finish (up to
+/// `pipeline.shutdown_deadline`), offsets are stored and committed, the producer is flushed.
+pub async fn run(
+    config: &Config,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    let store = Store::connect(store_settings(&config.redis)).await?;
+    let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+    let sink = Sink::new(&config.kafka)?;
+    let consumer: SourceConsumer =
+        consumer_config(&config.kafka).create_with_context(SourceContext::default())?;
+    let topics = config.kafka.source_topics();
+    consumer.subscribe(&topics)?;
+    tracing::info!(?topics, group = %config.kafka.group_id, "worker started");
+    let stage = Arc::new(Stage {
+        decoder,
+        planner: Planner::new(plan_settings(config, "")),
+        store,
+        sink,
+        dlq_suffix: config.kafka.dlq_suffix.clone(),
+        metrics,
+        replay_marker: None,
+    });
+    let mut worker = Loop {
+        stage,
+        consumer,
+        permits: Arc::new(Semaphore::new(config.pipeline.max_inflight_batches.max(1) as usize)),
+        max_inflight: config.pipeline.max_inflight_batches.max(1) as usize,
+        batch: Vec::new(),
+        batch_deadline: None,
+        batch_size: config.pipeline.batch_size.max(1) as usize,
+        linger: config.pipeline.batch_linger,
+        marks: Watermarks::default(),
+        paused: false,
+        draining: false,
+        summary: RunSummary::default(),
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchDone>();
+    tokio::pin!(shutdown);
+    loop {
+        worker.apply_rebalances();
+        if worker.batch_ready() {
+            worker.dispatch(&done_tx);
+        }
+        let linger = worker.batch_deadline;
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = done_rx.recv() => worker.finish(done),
+            () = sleep_until(linger), if linger.is_some() && !worker.paused => {
+                worker.dispatch(&done_tx);
+            }
+            message = worker.consumer.recv() => match message {
+                Ok(message) => worker.receive(&message),
+                Err(error) => tracing::warn!(%error, "consumer error"),
+            },
+        }
+    }
+    worker.drain(done_tx, done_rx, config.pipeline.shutdown_deadline).await;
+    Ok(worker.summary)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Loop {
+    stage: Arc<Stage>,
+    consumer: SourceConsumer,
+    permits: Arc<Semaphore>,
+    max_inflight: usize,
+    batch: Vec<SourceMessage>,
+    batch_deadline: Option<Instant>,
+    batch_size: usize,
+    linger: Duration,
+    marks: Watermarks,
+    paused: bool,
+    draining: bool,
+    summary: RunSummary,
+}
+
+impl Loop {
+    fn receive(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        use rdkafka::Message;
+        let topic: Arc<str> = Arc::from(message.topic());
+        let record = SourceMessage::from_borrowed(message, topic);
+        self.marks
+            .received(&(record.topic.clone(), record.partition), record.offset);
+        self.summary.consumed += 1;
+        if self.batch.is_empty() {
+            self.batch_deadline = Some(Instant::now() + self.linger);
+        }
+        self.batch.push(record);
+    }
+
+    fn batch_ready(&self) -> bool {
+        self.batch.len() >= self.batch_size
+    }
+
+    /// Sends the current batch on if a slot is free; otherwise pauses consumption.
+    fn dispatch(&mut self, done_tx: &mpsc::UnboundedSender<BatchDone>) {
+        if self.batch.is_empty() {
+            self.batch_deadline = None;
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            self.set_paused(true);
+            return;
+        };
+        let messages = std::mem::take(&mut self.batch);
+        self.batch_deadline = None;
+        let redrives = vec![None; messages.len()];
+        let (prepared, units) = self.stage.prepare(messages, redrives, unix_ms(SystemTime::now()));
+        let results = self.stage.store.submit(units);
+        let stage = Arc::clone(&self.stage);
+        let done_tx = done_tx.clone();
+        self.stage.metrics.inflight_batches.inc();
+        tokio::spawn(async move {
+            let done = stage.complete(prepared, results).await;
+            stage.metrics.inflight_batches.dec();
+            drop(permit);
+            let _ = done_tx.send(done);
+        });
+    }
+
+    fn finish(&mut self, done: BatchDone) {
+        for (partition, offset) in &done.finished {
+            self.marks.finished(partition, *offset);
+        }
+        self.summary.enriched += done.enriched;
+        self.summary.dead_lettered += done.dead_lettered;
+        self.summary.units += done.units;
+        self.summary.batches += 1;
+        self.store_offsets();
+        if self.paused && !self.draining && self.permits.available_permits() > 0 {
+            self.set_paused(false);
+        }
+    }
+
+    fn store_offsets(&mut self) {
+        let advanced = self.marks.advanced();
+        if advanced.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in &advanced {
+            if let Err(error) =
+                list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            {
+                tracing::warn!(%error, "building offset list");
+            }
+        }
+        if let Err(error) = self.consumer.store_offsets(&list) {
+            // A partition revoked meanwhile can't be stored: its next owner redoes the work.
+            tracing::debug!(%error, "storing offsets");
+        }
+    }
+
+    fn apply_rebalances(&mut self) {
+        for note in self.consumer.context().take_notes() {
+            match note {
+                RebalanceNote::Revoked(partitions) => {
+                    for partition in &partitions {
+                        self.marks.revoke(partition);
+                    }
+                    self.batch
+                        .retain(|m| !partitions.contains(&(m.topic.clone(), m.partition)));
+                }
+                RebalanceNote::Assigned(partitions) => {
+                    if self.paused {
+                        self.pause_partitions(&partitions, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if self.paused == paused {
+            return;
+        }
+        let assigned: Vec<Partition> = match self.consumer.assignment() {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .map(|e| (Arc::from(e.topic()), e.partition()))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "reading assignment");
+                return;
+            }
+        };
+        self.pause_partitions(&assigned, paused);
+        self.paused = paused;
+        self.stage.metrics.paused.set(i64::from(paused));
+        tracing::debug!(paused, inflight = self.max_inflight, "in-flight bound");
+    }
+
+    fn pause_partitions(&self, partitions: &[Partition], pause: bool) {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition(topic, *partition);
+        }
+        let result = if pause {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, pause, "pause/resume");
+        }
+    }
+
+    /// Stops fetching, finishes what is in flight (bounded by `deadline`), stores and commits
+    /// offsets, flushes the producer.
+    async fn drain(
+        &mut self,
+        done_tx: mpsc::UnboundedSender<BatchDone>,
+        mut done_rx: mpsc::UnboundedReceiver<BatchDone>,
+        deadline: Duration,
+    ) {
+        tracing::info!("shutting down: finishing in-flight batches");
+        let until = Instant::now() + deadline;
+        self.set_paused(true);
+        self.draining = true;
+        while !self.batch.is_empty() && Instant::now() < until {
+            self.dispatch(&done_tx);
+            if !self.batch.is_empty() {
+                match tokio::time::timeout_at(until, done_rx.recv()).await {
+                    Ok(Some(done)) => self.finish(done),
+                    _ => break,
+                }
+            }
+        }
+        drop(done_tx);
+        while self.permits.available_permits() < self.max_inflight {
+            match tokio::time::timeout_at(until, done_rx.recv()).await {
+                Ok(Some(done)) => self.finish(done),
+                _ => break,
+            }
+        }
+        self.store_offsets();
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "final commit");
+        }
+        if let Err(error) = self.stage.sink.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "flushing the producer");
+        }
+        tracing::info!(summary = ?self.summary, "stopped");
+    }
+}

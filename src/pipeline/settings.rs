@@ -1,0 +1,68 @@
+//! Config → the settings of each stage.
+
+use crate::config::{Config, RedisConfig};
+use crate::event::ThreatLevel;
+use crate::plan::{BreachRule, PlanSettings, Window};
+use crate::slot::keys::KeyBuilder;
+use crate::store::{RetryPolicy, StoreSettings};
+
+use super::decode::Decoder;
+
+/// Planner settings from the `velocity` and `blacklist` sections, in key namespace
+/// `namespace` (empty = live).
+pub fn plan_settings(config: &Config, namespace: &str) -> PlanSettings {
+    let velocity = &config.velocity;
+    let breach = &velocity.breach_blacklist;
+    PlanSettings {
+        windows: velocity
+            .windows
+            .iter()
+            .map(|w| Window {
+                seconds: w.seconds(),
+                threshold: w.threshold,
+            })
+            .collect(),
+        dimensions: velocity.dimensions.clone(),
+        grace_ms: velocity.grace.as_millis() as i64,
+        breach: breach.enabled.then(|| BreachRule {
+            dimensions: breach.dimensions.clone(),
+            level: breach.level,
+        }),
+        lookup_kinds: config.blacklist.lookup_kinds.clone(),
+        ttl_ms: ThreatLevel::ALL.map(|level| {
+            config
+                .blacklist
+                .ttl
+                .for_level(level)
+                .map(|ttl| ttl.as_millis() as i64)
+        }),
+        keys: KeyBuilder::namespaced(namespace),
+    }
+}
+
+/// Store settings from the `redis` section (secrets exposed only here, to the client).
+pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
+    StoreSettings {
+        nodes: redis.nodes.clone(),
+        username: redis.username.clone(),
+        password: redis.password.as_ref().map(|p| p.expose().to_owned()),
+        connect_timeout: redis.connect_timeout,
+        response_timeout: redis.response_timeout,
+        max_inflight_units: redis.max_inflight_units.max(1) as usize,
+        retry: RetryPolicy {
+            budget: redis.retry.budget,
+            max_attempts: redis.retry.max_attempts,
+            initial_backoff: redis.retry.initial_backoff,
+            max_backoff: redis.retry.max_backoff,
+            max_retries_per_second: redis.retry.max_retries_per_second,
+        },
+        wait_replicas: redis.wait_replicas,
+        wait_timeout: redis.wait_timeout,
+        max_units_per_second: redis.max_units_per_second,
+    }
+}
+
+/// The decoder: schema catalog from config, limits, topics.
+pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
+    todo!()
+}

@@ -1,0 +1,311 @@
+//! One batch through the worker: decode → plan → slot units → assemble → publish. Shared by
+//! the live consumer, `redrive` and `replay`, so all three apply the same logic.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::{BoxFuture, join_all};
+
+use crate::codec::Codec;
+use crate::event::{EntityKind, VerdictAction};
+use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicLabel, TopicReasonLabels};
+use crate::plan::assemble::{Cause, Outcome, assemble};
+use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
+use crate::sink::{DeadLetterReason, Sink};
+use crate::source::{Partition, SourceMessage};
+use crate::store::{Store, UnitFailure};
+
+use super::decode::{Decoder, decode};
+
+/// Everything a batch needs, shared by all batches of a run.
+pub struct Stage {
+    /// Decodes and validates records.
+    pub decoder: Decoder,
+    /// Plans slot units.
+    pub planner: Planner,
+    /// Runs slot units.
+    pub store: Store,
+    /// Publishes enrichment records and dead letters.
+    pub sink: Sink,
+    /// Where dead letters go: `<topic><suffix>`.
+    pub dlq_suffix: String,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Set by replays: the namespace, recorded on their dead letters.
+    pub replay_marker: Option<String>,
+}
+
+/// A batch decoded and planned, waiting for its units.
+pub struct PreparedBatch {
+    messages: Vec<SourceMessage>,
+    /// Per message: index into `events`, or why it is poison.
+    decoded: Vec<Result<usize, DeadLetterReason>>,
+    events: Vec<PlannedEvent>,
+    plan_events: Vec<crate::plan::EventPlan>,
+    dispatched: Instant,
+}
+
+/// What a finished batch reports to the consumer loop.
+#[derive(Debug, Default)]
+pub struct BatchDone {
+    /// Every record of the batch, now finished (enriched, applied, or dead-lettered + acked).
+    pub finished: Vec<(Partition, i64)>,
+    /// Enrichment records acked.
+    pub enriched: u64,
+    /// Dead letters acked.
+    pub dead_lettered: u64,
+    /// Units sent.
+    pub units: u64,
+}
+
+impl Stage {
+    /// Decodes and plans `messages`; returns the batch and its units (submit them to the store
+    /// in batch order).
+    pub fn prepare(
+        &self,
+        messages: Vec<SourceMessage>,
+        redrives: Vec<Option<Redrive>>,
+        now_ms: i64,
+    ) -> (PreparedBatch, Vec<SlotUnit>) {
+        let mut events = Vec::with_capacity(messages.len());
+        let mut decoded = Vec::with_capacity(messages.len());
+        let mut redrives = redrives.into_iter();
+        for message in &messages {
+            let redrive = redrives.next().flatten();
+            self.metrics
+                .events_consumed
+                .get_or_create(&TopicLabel {
+                    topic: message.topic.to_string(),
+                })
+                .inc();
+            match decode(&self.decoder, message, now_ms) {
+                Ok(mut event) => {
+                    event.redrive = redrive;
+                    decoded.push(Ok(events.len()));
+                    events.push(event);
+                }
+                Err(reason) => decoded.push(Err(reason)),
+            }
+        }
+        let BatchPlan {
+            units,
+            events: plan_events,
+        } = self.planner.plan(&events, now_ms);
+        let late: u32 = plan_events.iter().map(|p| p.late_windows).sum();
+        self.metrics.late_events.inc_by(u64::from(late));
+        self.metrics.redis_units_sent.inc_by(units.len() as u64);
+        let batch = PreparedBatch {
+            messages,
+            decoded,
+            events,
+            plan_events,
+            dispatched: Instant::now(),
+        };
+        (batch, units)
+    }
+
+    /// Waits for the units, then publishes every outcome and waits for the acks.
+    pub async fn complete(
+        &self,
+        batch: PreparedBatch,
+        units: BoxFuture<'static, Vec<(SlotUnit, Result<UnitAnswer, UnitFailure>)>>,
+    ) -> BatchDone {
+        let results = units.await;
+        let (units, answers): (Vec<SlotUnit>, Vec<_>) = results.into_iter().unzip();
+        let units_sent = units.len() as u64;
+        let plan = BatchPlan {
+            units,
+            events: batch.plan_events,
+        };
+        let processed_at_ms = unix_ms(SystemTime::now());
+        let outcomes = assemble(&batch.events, &plan, &answers, processed_at_ms);
+        self.count_units(&answers);
+        self.count_blacklist(&batch.events, &plan, &answers, &outcomes);
+
+        let mut publishes: Vec<BoxFuture<'_, Published>> = Vec::with_capacity(batch.messages.len());
+        for (message, decoded) in batch.messages.iter().zip(&batch.decoded) {
+            let outcome = match decoded {
+                Err(reason) => Err(reason.clone()),
+                Ok(index) => match &outcomes[*index] {
+                    Outcome::Enriched(enrichment) => Ok(Some(enrichment)),
+                    Outcome::VerdictDone { .. } => Ok(None),
+                    Outcome::Failed { failed_tags, cause } => {
+                        Err(self.failure_reason(failed_tags, cause))
+                    }
+                },
+            };
+            publishes.push(match outcome {
+                Ok(Some(enrichment)) => Box::pin(self.publish_enrichment(message, enrichment)),
+                Ok(None) => {
+                    self.metrics
+                        .verdicts_applied
+                        .get_or_create(&TopicLabel {
+                            topic: message.topic.to_string(),
+                        })
+                        .inc();
+                    Box::pin(async { Published::Nothing })
+                }
+                Err(mut reason) => {
+                    reason.replay = self.replay_marker.clone();
+                    Box::pin(self.publish_dead_letter(message, reason))
+                }
+            });
+        }
+        let published = join_all(publishes).await;
+        let mut done = BatchDone {
+            units: units_sent,
+            ..BatchDone::default()
+        };
+        for (message, result) in batch.messages.iter().zip(published) {
+            match result {
+                Published::Enrichment => done.enriched += 1,
+                Published::DeadLetter => done.dead_lettered += 1,
+                Published::Nothing => {}
+            }
+            done.finished
+                .push(((message.topic.clone(), message.partition), message.offset));
+        }
+        self.metrics
+            .batch_duration
+            .observe(batch.dispatched.elapsed().as_secs_f64());
+        done
+    }
+
+    async fn publish_enrichment(
+        &self,
+        message: &SourceMessage,
+        enrichment: &crate::event::Enrichment,
+    ) -> Published {
+        let payload = self.decoder.codec.encode_enrichment(enrichment);
+        self.sink
+            .publish_enrichment(&enrichment.user_id, &payload)
+            .await;
+        self.metrics
+            .events_enriched
+            .get_or_create(&TopicLabel {
+                topic: message.topic.to_string(),
+            })
+            .inc();
+        let age_ms = unix_ms(SystemTime::now()) - enrichment.event_time_ms;
+        self.metrics
+            .event_to_enriched
+            .observe(age_ms.max(0) as f64 / 1000.0);
+        Published::Enrichment
+    }
+
+    async fn publish_dead_letter(&self, message: &SourceMessage, reason: DeadLetterReason) -> Published {
+        let topic = format!("{}{}", message.topic, self.dlq_suffix);
+        self.sink.publish_dead_letter(&topic, message, &reason).await;
+        tracing::warn!(
+            topic = %message.topic,
+            partition = message.partition,
+            offset = message.offset,
+            error.kind = %reason.kind,
+            error = %reason.message,
+            "dead-lettered"
+        );
+        self.metrics
+            .events_dead_lettered
+            .get_or_create(&TopicReasonLabels {
+                topic: message.topic.to_string(),
+                reason: reason.kind.clone(),
+            })
+            .inc();
+        self.metrics.dead_lettered_sum.inc();
+        Published::DeadLetter
+    }
+
+    fn failure_reason(&self, failed_tags: &[String], cause: &Cause<UnitFailure>) -> DeadLetterReason {
+        match cause {
+            Cause::Unit(failure) => DeadLetterReason {
+                class: "fds.store.UnitFailed",
+                kind: failure.kind.as_str().to_owned(),
+                message: failure.message.clone(),
+                slot: Some(failure.slot),
+                node: failure.node.clone(),
+                attempts: failure.attempts,
+                first_failure: failure.first_failure,
+                last_failure: failure.last_failure,
+                failed_tags: failed_tags.to_vec(),
+                replay: None,
+            },
+            Cause::Op(message) => {
+                let mut reason = DeadLetterReason::poison("wrongtype", message.clone());
+                reason.class = "fds.store.WriteFailed";
+                reason.attempts = 1;
+                reason.failed_tags = failed_tags.to_vec();
+                reason
+            }
+        }
+    }
+
+    fn count_units(&self, answers: &[Result<UnitAnswer, UnitFailure>]) {
+        for failure in answers.iter().filter_map(|a| a.as_ref().err()) {
+            self.metrics
+                .redis_units_failed
+                .get_or_create(&ErrorLabels {
+                    kind: failure.kind.as_str().to_owned(),
+                    node: failure.node.clone().unwrap_or_else(|| "unknown".to_owned()),
+                })
+                .inc();
+        }
+    }
+
+    fn count_blacklist(
+        &self,
+        events: &[PlannedEvent],
+        plan: &BatchPlan,
+        answers: &[Result<UnitAnswer, UnitFailure>],
+        outcomes: &[Outcome<UnitFailure>],
+    ) {
+        let label = |kind: EntityKind, level: &str| BlacklistLabels {
+            kind: kind.as_str().to_owned(),
+            level: level.to_owned(),
+        };
+        let mut breached = HashSet::new();
+        for ((event, event_plan), outcome) in events.iter().zip(&plan.events).zip(outcomes) {
+            match (&event.body, outcome) {
+                (EventBody::Verdict(verdict), Outcome::VerdictDone { applied: true }) => {
+                    let family = match verdict.action {
+                        VerdictAction::Add => &self.metrics.blacklist_adds,
+                        VerdictAction::Remove => &self.metrics.blacklist_removes,
+                    };
+                    family
+                        .get_or_create(&label(verdict.subject.kind, verdict.threat_level.as_str()))
+                        .inc();
+                }
+                (EventBody::Transaction(_), Outcome::Enriched(enrichment)) => {
+                    for hit in &enrichment.blacklist_hits {
+                        self.metrics
+                            .blacklist_hits
+                            .get_or_create(&label(hit.kind, hit.threat_level.as_str()))
+                            .inc();
+                    }
+                    for at in &event_plan.entities {
+                        if let Ok(answer) = &answers[at.unit]
+                            && answer.entities[at.entity][at.op].breached
+                            && breached.insert((at.unit, at.entity, at.op))
+                        {
+                            self.metrics.velocity_breaches.inc();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+enum Published {
+    Enrichment,
+    DeadLetter,
+    Nothing,
+}
+
+/// Unix milliseconds of `at`.
+pub fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,209 @@
+#!lua name=fds
+
+-- fds-worker's atomic unit: every operation of one batch on one hash slot.
+--
+-- KEYS: every key the unit touches (all in one slot); ARGV[1]: the unit as JSON, referring to
+-- keys by 0-based index:
+--   {"e": [ {"m": marks_key, "b": blacklist_key,
+--            "o": [ {"f": "<topic>:<partition>", "n": offset,         -- apply-once identity
+--                    "v": [[key, expire_at_s, threshold, window_s], ...], -- velocity INCRs
+--                    "br": add,                                        -- breach rule entry
+--                    "a": add,                                         -- verdict ADD
+--                    "d": remove_before_ms,                            -- verdict REMOVE
+--                    "k": 1 } ] } ] }                                  -- blacklist lookup
+--   add = {"l": level, "x": expire_at_s (0 = none), "re": reason, "s": source, "t": added_at_ms}
+--
+-- Reply: per entity, per op: {applied, {counts...}, breached, entry|nil, pttl|nil, error|nil}.
+-- An op whose identity is at or below the entity's mark for its partition was applied before
+-- (redelivery, client retry): it is skipped and its counters are read instead.
+
+local RANK = { TEMPORARY = 0, FRAUD = 1, STOLEN_CARD = 2, SUSPICIOUS_EMAIL = 3, PERMANENT = 4 }
+
+local function decode_entry(raw)
+  if not raw then
+    return nil
+  end
+  local ok, entry = pcall(cjson.decode, raw)
+  if ok and type(entry) == 'table' and RANK[entry.threat_level] then
+    return entry
+  end
+  return nil
+end
+
+-- Merges `add` into the entry at `key`: never lowers the level, never shortens the expiry;
+-- an addition that has already expired is not written (no resurrection). Returns the expiry
+-- written (0 = none) or nil if nothing was written.
+local function blacklist_add(key, add, now)
+  local level, expire_at, reason, source, added_at = add.l, add.x, add.re, add.s, add.t
+  local old = decode_entry(redis.call('GET', key))
+  if old then
+    local old_expire = redis.call('EXPIRETIME', key)
+    if RANK[old.threat_level] > RANK[level] then
+      level, reason, source = old.threat_level, old.reason, old.source
+    end
+    local old_added = tonumber(old.added_at) or 0
+    if old_added > added_at then
+      added_at = old_added
+    end
+    if old_expire == -1 or expire_at == 0 then
+      expire_at = 0
+    elseif old_expire > expire_at then
+      expire_at = old_expire
+    end
+  end
+  if expire_at ~= 0 and expire_at <= now then
+    return nil
+  end
+  local value = cjson.encode({ threat_level = level, reason = reason, source = source, added_at = added_at })
+  if expire_at == 0 then
+    redis.call('SET', key, value)
+  else
+    redis.call('SET', key, value, 'EXAT', expire_at)
+  end
+  return expire_at
+end
+
+local function blacklist_remove(key, before_ms)
+  local old = decode_entry(redis.call('GET', key))
+  if old and (tonumber(old.added_at) or 0) <= before_ms then
+    redis.call('DEL', key)
+  end
+end
+
+local function read_count(key)
+  local value = redis.pcall('GET', key)
+  return tonumber(value) or 0
+end
+
+-- Applies one op; returns counts, breached, and the latest expiry it needs its mark to outlive
+-- (0 = forever, -1 = nothing written).
+local function apply_op(keys, entity, op, now)
+  local counts, breach = {}, nil
+  local keep_until = -1
+  local function keep(expire_at)
+    if expire_at == nil then
+      return
+    end
+    if expire_at == 0 or keep_until == 0 then
+      keep_until = 0
+    elseif expire_at > keep_until then
+      keep_until = expire_at
+    end
+  end
+  local blacklist_key = keys[entity.b + 1]
+  if op.d then
+    blacklist_remove(blacklist_key, op.d)
+  end
+  if op.a then
+    keep(blacklist_add(blacklist_key, op.a, now))
+  end
+  for i, incr in ipairs(op.v or {}) do
+    local key, expire_at, threshold, window = keys[incr[1] + 1], incr[2], incr[3], incr[4]
+    local count
+    if expire_at <= now then
+      -- Too late for this bucket: writing would create a key that is already expired.
+      count = read_count(key)
+    else
+      count = redis.call('INCR', key)
+      if count == 1 then
+        redis.call('EXPIREAT', key, expire_at)
+      end
+      keep(expire_at)
+    end
+    counts[i] = count
+    if threshold > 0 and count > threshold and breach == nil then
+      breach = string.format('velocity: %d events in %ds window > %d', count, window, threshold)
+    end
+  end
+  local breached = 0
+  if breach and op.br then
+    op.br.re = breach
+    local expire_at = blacklist_add(blacklist_key, op.br, now)
+    if expire_at then
+      keep(expire_at)
+      breached = 1
+    end
+  end
+  return counts, breached, keep_until
+end
+
+local function apply(keys, args)
+  local unit = cjson.decode(args[1])
+  local now = tonumber(redis.call('TIME')[1])
+  local reply, lookups = {}, {}
+  for entity_index, entity in ipairs(unit.e) do
+    local marks_key = keys[entity.m + 1]
+    local marks, dirty = {}, {}
+    local keep_until = -1
+    local results = {}
+    for op_index, op in ipairs(entity.o) do
+      local fresh = false
+      if op.f then
+        local mark = marks[op.f]
+        if mark == nil then
+          mark = tonumber(redis.call('HGET', marks_key, op.f)) or -1
+        end
+        fresh = op.n > mark
+      end
+      local result
+      if fresh then
+        local ok, counts, breached, keep = pcall(apply_op, keys, entity, op, now)
+        if ok then
+          result = { 1, counts, breached, false, false, false }
+          if keep == 0 or keep_until == 0 then
+            keep_until = 0
+          elseif keep > keep_until then
+            keep_until = keep
+          end
+        else
+          -- A write failed (e.g. WRONGTYPE on a foreign key). Earlier writes of this op stay,
+          -- so the op still counts as applied: a retry must not repeat them.
+          local message = type(counts) == 'table' and counts.err or tostring(counts)
+          result = { 1, {}, 0, false, false, message }
+        end
+        marks[op.f] = op.n
+        dirty[op.f] = true
+      else
+        local counts = {}
+        for i, incr in ipairs(op.v or {}) do
+          counts[i] = read_count(keys[incr[1] + 1])
+        end
+        result = { 0, counts, 0, false, false, false }
+      end
+      results[op_index] = result
+      if op.k == 1 then
+        lookups[#lookups + 1] = { result, keys[entity.b + 1] }
+      end
+    end
+    local fields = {}
+    for field in pairs(dirty) do
+      fields[#fields + 1] = field
+      fields[#fields + 1] = marks[field]
+    end
+    if #fields > 0 then
+      if keep_until == -1 then
+        -- Only reads or removals: the mark need not outlive anything, keep it a day.
+        keep_until = now + 86400
+      end
+      local previous = redis.call('EXPIRETIME', marks_key)
+      redis.call('HSET', marks_key, unpack(fields))
+      if keep_until == 0 then
+        redis.call('PERSIST', marks_key)
+      elseif keep_until > 0 and previous ~= -1 and keep_until > previous then
+        redis.call('EXPIREAT', marks_key, keep_until)
+      end
+    end
+    reply[entity_index] = results
+  end
+  -- Reads last, so a transaction sees every verdict and breach of its batch.
+  for _, lookup in ipairs(lookups) do
+    local raw = redis.pcall('GET', lookup[2])
+    if type(raw) == 'string' then
+      lookup[1][4] = raw
+      lookup[1][5] = redis.call('PTTL', lookup[2])
+    end
+  end
+  return reply
+end
+
+redis.register_function('fds_apply_v1', apply)
