@@ -30,7 +30,7 @@ pub mod event;
 pub mod generate;
 pub mod localstack;
 pub mod metrics;
-// pub mod pipeline; (pending codec)
+pub mod pipeline;
 pub mod plan;
 pub mod sink;
 pub mod slot;

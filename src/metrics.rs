@@ -106,30 +106,66 @@ impl Metrics {
             dead_lettered_sum: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("fds");
-        r.register("events_consumed", "Records consumed", metrics.events_consumed.clone());
-        r.register("events_enriched", "Enrichment records acked", metrics.events_enriched.clone());
-        r.register("verdicts_applied", "Verdicts applied", metrics.verdicts_applied.clone());
+        r.register(
+            "events_consumed",
+            "Records consumed",
+            metrics.events_consumed.clone(),
+        );
+        r.register(
+            "events_enriched",
+            "Enrichment records acked",
+            metrics.events_enriched.clone(),
+        );
+        r.register(
+            "verdicts_applied",
+            "Verdicts applied",
+            metrics.verdicts_applied.clone(),
+        );
         r.register(
             "events_dead_lettered",
             "Dead letters acked",
             metrics.events_dead_lettered.clone(),
         );
-        r.register("late_events", "Velocity windows skipped as late", metrics.late_events.clone());
+        r.register(
+            "late_events",
+            "Velocity windows skipped as late",
+            metrics.late_events.clone(),
+        );
         r.register(
             "velocity_breaches",
             "Velocity breaches that added a blacklist entry",
             metrics.velocity_breaches.clone(),
         );
-        r.register("blacklist_hits", "Blacklist matches", metrics.blacklist_hits.clone());
-        r.register("blacklist_adds", "Blacklist additions", metrics.blacklist_adds.clone());
-        r.register("blacklist_removes", "Blacklist removals", metrics.blacklist_removes.clone());
-        r.register("redis_units_sent", "Atomic units sent", metrics.redis_units_sent.clone());
+        r.register(
+            "blacklist_hits",
+            "Blacklist matches",
+            metrics.blacklist_hits.clone(),
+        );
+        r.register(
+            "blacklist_adds",
+            "Blacklist additions",
+            metrics.blacklist_adds.clone(),
+        );
+        r.register(
+            "blacklist_removes",
+            "Blacklist removals",
+            metrics.blacklist_removes.clone(),
+        );
+        r.register(
+            "redis_units_sent",
+            "Atomic units sent",
+            metrics.redis_units_sent.clone(),
+        );
         r.register(
             "redis_units_retried",
             "Unit attempts retried",
             metrics.redis_units_retried.clone(),
         );
-        r.register("redis_units_failed", "Units given up on", metrics.redis_units_failed.clone());
+        r.register(
+            "redis_units_failed",
+            "Units given up on",
+            metrics.redis_units_failed.clone(),
+        );
         r.register_with_unit(
             "batch_duration",
             "Batch duration",
@@ -142,8 +178,16 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             metrics.event_to_enriched.clone(),
         );
-        r.register("inflight_batches", "Batches in flight", metrics.inflight_batches.clone());
-        r.register("paused", "1 while consumption is paused", metrics.paused.clone());
+        r.register(
+            "inflight_batches",
+            "Batches in flight",
+            metrics.inflight_batches.clone(),
+        );
+        r.register(
+            "paused",
+            "1 while consumption is paused",
+            metrics.paused.clone(),
+        );
         metrics
     }
 

@@ -1,1 +1,341 @@
-//! TODO
+//! Synthetic traffic with ground truth.
+//!
+//! [`generate`] makes a deterministic (seeded) stream of transactions and verdicts that looks
+//! like a payment stream: a skewed user population (a few heavy users, a long tail), bursts
+//! that breach the velocity threshold, IPs and devices shared between users, and a fraction of
+//! verdicts, including false-positive REMOVEs. Alongside it computes the [`GroundTruth`]: the
+//! value every velocity counter must have once every event was applied exactly once, and the
+//! blacklist entries the verdicts must leave behind.
+//!
+//! [`produce`] publishes the stream to Kafka (Confluent-framed Avro, keyed like production).
+
+mod produce;
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use produce::{ProduceError, produce};
+
+use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction};
+use crate::plan::PlanSettings;
+use crate::slot::keys::Entity;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficSettings {
+    /// RNG seed: the same seed gives the same stream.
+    pub seed: u64,
+    /// Number of transactions.
+    pub transactions: usize,
+    /// Size of the user population.
+    pub users: usize,
+    /// Probability that a transaction starts a burst (6–9 quick transactions of one user).
+    pub burst_probability: f64,
+    /// Verdicts per transaction (on average).
+    pub verdict_ratio: f64,
+    /// Event time of the first event (Unix ms).
+    pub start_ms: i64,
+    /// Event times spread over this many milliseconds.
+    pub span_ms: i64,
+}
+
+impl Default for TrafficSettings {
+    fn default() -> Self {
+        TrafficSettings {
+            seed: 42,
+            transactions: 10_000,
+            users: 2_000,
+            burst_probability: 0.01,
+            verdict_ratio: 0.02,
+            start_ms: 0,
+            span_ms: 60_000,
+        }
+    }
+}
+
+/// One generated event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeneratedEvent {
+    /// A transaction (topic `transactions`, key = user id).
+    Transaction(Transaction),
+    /// A verdict (verdict topic, key = subject value).
+    Verdict(FraudVerdict),
+}
+
+/// An expected blacklist entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedEntry {
+    /// Level after all merges.
+    pub threat_level: String,
+    /// Absolute expiry, Unix seconds (0 = none).
+    pub expire_at_s: i64,
+}
+
+/// What Redis must hold after every event was applied exactly once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    /// Transactions generated.
+    pub transactions: usize,
+    /// Verdicts generated.
+    pub verdicts: usize,
+    /// Velocity counter key → count.
+    pub counters: BTreeMap<String, i64>,
+    /// Blacklist key → expected entry, for verdict subjects (not users: the velocity rule
+    /// also writes user entries, at times that depend on processing order).
+    pub blacklist: BTreeMap<String, ExpectedEntry>,
+    /// Blacklist keys that must be absent (removed by a false-positive REMOVE).
+    pub removed: Vec<String>,
+}
+
+/// A generated stream and its ground truth.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// Events in production order.
+    pub events: Vec<GeneratedEvent>,
+    /// The expected end state.
+    pub truth: GroundTruth,
+}
+
+const LEVELS: [ThreatLevel; 4] = [
+    ThreatLevel::Temporary,
+    ThreatLevel::Fraud,
+    ThreatLevel::StolenCard,
+    ThreatLevel::SuspiciousEmail,
+];
+
+/// Generates traffic; counters and blacklist keys follow `plan` (windows, dimensions,
+/// namespace, tiers).
+pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let users = settings.users.max(1);
+    let shared_ips: Vec<String> = (0..users / 20 + 1)
+        .map(|i| format!("100.64.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let mut events = Vec::with_capacity(settings.transactions * 11 / 10);
+    let mut added: Vec<Subject> = Vec::new();
+    let step = settings.span_ms.max(1) as f64 / settings.transactions.max(1) as f64;
+    let mut burst: Option<(usize, u32)> = None;
+    let mut seq = 0u64;
+    for i in 0..settings.transactions {
+        let event_time_ms = settings.start_ms + (i as f64 * step) as i64;
+        let user = match burst {
+            Some((user, left)) if left > 0 => {
+                burst = Some((user, left - 1));
+                user
+            }
+            _ => {
+                // Power-law skew: a few users make most of the transactions.
+                let u: f64 = rng.random();
+                let user = ((u * u * u) * users as f64) as usize % users;
+                if rng.random_bool(settings.burst_probability.clamp(0.0, 1.0)) {
+                    burst = Some((user, rng.random_range(5..=8)));
+                }
+                user
+            }
+        };
+        seq += 1;
+        let ip = if rng.random_bool(0.3) {
+            shared_ips[rng.random_range(0..shared_ips.len())].clone()
+        } else {
+            format!(
+                "10.{}.{}.{}",
+                user / 65_536 % 256,
+                user / 256 % 256,
+                user % 256
+            )
+        };
+        events.push(GeneratedEvent::Transaction(Transaction {
+            event_id: format!("tx-{}-{seq}", settings.seed),
+            user_id: format!("user-{user}"),
+            amount_minor: rng.random_range(100..500_000),
+            currency: ["EUR", "USD", "KRW"][user % 3].to_owned(),
+            card_bin: Some(format!("{}", 400_000 + user % 997)),
+            ip: Some(ip),
+            email: Some(format!("user{user}@example.com")),
+            device_id: (user % 10 != 0).then(|| format!("dev-{}", user % (users / 2 + 1))),
+            merchant_id: Some(format!("m-{}", rng.random_range(0..200))),
+            event_time_ms,
+        }));
+        if rng.random_bool(settings.verdict_ratio.clamp(0.0, 1.0)) {
+            seq += 1;
+            let remove = !added.is_empty() && rng.random_bool(0.2);
+            let (subject, action) = if remove {
+                (
+                    added[rng.random_range(0..added.len())].clone(),
+                    VerdictAction::Remove,
+                )
+            } else {
+                let kind = [
+                    EntityKind::Ip,
+                    EntityKind::Email,
+                    EntityKind::CardBin,
+                    EntityKind::Device,
+                ][rng.random_range(0..4)];
+                let other = rng.random_range(0..users);
+                let value = match kind {
+                    EntityKind::Ip => format!(
+                        "10.{}.{}.{}",
+                        other / 65_536 % 256,
+                        other / 256 % 256,
+                        other % 256
+                    ),
+                    EntityKind::Email => format!("user{other}@example.com"),
+                    EntityKind::CardBin => format!("{}", 400_000 + other % 997),
+                    _ => format!("dev-{}", other % (users / 2 + 1)),
+                };
+                let subject = Subject { kind, value };
+                added.push(subject.clone());
+                (subject, VerdictAction::Add)
+            };
+            events.push(GeneratedEvent::Verdict(FraudVerdict {
+                verdict_id: format!("v-{}-{seq}", settings.seed),
+                subject,
+                action,
+                threat_level: LEVELS[rng.random_range(0..LEVELS.len())],
+                reason: if remove {
+                    "false positive".into()
+                } else {
+                    "chargeback".into()
+                },
+                source: "generator".into(),
+                event_time_ms,
+            }));
+        }
+    }
+    let truth = ground_truth(&events, plan);
+    Traffic { events, truth }
+}
+
+/// Computes the expected end state of `events` independently of the worker: counters are a
+/// plain count per key; blacklist entries follow the merge rules in production order.
+pub fn ground_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> GroundTruth {
+    let mut truth = GroundTruth::default();
+    let mut entries: BTreeMap<String, (ThreatLevel, i64, i64)> = BTreeMap::new();
+    for event in events {
+        match event {
+            GeneratedEvent::Transaction(tx) => {
+                truth.transactions += 1;
+                for kind in &plan.dimensions {
+                    let Some(id) = tx.entity_id(*kind) else {
+                        continue;
+                    };
+                    let tag = Entity::new(*kind, id).tag();
+                    for window in &plan.windows {
+                        let bucket = tx.event_time_ms.div_euclid(window.seconds as i64 * 1000);
+                        *truth
+                            .counters
+                            .entry(plan.keys.velocity(&tag, window.seconds, bucket))
+                            .or_default() += 1;
+                    }
+                }
+            }
+            GeneratedEvent::Verdict(verdict) => {
+                truth.verdicts += 1;
+                let tag = Entity::new(verdict.subject.kind, verdict.subject.value.as_str()).tag();
+                let key = plan.keys.blacklist(&tag);
+                match verdict.action {
+                    VerdictAction::Add => {
+                        let expire = plan.expiry_for(verdict.threat_level, verdict.event_time_ms);
+                        let merged = match entries.get(&key) {
+                            None => (verdict.threat_level, expire, verdict.event_time_ms),
+                            Some((level, old_expire, added_at)) => (
+                                (*level).max(verdict.threat_level),
+                                if *old_expire == 0 || expire == 0 {
+                                    0
+                                } else {
+                                    (*old_expire).max(expire)
+                                },
+                                (*added_at).max(verdict.event_time_ms),
+                            ),
+                        };
+                        entries.insert(key, merged);
+                    }
+                    VerdictAction::Remove => {
+                        if entries
+                            .get(&key)
+                            .is_some_and(|(_, _, added_at)| *added_at <= verdict.event_time_ms)
+                        {
+                            entries.remove(&key);
+                            truth.removed.push(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    truth.removed.retain(|key| !entries.contains_key(key));
+    truth.removed.sort();
+    truth.removed.dedup();
+    truth.blacklist = entries
+        .into_iter()
+        .map(|(key, (level, expire_at_s, _))| {
+            (
+                key,
+                ExpectedEntry {
+                    threat_level: level.as_str().to_owned(),
+                    expire_at_s,
+                },
+            )
+        })
+        .collect();
+    truth
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> TrafficSettings {
+        TrafficSettings {
+            transactions: 2_000,
+            users: 100,
+            burst_probability: 0.05,
+            verdict_ratio: 0.1,
+            start_ms: 1_764_000_000_000,
+            ..TrafficSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_stream() {
+        let plan = PlanSettings::seed_defaults();
+        let a = generate(&small(), &plan);
+        let b = generate(&small(), &plan);
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.truth, b.truth);
+        let other = generate(&TrafficSettings { seed: 7, ..small() }, &plan);
+        assert_ne!(a.events, other.events);
+    }
+
+    #[test]
+    fn ground_truth_counts_every_transaction_once_per_window_and_dimension() {
+        let plan = PlanSettings::seed_defaults();
+        let traffic = generate(&small(), &plan);
+        let user_minute: i64 = traffic
+            .truth
+            .counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("vel:{u:") && k.contains("}:60:"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(user_minute as usize, traffic.truth.transactions);
+        assert_eq!(traffic.truth.transactions, 2_000);
+        assert!(traffic.truth.verdicts > 100);
+    }
+
+    #[test]
+    fn traffic_contains_bursts_that_breach_the_minute_threshold() {
+        let plan = PlanSettings::seed_defaults();
+        let traffic = generate(&small(), &plan);
+        let breaching = traffic
+            .truth
+            .counters
+            .iter()
+            .filter(|(k, v)| k.starts_with("vel:{u:") && k.contains("}:60:") && **v > 5)
+            .count();
+        assert!(breaching > 0, "some user exceeds 5 per minute");
+    }
+}

@@ -72,9 +72,7 @@ fn check_time(event_time_ms: i64, now_ms: i64, max_skew_ms: i64) -> Result<(), D
     if event_time_ms > now_ms + max_skew_ms {
         return Err(DeadLetterReason::poison(
             "invalid_field",
-            format!(
-                "event_time {event_time_ms} is more than {max_skew_ms} ms in the future"
-            ),
+            format!("event_time {event_time_ms} is more than {max_skew_ms} ms in the future"),
         ));
     }
     Ok(())

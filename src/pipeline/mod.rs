@@ -97,8 +97,11 @@ pub async fn run(
     });
     let mut worker = Loop {
         stage,
+        topics: topics.iter().map(|t| Arc::from(*t)).collect(),
         consumer,
-        permits: Arc::new(Semaphore::new(config.pipeline.max_inflight_batches.max(1) as usize)),
+        permits: Arc::new(Semaphore::new(
+            config.pipeline.max_inflight_batches.max(1) as usize
+        )),
         max_inflight: config.pipeline.max_inflight_batches.max(1) as usize,
         batch: Vec::new(),
         batch_deadline: None,
@@ -125,12 +128,18 @@ pub async fn run(
                 worker.dispatch(&done_tx);
             }
             message = worker.consumer.recv() => match message {
-                Ok(message) => worker.receive(&message),
+                Ok(message) => {
+                    let record = worker.own(&message);
+                    drop(message);
+                    worker.receive(record);
+                }
                 Err(error) => tracing::warn!(%error, "consumer error"),
             },
         }
     }
-    worker.drain(done_tx, done_rx, config.pipeline.shutdown_deadline).await;
+    worker
+        .drain(done_tx, done_rx, config.pipeline.shutdown_deadline)
+        .await;
     Ok(worker.summary)
 }
 
@@ -143,6 +152,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 struct Loop {
     stage: Arc<Stage>,
+    topics: Vec<Arc<str>>,
     consumer: SourceConsumer,
     permits: Arc<Semaphore>,
     max_inflight: usize,
@@ -157,10 +167,19 @@ struct Loop {
 }
 
 impl Loop {
-    fn receive(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+    /// Copies a record out of the consumer's buffer (topic names are interned).
+    fn own(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> SourceMessage {
         use rdkafka::Message;
-        let topic: Arc<str> = Arc::from(message.topic());
-        let record = SourceMessage::from_borrowed(message, topic);
+        let topic = self
+            .topics
+            .iter()
+            .find(|t| ***t == *message.topic())
+            .cloned()
+            .unwrap_or_else(|| Arc::from(message.topic()));
+        SourceMessage::from_borrowed(message, topic)
+    }
+
+    fn receive(&mut self, record: SourceMessage) {
         self.marks
             .received(&(record.topic.clone(), record.partition), record.offset);
         self.summary.consumed += 1;
@@ -187,7 +206,9 @@ impl Loop {
         let messages = std::mem::take(&mut self.batch);
         self.batch_deadline = None;
         let redrives = vec![None; messages.len()];
-        let (prepared, units) = self.stage.prepare(messages, redrives, unix_ms(SystemTime::now()));
+        let (prepared, units) = self
+            .stage
+            .prepare(messages, redrives, unix_ms(SystemTime::now()));
         let results = self.stage.store.submit(units);
         let stage = Arc::clone(&self.stage);
         let done_tx = done_tx.clone();
@@ -221,8 +242,7 @@ impl Loop {
         }
         let mut list = TopicPartitionList::new();
         for ((topic, partition), next) in &advanced {
-            if let Err(error) =
-                list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next))
             {
                 tracing::warn!(%error, "building offset list");
             }

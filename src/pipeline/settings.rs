@@ -1,5 +1,6 @@
 //! Config → the settings of each stage.
 
+use crate::codec::{Codec, Limits, SchemaCatalog, SchemaIds};
 use crate::config::{Config, RedisConfig};
 use crate::event::ThreatLevel;
 use crate::plan::{BreachRule, PlanSettings, Window};
@@ -62,7 +63,23 @@ pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
     }
 }
 
-/// The decoder: schema catalog from config, limits, topics.
+/// The decoder: schema catalog from config (every schema parsed once, here), limits, topics.
 pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
-    todo!()
+    let catalog = SchemaCatalog::from_files(config.schema_catalog()).map_err(|e| e.to_string())?;
+    let ids = SchemaIds {
+        transaction: config.schemas.transaction_id,
+        verdict: config.schemas.verdict_id,
+        enrichment: config.schemas.enrichment_id,
+    };
+    let codec = Codec::new(&catalog, ids, config.limits.max_message_bytes as usize)
+        .map_err(|e| e.to_string())?;
+    Ok(Decoder {
+        codec,
+        limits: Limits {
+            max_field_len: config.limits.max_field_len as usize,
+        },
+        transactions_topic: config.kafka.transactions_topic.clone(),
+        verdict_topics: config.kafka.verdict_topics.clone(),
+        max_future_skew_ms: config.limits.max_future_skew.as_millis() as i64,
+    })
 }

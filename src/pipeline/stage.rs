@@ -2,12 +2,10 @@
 //! the live consumer, `redrive` and `replay`, so all three apply the same logic.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, join_all};
 
-use crate::codec::Codec;
 use crate::event::{EntityKind, VerdictAction};
 use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicLabel, TopicReasonLabels};
 use crate::plan::assemble::{Cause, Outcome, assemble};
@@ -136,7 +134,7 @@ impl Stage {
                 },
             };
             publishes.push(match outcome {
-                Ok(Some(enrichment)) => Box::pin(self.publish_enrichment(message, enrichment)),
+                Ok(Some(enrichment)) => self.publish_enrichment(message, enrichment),
                 Ok(None) => {
                     self.metrics
                         .verdicts_applied
@@ -172,12 +170,27 @@ impl Stage {
         done
     }
 
-    async fn publish_enrichment(
+    fn publish_enrichment<'a>(
+        &'a self,
+        message: &'a SourceMessage,
+        enrichment: &'a crate::event::Enrichment,
+    ) -> BoxFuture<'a, Published> {
+        Box::pin(self.publish_enrichment_inner(message, enrichment))
+    }
+
+    async fn publish_enrichment_inner(
         &self,
         message: &SourceMessage,
         enrichment: &crate::event::Enrichment,
     ) -> Published {
-        let payload = self.decoder.codec.encode_enrichment(enrichment);
+        let payload = match self.decoder.codec.encode_enrichment(enrichment) {
+            Ok(payload) => payload,
+            Err(error) => {
+                let mut reason = DeadLetterReason::poison(error.kind(), error.to_string());
+                reason.class = "fds.codec.EncodeError";
+                return self.publish_dead_letter(message, reason).await;
+            }
+        };
         self.sink
             .publish_enrichment(&enrichment.user_id, &payload)
             .await;
@@ -194,9 +207,15 @@ impl Stage {
         Published::Enrichment
     }
 
-    async fn publish_dead_letter(&self, message: &SourceMessage, reason: DeadLetterReason) -> Published {
+    async fn publish_dead_letter(
+        &self,
+        message: &SourceMessage,
+        reason: DeadLetterReason,
+    ) -> Published {
         let topic = format!("{}{}", message.topic, self.dlq_suffix);
-        self.sink.publish_dead_letter(&topic, message, &reason).await;
+        self.sink
+            .publish_dead_letter(&topic, message, &reason)
+            .await;
         tracing::warn!(
             topic = %message.topic,
             partition = message.partition,
@@ -216,7 +235,11 @@ impl Stage {
         Published::DeadLetter
     }
 
-    fn failure_reason(&self, failed_tags: &[String], cause: &Cause<UnitFailure>) -> DeadLetterReason {
+    fn failure_reason(
+        &self,
+        failed_tags: &[String],
+        cause: &Cause<UnitFailure>,
+    ) -> DeadLetterReason {
         match cause {
             Cause::Unit(failure) => DeadLetterReason {
                 class: "fds.store.UnitFailed",

@@ -1,6 +1,6 @@
 //! Turns unit answers back into per-event results (pure).
 
-use crate::event::{BlacklistHit, EntityKind, Enrichment, Transaction, VelocityCount};
+use crate::event::{BlacklistHit, Enrichment, EntityKind, Transaction, VelocityCount};
 
 use super::{BatchPlan, EventBody, PlannedEvent, SlotUnit, UnitAnswer};
 

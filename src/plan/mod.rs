@@ -238,7 +238,9 @@ impl Planner {
             );
         for (index, event) in verdicts_first {
             plans[index] = match &event.body {
-                EventBody::Transaction(tx) => self.plan_transaction(&mut builder, event, tx, now_ms),
+                EventBody::Transaction(tx) => {
+                    self.plan_transaction(&mut builder, event, tx, now_ms)
+                }
                 EventBody::Verdict(verdict) => self.plan_verdict(&mut builder, event, verdict),
             };
         }

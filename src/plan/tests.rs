@@ -38,7 +38,12 @@ fn tx_event(tx: Transaction, offset: i64) -> PlannedEvent {
     }
 }
 
-fn verdict(kind: EntityKind, value: &str, action: VerdictAction, level: ThreatLevel) -> FraudVerdict {
+fn verdict(
+    kind: EntityKind,
+    value: &str,
+    action: VerdictAction,
+    level: ThreatLevel,
+) -> FraudVerdict {
     FraudVerdict {
         verdict_id: "v1".to_owned(),
         subject: Subject {
@@ -93,7 +98,11 @@ fn a_transaction_touches_one_entity_per_id_with_incrs_per_window() {
         }
         assert_eq!(op.breach.is_some(), at.kind == EntityKind::User);
     }
-    let slots: BTreeSet<_> = ours.entities.iter().map(|e| plan.units[e.unit].slot).collect();
+    let slots: BTreeSet<_> = ours
+        .entities
+        .iter()
+        .map(|e| plan.units[e.unit].slot)
+        .collect();
     assert_eq!(plan.units.len(), slots.len(), "one unit per distinct slot");
 }
 
@@ -104,10 +113,16 @@ fn velocity_keys_bucket_by_event_time_and_expire_after_the_bucket_plus_grace() {
     let op = &unit.entities[0].ops[0];
     let minute = &op.incrs[0];
     let bucket = T0 / 60_000;
-    assert_eq!(unit.keys[minute.key as usize], format!("vel:{{u:42}}:60:{bucket}"));
+    assert_eq!(
+        unit.keys[minute.key as usize],
+        format!("vel:{{u:42}}:60:{bucket}")
+    );
     assert_eq!(minute.expire_at_s, (bucket + 1) * 60 + 60);
     assert_eq!(minute.threshold, 5);
-    assert_eq!(op.incrs[1].threshold, 0, "the 1 h window has no threshold by default");
+    assert_eq!(
+        op.incrs[1].threshold, 0,
+        "the 1 h window has no threshold by default"
+    );
 }
 
 #[test]
@@ -141,7 +156,10 @@ fn verdict_add_expires_at_event_time_plus_tier_and_permanent_never() {
         (ThreatLevel::StolenCard, 30 * 86_400),
         (ThreatLevel::SuspiciousEmail, 90 * 86_400),
     ] {
-        let event = verdict_event(verdict(EntityKind::Ip, "10.0.0.1", VerdictAction::Add, level), 3);
+        let event = verdict_event(
+            verdict(EntityKind::Ip, "10.0.0.1", VerdictAction::Add, level),
+            3,
+        );
         let plan = planner.plan(&[event], T0);
         let add = plan.units[0].entities[0].ops[0].add.clone().unwrap();
         assert_eq!(add.expire_at_s, (T0 + ttl_s * 1000) / 1000, "{level}");
@@ -149,17 +167,34 @@ fn verdict_add_expires_at_event_time_plus_tier_and_permanent_never() {
         assert_eq!(add.added_at_ms, T0);
     }
     let event = verdict_event(
-        verdict(EntityKind::Ip, "10.0.0.1", VerdictAction::Add, ThreatLevel::Permanent),
+        verdict(
+            EntityKind::Ip,
+            "10.0.0.1",
+            VerdictAction::Add,
+            ThreatLevel::Permanent,
+        ),
         3,
     );
     let plan = planner.plan(&[event], T0);
-    assert_eq!(plan.units[0].entities[0].ops[0].add.as_ref().unwrap().expire_at_s, 0);
+    assert_eq!(
+        plan.units[0].entities[0].ops[0]
+            .add
+            .as_ref()
+            .unwrap()
+            .expire_at_s,
+        0
+    );
 }
 
 #[test]
 fn verdict_remove_carries_its_event_time() {
     let event = verdict_event(
-        verdict(EntityKind::User, "42", VerdictAction::Remove, ThreatLevel::Fraud),
+        verdict(
+            EntityKind::User,
+            "42",
+            VerdictAction::Remove,
+            ThreatLevel::Fraud,
+        ),
         9,
     );
     let plan = planner().plan(&[event], T0);
@@ -173,7 +208,15 @@ fn verdict_remove_carries_its_event_time() {
 fn verdicts_of_a_batch_come_before_its_transactions_in_the_same_entity() {
     let events = vec![
         tx_event(tx("42", None, None, None), 1),
-        verdict_event(verdict(EntityKind::User, "42", VerdictAction::Add, ThreatLevel::Fraud), 5),
+        verdict_event(
+            verdict(
+                EntityKind::User,
+                "42",
+                VerdictAction::Add,
+                ThreatLevel::Fraud,
+            ),
+            5,
+        ),
     ];
     let plan = planner().plan(&events, T0);
     let user_tx = plan.events[0]
@@ -182,7 +225,10 @@ fn verdicts_of_a_batch_come_before_its_transactions_in_the_same_entity() {
         .find(|e| e.kind == EntityKind::User)
         .unwrap();
     let user_verdict = &plan.events[1].entities[0];
-    assert_eq!((user_tx.unit, user_tx.entity), (user_verdict.unit, user_verdict.entity));
+    assert_eq!(
+        (user_tx.unit, user_tx.entity),
+        (user_verdict.unit, user_verdict.entity)
+    );
     assert_eq!(user_verdict.op, 0);
     assert_eq!(user_tx.op, 1);
 }
@@ -190,7 +236,12 @@ fn verdicts_of_a_batch_come_before_its_transactions_in_the_same_entity() {
 #[test]
 fn shared_entities_share_one_entity_entry_and_keys_are_not_repeated() {
     let events: Vec<_> = (0..10)
-        .map(|i| tx_event(tx(&format!("u{i}"), Some("411111"), Some("10.0.0.1"), None), i))
+        .map(|i| {
+            tx_event(
+                tx(&format!("u{i}"), Some("411111"), Some("10.0.0.1"), None),
+                i,
+            )
+        })
         .collect();
     let plan = planner().plan(&events, T0);
     let card = Entity::new(EntityKind::CardBin, "411111").tag();
@@ -242,7 +293,14 @@ fn arbitrary_event() -> impl Strategy<Value = PlannedEvent> {
     let id = "[a-z0-9{}%]{1,6}";
     let optional = proptest::option::of(id);
     prop_oneof![
-        (id, optional.clone(), optional.clone(), optional, 0i64..1_000, -600_000i64..600_000)
+        (
+            id,
+            optional.clone(),
+            optional.clone(),
+            optional,
+            0i64..1_000,
+            -600_000i64..600_000
+        )
             .prop_map(|(user, card, ip, device, offset, skew)| {
                 let mut t = tx(&user, card.as_deref(), ip.as_deref(), device.as_deref());
                 t.event_time_ms = T0 + skew;
@@ -250,9 +308,18 @@ fn arbitrary_event() -> impl Strategy<Value = PlannedEvent> {
             }),
         (0usize..5, id, any::<bool>(), 0usize..5, 0i64..1_000).prop_map(
             |(kind, value, add, level, offset)| {
-                let action = if add { VerdictAction::Add } else { VerdictAction::Remove };
+                let action = if add {
+                    VerdictAction::Add
+                } else {
+                    VerdictAction::Remove
+                };
                 verdict_event(
-                    verdict(EntityKind::ALL[kind], &value, action, ThreatLevel::ALL[level]),
+                    verdict(
+                        EntityKind::ALL[kind],
+                        &value,
+                        action,
+                        ThreatLevel::ALL[level],
+                    ),
                     offset,
                 )
             }

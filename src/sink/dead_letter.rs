@@ -93,7 +93,8 @@ pub fn dead_letter_headers(
         .filter(|(name, _)| !ours(name))
         .cloned()
         .collect();
-    let mut put = |name: &str, value: String| headers.push((name.to_owned(), Some(value.into_bytes())));
+    let mut put =
+        |name: &str, value: String| headers.push((name.to_owned(), Some(value.into_bytes())));
     put(header::TOPIC, message.topic.to_string());
     put(header::PARTITION, message.partition.to_string());
     put(header::OFFSET, message.offset.to_string());
@@ -151,7 +152,9 @@ mod tests {
         let get = |name: &str| {
             let values: Vec<_> = headers.iter().filter(|(n, _)| n == name).collect();
             assert!(values.len() <= 1, "{name} appears once");
-            values.first().map(|(_, v)| String::from_utf8(v.clone().unwrap()).unwrap())
+            values
+                .first()
+                .map(|(_, v)| String::from_utf8(v.clone().unwrap()).unwrap())
         };
         assert_eq!(get("trace-id").as_deref(), Some("abc"));
         assert_eq!(get(header::TOPIC).as_deref(), Some("transactions"));

@@ -50,7 +50,11 @@ impl Sink {
     /// Publishes an enrichment record keyed by user id; resolves when acked. On failure after
     /// librdkafka's own retries, retries again (the caller's offsets wait meanwhile).
     pub async fn publish_enrichment(&self, user_id: &str, payload: &[u8]) {
-        let record = || FutureRecord::to(&self.enrichment_topic).key(user_id).payload(payload);
+        let record = || {
+            FutureRecord::to(&self.enrichment_topic)
+                .key(user_id)
+                .payload(payload)
+        };
         self.deliver(record).await;
     }
 

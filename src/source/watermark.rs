@@ -103,7 +103,11 @@ mod tests {
         marks.finished(&p(0), 11);
         assert_eq!(marks.committable(&p(0)), Some(14));
         marks.finished(&p(0), 14);
-        assert_eq!(marks.committable(&p(0)), Some(15), "one past the last finished");
+        assert_eq!(
+            marks.committable(&p(0)),
+            Some(15),
+            "one past the last finished"
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ impl Store {
             client.get_async_connection(),
         )
         .await
-        .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))??;
+        .map_err(|_| {
+            StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out")
+        })??;
         let per_second = |n: u32| std::num::NonZeroU32::new(n).map(Quota::per_second);
         let retry_quota = per_second(settings.retry.max_retries_per_second)
             .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MAX));
@@ -202,7 +204,11 @@ impl Store {
     ) -> BoxFuture<'static, Vec<(SlotUnit, Result<UnitAnswer, UnitFailure>)>> {
         let mut runs = Vec::with_capacity(units.len());
         {
-            let mut tails = self.inner.tails.lock().expect("tails lock is never poisoned");
+            let mut tails = self
+                .inner
+                .tails
+                .lock()
+                .expect("tails lock is never poisoned");
             for unit in units {
                 let (done, done_signal) = oneshot::channel::<()>();
                 let previous = tails[unit.slot as usize].replace(done_signal.shared());
@@ -223,7 +229,11 @@ impl Store {
     /// Runs one unit now, with retries within the budget.
     pub async fn execute(&self, unit: &SlotUnit) -> Result<UnitAnswer, UnitFailure> {
         let inner = &self.inner;
-        let _permit = inner.inflight.acquire().await.expect("semaphore is never closed");
+        let _permit = inner
+            .inflight
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         if let Some(limiter) = &inner.unit_limiter {
             limiter.until_ready().await;
         }
@@ -260,15 +270,13 @@ impl Store {
             if error.kind == FailureKind::FunctionMissing {
                 let _ = self.load_library().await;
             }
-            let cluster_wide =
-                error.kind.cluster_wide() || !inner.health.succeeded_since(started);
+            let cluster_wide = error.kind.cluster_wide() || !inner.health.succeeded_since(started);
             if inner.health.is_failing(unit.slot) && !cluster_wide {
                 // The slot already used up a budget and has not recovered: this attempt was
                 // the probe, don't spend another budget on it.
                 return Err(self.failed(give_up(error.kind)).await);
             }
-            let over_budget =
-                started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
+            let over_budget = started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
             if over_budget {
                 if !cluster_wide {
                     inner.health.mark_failing(unit.slot);
@@ -283,7 +291,10 @@ impl Store {
                     waiting_logged = true;
                 }
             }
-            inner.stats.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            inner
+                .stats
+                .retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(slot = unit.slot, attempts, error = %error, "retrying unit");
             inner.retry_limiter.until_ready().await;
             tokio::time::sleep(jitter(backoff)).await;
@@ -312,7 +323,10 @@ impl Store {
     async fn call(&self, command: &redis::Cmd, unit: &SlotUnit) -> Result<UnitAnswer, StoreError> {
         let inner = &self.inner;
         let settings = &inner.settings;
-        inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .stats
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut connection = inner.connection.clone();
         // redis-rs has its own response timeout; this guards the whole call, redirects included.
         let deadline = settings.connect_timeout + settings.response_timeout * 3;

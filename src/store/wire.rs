@@ -232,7 +232,9 @@ fn into_array(value: Value, what: &str) -> Result<Vec<Value>, ReplyShapeError> {
         Value::Array(items) | Value::Set(items) => Ok(items),
         // Lua's empty table comes back as an empty array, but be lenient with a nil.
         Value::Nil => Ok(Vec::new()),
-        other => Err(ReplyShapeError(format!("{what}: expected array, got {other:?}"))),
+        other => Err(ReplyShapeError(format!(
+            "{what}: expected array, got {other:?}"
+        ))),
     }
 }
 
@@ -240,7 +242,9 @@ fn as_int(value: Value, what: &str) -> Result<i64, ReplyShapeError> {
     match value {
         Value::Int(number) => Ok(number),
         Value::Nil => Ok(0),
-        other => Err(ReplyShapeError(format!("{what}: expected integer, got {other:?}"))),
+        other => Err(ReplyShapeError(format!(
+            "{what}: expected integer, got {other:?}"
+        ))),
     }
 }
 

@@ -1,0 +1,327 @@
+//! The atomic unit against a real 6-node cluster: counters, apply-once, blacklist merge rules,
+//! and one `FCALL` per slot per batch.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fds_worker::event::{
+    EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction,
+};
+use fds_worker::localstack::RedisCluster;
+use fds_worker::plan::{EventBody, PlanSettings, PlannedEvent, Planner, SourceRef};
+use fds_worker::slot::keys::{Entity, KeyBuilder};
+use fds_worker::store::{RetryPolicy, Store, StoreSettings};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn settings(cluster: &RedisCluster) -> StoreSettings {
+    StoreSettings {
+        nodes: cluster.seed_urls(),
+        username: None,
+        password: None,
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(1000),
+        max_inflight_units: 32,
+        retry: RetryPolicy {
+            budget: Duration::from_secs(6),
+            max_attempts: 100,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            max_retries_per_second: 1000,
+        },
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(100),
+        max_units_per_second: 0,
+    }
+}
+
+fn planner(namespace: &str) -> Planner {
+    let mut settings = PlanSettings::seed_defaults();
+    settings.keys = KeyBuilder::namespaced(namespace);
+    Planner::new(settings)
+}
+
+fn tx(user: &str, ip: &str, time: i64, offset: i64) -> PlannedEvent {
+    PlannedEvent {
+        source: SourceRef {
+            topic: Arc::from("transactions"),
+            partition: 0,
+            offset,
+        },
+        body: EventBody::Transaction(Transaction {
+            event_id: format!("e{offset}"),
+            user_id: user.into(),
+            amount_minor: 100,
+            currency: "EUR".into(),
+            card_bin: Some("411111".into()),
+            ip: Some(ip.into()),
+            email: None,
+            device_id: None,
+            merchant_id: None,
+            event_time_ms: time,
+        }),
+        redrive: None,
+    }
+}
+
+fn verdict(
+    value: &str,
+    action: VerdictAction,
+    level: ThreatLevel,
+    time: i64,
+    offset: i64,
+) -> PlannedEvent {
+    PlannedEvent {
+        source: SourceRef {
+            topic: Arc::from("fraud-verdicts"),
+            partition: 0,
+            offset,
+        },
+        body: EventBody::Verdict(FraudVerdict {
+            verdict_id: format!("v{offset}"),
+            subject: Subject {
+                kind: EntityKind::Ip,
+                value: value.into(),
+            },
+            action,
+            threat_level: level,
+            reason: format!("reason {offset}"),
+            source: "test".into(),
+            event_time_ms: time,
+        }),
+        redrive: None,
+    }
+}
+
+/// `cmdstat_fcall` calls summed over every master.
+fn fcall_count(cluster: &RedisCluster) -> u64 {
+    cluster
+        .masters()
+        .into_iter()
+        .map(|node| {
+            let info: String = cluster
+                .query(node, redis::cmd("INFO").arg("commandstats"))
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |n| n.parse::<u64>().unwrap())
+        })
+        .sum()
+}
+
+async fn get(store: &Store, key: &str) -> Option<String> {
+    let mut connection = store.connection();
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+async fn ttl(store: &Store, key: &str) -> i64 {
+    let mut connection = store.connection();
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_applied_once_even_when_a_batch_is_sent_twice() {
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let t = now_ms();
+    let events: Vec<_> = (0..40)
+        .map(|i| tx(&format!("u{}", i % 8), &format!("10.0.0.{}", i % 3), t, i))
+        .collect();
+    let plan = planner.plan(&events, t);
+    let distinct_slots = plan.units.len();
+    assert!(distinct_slots < events.len(), "entities share units");
+
+    let before = tokio::task::block_in_place(|| fcall_count(&cluster));
+    let results = store.submit(plan.units.clone()).await;
+    let after = tokio::task::block_in_place(|| fcall_count(&cluster));
+    assert_eq!(
+        after - before,
+        distinct_slots as u64,
+        "exactly one FCALL per slot"
+    );
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+
+    // Redelivery of the whole batch: nothing is applied again.
+    let again = store.submit(plan.units.clone()).await;
+    for (_, answer) in &again {
+        let answer = answer.as_ref().unwrap();
+        for op in answer.entities.iter().flatten() {
+            assert!(!op.applied, "redelivered op must be skipped");
+        }
+    }
+    let keys = KeyBuilder::namespaced(&ns);
+    let minute = t.div_euclid(60_000);
+    let user = Entity::new(EntityKind::User, "u0").tag();
+    assert_eq!(
+        get(&store, &keys.velocity(&user, 60, minute))
+            .await
+            .as_deref(),
+        Some("5")
+    );
+    let ip = Entity::new(EntityKind::Ip, "10.0.0.0").tag();
+    assert_eq!(
+        get(&store, &keys.velocity(&ip, 60, minute))
+            .await
+            .as_deref(),
+        Some("14")
+    );
+    let card = Entity::new(EntityKind::CardBin, "411111").tag();
+    assert_eq!(
+        get(&store, &keys.velocity(&card, 3600, t.div_euclid(3_600_000)))
+            .await
+            .as_deref(),
+        Some("40")
+    );
+    let counter_ttl = ttl(&store, &keys.velocity(&user, 60, minute)).await;
+    assert!(
+        (1..=120).contains(&counter_ttl),
+        "minute bucket expires after its end + grace: {counter_ttl}"
+    );
+    // u0 made 5 transactions in a minute: not over the threshold of 5.
+    assert_eq!(get(&store, &keys.blacklist(&user)).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_velocity_breach_blacklists_the_user_temporarily() {
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let t = now_ms();
+    let events: Vec<_> = (0..6).map(|i| tx("burst", "10.9.9.9", t, i)).collect();
+    let plan = planner.plan(&events, t);
+    let results = store.submit(plan.units).await;
+    let user = Entity::new(EntityKind::User, "burst").tag();
+    let sixth = results
+        .iter()
+        .find_map(|(unit, r)| {
+            let e = unit.entities.iter().position(|e| e.tag == user)?;
+            Some(r.as_ref().unwrap().entities[e][5].clone())
+        })
+        .unwrap();
+    assert!(
+        sixth.breached,
+        "the 6th transaction in a minute breaches threshold 5"
+    );
+    assert_eq!(sixth.counts[0], 6);
+    let entry = sixth
+        .entry
+        .expect("the breach is visible to its own lookup");
+    assert_eq!(entry.threat_level, ThreatLevel::Temporary);
+    assert!(entry.reason.contains("6 events in 60s"), "{}", entry.reason);
+    let ttl = ttl(&store, &KeyBuilder::namespaced(&ns).blacklist(&user)).await;
+    assert!(
+        (3590..=3600).contains(&ttl),
+        "TEMPORARY tier is 1 h from event time: {ttl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blacklist_adds_never_lower_or_shorten_and_removes_respect_event_time() {
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let keys = KeyBuilder::namespaced(&ns);
+    let key = keys.blacklist(&Entity::new(EntityKind::Ip, "6.6.6.6").tag());
+    let t = now_ms();
+    let run = |events: Vec<PlannedEvent>| {
+        let units = planner.plan(&events, t).units;
+        let store = store.clone();
+        async move {
+            for (_, r) in store.submit(units).await {
+                r.unwrap();
+            }
+        }
+    };
+    run(vec![verdict(
+        "6.6.6.6",
+        VerdictAction::Add,
+        ThreatLevel::StolenCard,
+        t,
+        1,
+    )])
+    .await;
+    let first_ttl = ttl(&store, &key).await;
+    assert!((30 * 86_400 - 10..=30 * 86_400).contains(&first_ttl));
+    // A lower level later: keeps STOLEN_CARD and its expiry.
+    run(vec![verdict(
+        "6.6.6.6",
+        VerdictAction::Add,
+        ThreatLevel::Temporary,
+        t + 1000,
+        2,
+    )])
+    .await;
+    let value = get(&store, &key).await.unwrap();
+    assert!(value.contains("STOLEN_CARD"), "{value}");
+    assert!(ttl(&store, &key).await >= first_ttl - 2);
+    // A REMOVE older than the latest ADD leaves it.
+    run(vec![verdict(
+        "6.6.6.6",
+        VerdictAction::Remove,
+        ThreatLevel::Temporary,
+        t + 500,
+        3,
+    )])
+    .await;
+    assert!(
+        get(&store, &key).await.is_some(),
+        "REMOVE before the latest ADD keeps the entry"
+    );
+    // PERMANENT has no expiry.
+    run(vec![verdict(
+        "6.6.6.6",
+        VerdictAction::Add,
+        ThreatLevel::Permanent,
+        t + 2000,
+        4,
+    )])
+    .await;
+    assert_eq!(ttl(&store, &key).await, -1);
+    // A later REMOVE (false positive) deletes it.
+    run(vec![verdict(
+        "6.6.6.6",
+        VerdictAction::Remove,
+        ThreatLevel::Temporary,
+        t + 3000,
+        5,
+    )])
+    .await;
+    assert_eq!(get(&store, &key).await, None);
+    // An ADD whose tier already ended is not resurrected.
+    let old = t - 2 * 3_600_000;
+    run(vec![verdict(
+        "6.6.6.6",
+        VerdictAction::Add,
+        ThreatLevel::Temporary,
+        old,
+        6,
+    )])
+    .await;
+    assert_eq!(get(&store, &key).await, None);
+}
