@@ -1,1 +1,103 @@
-//! TODO
+//! The `fds-worker` command line (clap derive).
+//!
+//! `main` parses [`Cli`], loads the [`Config`] ([`Cli::load_config`]), sets up logging
+//! ([`logging::init`]), starts a tokio runtime and calls [`dispatch`].
+//!
+//! # Adding a subcommand
+//! 1. Create `src/cli/<name>.rs` with a `#[derive(clap::Args)] pub struct <Name>Args` (doc
+//!    comments become `--help`; put examples in `#[command(after_help = "...")]`) and a
+//!    `pub async fn run(args: <Name>Args, config: Config) -> anyhow::Result<()>` (or `&Config`).
+//! 2. Add `pub mod <name>;` below, a variant `<Name>(<name>::<Name>Args)` to [`Command`] with a
+//!    one-line `///` doc (the summary in `fds-worker --help`), and its arm in [`dispatch`].
+//! 3. Add the example to [`EXAMPLES`], and a `--help` case to `tests/cli.rs`.
+//!
+//! Errors: return `anyhow` errors with context; a [`ConfigError`] anywhere in the chain makes
+//! the process exit 2, anything else 1.
+
+pub mod check_config;
+pub mod keyslot;
+pub mod logging;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError};
+
+/// Examples shown at the end of `fds-worker --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  fds-worker check-config --print          validate and show the effective configuration
+  fds-worker keyslot '{u:42}:x' foo        hash slot of keys
+  fds-worker --config prod.toml keyslot --cluster redis://10.0.0.1:7000 'bl:{ip:1.2.3.4}'
+
+Configuration: built-in defaults <- the TOML file <- FDS_* environment variables
+(FDS_KAFKA__BROKERS=b1:9092,b2:9092, FDS_REDIS__NODES=redis://a:7000,redis://b:7000, ...).
+Logs go to stderr; RUST_LOG overrides log.level.";
+
+/// Kafka → Redis Cluster fraud-detection stream worker.
+#[derive(Debug, Parser)]
+#[command(name = "fds-worker", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Config file (TOML). Default: `config/fds-worker.toml` if it exists, else the built-in
+    /// defaults. `FDS_*` environment variables override either.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "FDS_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the hash tag and Redis Cluster slot of keys (and the node owning it, with --cluster).
+    Keyslot(keyslot::KeyslotArgs),
+    /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
+    CheckConfig(check_config::CheckConfigArgs),
+}
+
+impl Cli {
+    /// The config file to read: `--config` / `FDS_CONFIG` if given (it must exist), else
+    /// [`config::DEFAULT_PATH`] if it exists, else none (built-in defaults).
+    pub fn config_path(&self) -> Option<PathBuf> {
+        match &self.config {
+            Some(path) => Some(path.clone()),
+            None => {
+                let default = Path::new(config::DEFAULT_PATH);
+                default.is_file().then(|| default.to_owned())
+            }
+        }
+    }
+
+    /// Loads and validates the configuration from [`Cli::config_path`] and the environment.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config_path().as_deref())
+    }
+}
+
+/// Runs a subcommand with the loaded configuration.
+pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Keyslot(args) => keyslot::run(args, &config).await,
+        Command::CheckConfig(args) => check_config::run(args, &config),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

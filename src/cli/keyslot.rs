@@ -1,0 +1,320 @@
+//! `fds-worker keyslot`: the hash tag and slot of keys, and optionally the node owning each slot.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use clap::Args;
+use redis::IntoConnectionInfo as _;
+use serde::Serialize;
+
+use crate::config::{Config, RedisConfig};
+use crate::slot::{Slot, hash_tag, key_slot};
+
+/// Arguments of `fds-worker keyslot`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  fds-worker keyslot '{u:42}:x' 'vel:{u:42}:60:29000000' foo
+  fds-worker keyslot --cluster redis://127.0.0.1:7000 'bl:{ip:10.0.0.1}'
+  fds-worker keyslot --json somekey
+
+The slot is CRC16/XMODEM of the hash tag mod 16384, the same as CLUSTER KEYSLOT. The hash tag is
+the text between the first `{` and the next `}` if that is not empty; otherwise the whole key is
+hashed (shown as `-`). Quote keys in the shell: braces are special to it.")]
+pub struct KeyslotArgs {
+    /// Keys to look up.
+    #[arg(required = true, value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// Also show which node owns each slot now, asking this cluster node (`CLUSTER SLOTS`).
+    /// Credentials and TLS files come from `[redis]` unless the URL has its own.
+    #[arg(long, value_name = "REDIS_URL")]
+    pub cluster: Option<String>,
+    /// Print one JSON object per key instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One output row.
+#[derive(Debug, Serialize)]
+struct Row {
+    key: String,
+    /// `None` when the whole key is hashed.
+    hash_tag: Option<String>,
+    slot: Slot,
+    /// Only with `--cluster`; `"(unassigned)"` for a slot no master serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+}
+
+/// Runs `keyslot`.
+pub async fn run(args: KeyslotArgs, config: &Config) -> anyhow::Result<()> {
+    let owners = match &args.cluster {
+        Some(url) => Some(
+            slot_owners(url, &config.redis)
+                .await
+                .with_context(|| format!("asking {} for its slot map", redact_url(url)))?,
+        ),
+        None => None,
+    };
+    let rows: Vec<Row> = args
+        .keys
+        .iter()
+        .map(|key| {
+            let bytes = key.as_bytes();
+            let tag = hash_tag(bytes);
+            let slot = key_slot(bytes);
+            Row {
+                key: key.clone(),
+                hash_tag: (tag.len() != bytes.len()).then(|| String::from_utf8_lossy(tag).into()),
+                slot,
+                node: owners.as_ref().map(|o| {
+                    o.owner(slot)
+                        .map_or_else(|| "(unassigned)".to_owned(), str::to_owned)
+                }),
+            }
+        })
+        .collect();
+    let out = if args.json {
+        rows.iter()
+            .map(|r| serde_json::to_string(r).map(|line| line + "\n"))
+            .collect::<Result<String, _>>()?
+    } else {
+        table(&rows)
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// An aligned text table: KEY, HASH TAG, SLOT (right-aligned), NODE.
+fn table(rows: &[Row]) -> String {
+    let with_node = rows.iter().any(|r| r.node.is_some());
+    let mut cells: Vec<[String; 4]> = vec![[
+        "KEY".into(),
+        "HASH TAG".into(),
+        "SLOT".into(),
+        "NODE".into(),
+    ]];
+    for r in rows {
+        cells.push([
+            r.key.clone(),
+            r.hash_tag.clone().unwrap_or_else(|| "-".into()),
+            r.slot.to_string(),
+            r.node.clone().unwrap_or_default(),
+        ]);
+    }
+    let columns = if with_node { 4 } else { 3 };
+    let width = |c: usize| {
+        cells
+            .iter()
+            .map(|row| row[c].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..columns).map(width).collect();
+    let mut out = String::new();
+    for row in &cells {
+        let mut line = String::new();
+        for c in 0..columns {
+            let cell = &row[c];
+            let w = widths[c];
+            // The slot column is a number: right-aligned.
+            let _ = if c == 2 {
+                write!(line, "{cell:>w$}  ")
+            } else {
+                write!(line, "{cell:<w$}  ")
+            };
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Slot ranges and the master serving each, from `CLUSTER SLOTS`.
+#[derive(Debug, Default)]
+struct SlotOwners {
+    ranges: Vec<(Slot, Slot, String)>,
+}
+
+impl SlotOwners {
+    fn owner(&self, slot: Slot) -> Option<&str> {
+        self.ranges
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, node)| node.as_str())
+    }
+}
+
+/// Asks one node for the cluster's slot map. A plain (non-cluster) connection: the answer is
+/// the node's view, which is what an operator chasing a `MOVED` wants to see.
+async fn slot_owners(url: &str, redis: &RedisConfig) -> anyhow::Result<SlotOwners> {
+    let info = url
+        .into_connection_info()
+        .with_context(|| format!("`{}` is not a Redis URL", redact_url(url)))?;
+    let host = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, _) => host.clone(),
+        redis::ConnectionAddr::TcpTls { host, .. } => host.clone(),
+        other => anyhow::bail!("{other:?} is not a TCP address"),
+    };
+    let mut settings = info.redis_settings().clone();
+    if settings.password().is_none()
+        && let Some(password) = &redis.password
+    {
+        settings = settings.set_password(password.expose());
+        if let Some(username) = &redis.username {
+            settings = settings.set_username(username);
+        }
+    }
+    let info = info.set_redis_settings(settings);
+    let client = client_for(info, redis)?;
+    let connection_config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(redis.connect_timeout))
+        .set_response_timeout(Some(redis.response_timeout));
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&connection_config)
+        .await
+        // The redis error's text already includes its io cause; `context` would repeat it.
+        .map_err(|e| anyhow::anyhow!("connecting: {e}"))?;
+    let reply: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| anyhow::anyhow!("CLUSTER SLOTS: {e}"))?;
+    parse_cluster_slots(&reply, &host)
+}
+
+/// A client for `info`, with `[redis.tls]` certificates when the URL is `rediss://`.
+fn client_for(info: redis::ConnectionInfo, redis: &RedisConfig) -> anyhow::Result<redis::Client> {
+    let is_tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let tls = &redis.tls;
+    if !is_tls || (tls.ca_file.is_none() && tls.cert_file.is_none()) {
+        return Ok(redis::Client::open(info)?);
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let root_cert = tls.ca_file.as_deref().map(read).transpose()?;
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    Ok(redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )?)
+}
+
+/// Parses `CLUSTER SLOTS`: `[[start, end, [ip, port, id, …], replicas…], …]`. An empty ip means
+/// "the address you reached me on" (Redis docs), so it becomes `asked_host`.
+fn parse_cluster_slots(
+    reply: &[Vec<redis::Value>],
+    asked_host: &str,
+) -> anyhow::Result<SlotOwners> {
+    let mut owners = SlotOwners::default();
+    for entry in reply {
+        let [start, end, master, ..] = entry.as_slice() else {
+            anyhow::bail!("unexpected CLUSTER SLOTS entry: {entry:?}");
+        };
+        let start: Slot = redis::from_redis_value_ref(start)?;
+        let end: Slot = redis::from_redis_value_ref(end)?;
+        let master: Vec<redis::Value> = redis::from_redis_value_ref(master)?;
+        let [ip, port, ..] = master.as_slice() else {
+            anyhow::bail!("unexpected CLUSTER SLOTS node: {master:?}");
+        };
+        let ip: String = redis::from_redis_value_ref(ip)?;
+        let port: u16 = redis::from_redis_value_ref(port)?;
+        let host = if ip.is_empty() {
+            asked_host
+        } else {
+            ip.as_str()
+        };
+        let node = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        owners.ranges.push((start, end, node));
+    }
+    Ok(owners)
+}
+
+/// The URL with any password replaced, for error messages.
+fn redact_url(url: &str) -> String {
+    match redis::parse_redis_url(url) {
+        Some(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some(crate::config::REDACTED));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_marks_whole_key_hashing() {
+        let rows = vec![
+            Row {
+                key: "{user:42}:x".into(),
+                hash_tag: Some("user:42".into()),
+                slot: 4859,
+                node: None,
+            },
+            Row {
+                key: "foo".into(),
+                hash_tag: None,
+                slot: 12182,
+                node: None,
+            },
+        ];
+        assert_eq!(
+            table(&rows),
+            "KEY          HASH TAG   SLOT\n\
+             {user:42}:x  user:42    4859\n\
+             foo          -         12182\n"
+        );
+    }
+
+    #[test]
+    fn cluster_slots_reply_maps_slots_to_masters() {
+        use redis::Value::{Array, BulkString, Int};
+        let node = |ip: &str, port| {
+            Array(vec![
+                BulkString(ip.into()),
+                Int(port),
+                BulkString(b"id".to_vec()),
+            ])
+        };
+        let reply = vec![
+            vec![
+                Int(0),
+                Int(5460),
+                node("10.0.0.1", 7000),
+                node("10.0.0.4", 7003),
+            ],
+            vec![Int(5461), Int(16383), node("", 7001)],
+        ];
+        let owners = parse_cluster_slots(&reply, "127.0.0.1").unwrap();
+        assert_eq!(owners.owner(0), Some("10.0.0.1:7000"));
+        assert_eq!(owners.owner(5460), Some("10.0.0.1:7000"));
+        assert_eq!(owners.owner(16383), Some("127.0.0.1:7001"));
+        assert_eq!(SlotOwners::default().owner(1), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("redis://u:hunter2@h:7000"),
+            "redis://u:***@h:7000"
+        );
+        assert_eq!(redact_url("redis://h:7000"), "redis://h:7000");
+    }
+}
