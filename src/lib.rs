@@ -20,12 +20,14 @@
 //! | [`pipeline`] | `run`: wires source → plan → store → sink with bounded queues |
 //! | [`metrics`] | every exported metric, in one place |
 //! | [`generate`] | synthetic traffic with ground truth |
+//! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
 //! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Kafka mock cluster |
 //! | [`cli`] | the `fds-worker` command line |
 
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod event;
 pub mod generate;
 pub mod localstack;

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub inflight_batches: Gauge,
     /// 1 while consumption is paused (in-flight bound reached or Redis outage).
     pub paused: Gauge,
+    /// Partitions currently assigned to this worker.
+    pub assigned_partitions: Gauge,
     /// All dead letters, any topic or reason (for in-process summaries; not exported —
     /// `sum(fds_events_dead_lettered_total)` is the same).
     pub dead_lettered_sum: Counter,
@@ -103,6 +105,7 @@ impl Metrics {
             event_to_enriched: Histogram::new(exponential_buckets(0.000_5, 2.0, 18)),
             inflight_batches: Gauge::default(),
             paused: Gauge::default(),
+            assigned_partitions: Gauge::default(),
             dead_lettered_sum: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("fds");

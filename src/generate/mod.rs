@@ -10,6 +10,7 @@
 //! [`produce`] publishes the stream to Kafka (Confluent-framed Avro, keyed like production).
 
 mod produce;
+mod verify;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use produce::{ProduceError, produce};
+pub use verify::{Mismatch, Verification, verify};
 
 use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction};
 use crate::plan::PlanSettings;

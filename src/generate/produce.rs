@@ -39,12 +39,12 @@ pub async fn produce(
     for event in events {
         records.push(match event {
             GeneratedEvent::Transaction(tx) => (
-                transactions_topic,
+                transactions_topic.to_owned(),
                 tx.user_id.clone(),
                 codec.encode_transaction(tx)?,
             ),
             GeneratedEvent::Verdict(verdict) => (
-                verdict_topic,
+                verdict_topic.to_owned(),
                 verdict.subject.value.clone(),
                 codec.encode_verdict(verdict)?,
             ),
@@ -56,7 +56,7 @@ pub async fn produce(
             if let Some(limiter) = limiter {
                 limiter.until_ready().await;
             }
-            let record = FutureRecord::to(topic).key(&key).payload(&payload);
+            let record = FutureRecord::to(&topic).key(&key).payload(&payload);
             producer
                 .send(record, Timeout::After(Duration::from_secs(30)))
                 .await

@@ -5,8 +5,25 @@ use std::sync::Arc;
 use crate::codec::Codec;
 use crate::codec::validate::{Limits, validate_transaction, validate_verdict};
 use crate::plan::{EventBody, PlannedEvent, SourceRef};
-use crate::sink::DeadLetterReason;
 use crate::source::SourceMessage;
+
+/// Why a record is poison: a stable kind (metric label, `fds.error.kind`) and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison {
+    /// Stable error kind.
+    pub kind: &'static str,
+    /// What is wrong, naming the field where there is one.
+    pub message: String,
+}
+
+impl Poison {
+    fn new(kind: &'static str, message: impl Into<String>) -> Poison {
+        Poison {
+            kind,
+            message: message.into(),
+        }
+    }
+}
 
 /// What decoding needs: the codec, the limits, and which topic carries what.
 pub struct Decoder {
@@ -27,32 +44,32 @@ pub fn decode(
     decoder: &Decoder,
     message: &SourceMessage,
     now_ms: i64,
-) -> Result<PlannedEvent, DeadLetterReason> {
+) -> Result<PlannedEvent, Poison> {
     let Some(payload) = message.payload.as_deref() else {
-        return Err(DeadLetterReason::poison("empty", "record has no value"));
+        return Err(Poison::new("empty", "record has no value"));
     };
     let topic: &str = &message.topic;
     let body = if topic == decoder.transactions_topic {
         let tx = decoder
             .codec
             .decode_transaction(payload)
-            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
         validate_transaction(&tx, &decoder.limits)
-            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
         check_time(tx.event_time_ms, now_ms, decoder.max_future_skew_ms)?;
         EventBody::Transaction(tx)
     } else if decoder.verdict_topics.iter().any(|t| t == topic) {
         let verdict = decoder
             .codec
             .decode_verdict(payload)
-            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
         validate_verdict(&verdict, &decoder.limits)
-            .map_err(|e| DeadLetterReason::poison(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
         check_time(verdict.event_time_ms, now_ms, decoder.max_future_skew_ms)?;
         EventBody::Verdict(verdict)
     } else {
         // Only the configured verdict topics may change blacklists.
-        return Err(DeadLetterReason::poison(
+        return Err(Poison::new(
             "unexpected_topic",
             format!("topic `{topic}` is neither the transaction topic nor a verdict topic"),
         ));
@@ -68,9 +85,9 @@ pub fn decode(
     })
 }
 
-fn check_time(event_time_ms: i64, now_ms: i64, max_skew_ms: i64) -> Result<(), DeadLetterReason> {
+fn check_time(event_time_ms: i64, now_ms: i64, max_skew_ms: i64) -> Result<(), Poison> {
     if event_time_ms > now_ms + max_skew_ms {
-        return Err(DeadLetterReason::poison(
+        return Err(Poison::new(
             "invalid_field",
             format!("event_time {event_time_ms} is more than {max_skew_ms} ms in the future"),
         ));

@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-pub use decode::{Decoder, decode};
+pub use decode::{Decoder, Poison, decode};
 pub use settings::{decoder_from_config, plan_settings, store_settings};
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
@@ -254,7 +254,17 @@ impl Loop {
     }
 
     fn apply_rebalances(&mut self) {
-        for note in self.consumer.context().take_notes() {
+        let notes = self.consumer.context().take_notes();
+        if notes.is_empty() {
+            return;
+        }
+        if let Ok(assignment) = self.consumer.assignment() {
+            self.stage
+                .metrics
+                .assigned_partitions
+                .set(assignment.count() as i64);
+        }
+        for note in notes {
             match note {
                 RebalanceNote::Revoked(partitions) => {
                     for partition in &partitions {

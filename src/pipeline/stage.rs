@@ -83,7 +83,9 @@ impl Stage {
                     decoded.push(Ok(events.len()));
                     events.push(event);
                 }
-                Err(reason) => decoded.push(Err(reason)),
+                Err(poison) => {
+                    decoded.push(Err(DeadLetterReason::poison(poison.kind, poison.message)))
+                }
             }
         }
         let BatchPlan {

@@ -183,7 +183,7 @@ pub struct EntityRef {
 }
 
 /// What the plan did with one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventPlan {
     /// The units (indexes into [`BatchPlan::units`]) this event depends on.
     pub units: Vec<usize>,
@@ -376,16 +376,6 @@ impl Planner {
                 entity: slot_entity.entity,
                 op: op_index,
             }],
-            late_windows: 0,
-        }
-    }
-}
-
-impl Default for EventPlan {
-    fn default() -> EventPlan {
-        EventPlan {
-            units: Vec::new(),
-            entities: Vec::new(),
             late_windows: 0,
         }
     }

@@ -122,7 +122,10 @@ mod tests {
         let user = Entity::new(EntityKind::User, "42");
         let keys = KeyBuilder::live();
         assert_eq!(user.tag(), "{u:42}");
-        assert_eq!(keys.velocity(&user.tag(), 60, 29_000_000), "vel:{u:42}:60:29000000");
+        assert_eq!(
+            keys.velocity(&user.tag(), 60, 29_000_000),
+            "vel:{u:42}:60:29000000"
+        );
         assert_eq!(keys.blacklist(&user.tag()), "bl:{u:42}");
         assert_eq!(keys.applied(&user.tag()), "ao:{u:42}");
         let shadow = KeyBuilder::namespaced("shadow");
@@ -144,7 +147,7 @@ mod tests {
         ) {
             let entity = Entity::new(EntityKind::Device, id.clone());
             let tag = entity.tag();
-            let expected = key_slot(tag[1..tag.len() - 1].as_bytes());
+            let expected = key_slot(&tag.as_bytes()[1..tag.len() - 1]);
             for keys in [KeyBuilder::live(), KeyBuilder::namespaced(&ns)] {
                 prop_assert_eq!(key_slot(keys.velocity(&tag, window, bucket).as_bytes()), expected);
                 prop_assert_eq!(key_slot(keys.blacklist(&tag).as_bytes()), expected);

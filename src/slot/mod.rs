@@ -48,7 +48,11 @@ mod tests {
     #[test]
     fn hash_tag_follows_the_first_brace_pair_rules() {
         assert_eq!(hash_tag(b"{user1000}.following"), b"user1000");
-        assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}", "empty tag hashes whole key");
+        assert_eq!(
+            hash_tag(b"foo{}{bar}"),
+            b"foo{}{bar}",
+            "empty tag hashes whole key"
+        );
         assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
         assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
         assert_eq!(hash_tag(b"{"), b"{", "unclosed brace hashes whole key");

@@ -1,0 +1,140 @@
+//! Compares what Redis holds with the [`GroundTruth`](super::GroundTruth).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use redis::aio::ConnectionLike;
+
+use super::GroundTruth;
+
+/// A counter whose value differs from the truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The key.
+    pub key: String,
+    /// What the truth says.
+    pub expected: i64,
+    /// What Redis holds (0 = absent).
+    pub actual: i64,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Counters checked.
+    pub counters: usize,
+    /// Counters below the truth (lost increments), with the sum missing.
+    pub lost: Vec<Mismatch>,
+    /// Counters above the truth (double counting).
+    pub doubled: Vec<Mismatch>,
+    /// Blacklist entries checked.
+    pub blacklist: usize,
+    /// Blacklist problems (missing, wrong level, wrong expiry, not removed).
+    pub blacklist_problems: Vec<String>,
+}
+
+impl Verification {
+    /// Everything matched.
+    pub fn is_exact(&self) -> bool {
+        self.lost.is_empty() && self.doubled.is_empty() && self.blacklist_problems.is_empty()
+    }
+
+    /// Sum of missing increments over all counters.
+    pub fn lost_increments(&self) -> i64 {
+        self.lost.iter().map(|m| m.expected - m.actual).sum()
+    }
+
+    /// Sum of extra increments over all counters.
+    pub fn doubled_increments(&self) -> i64 {
+        self.doubled.iter().map(|m| m.actual - m.expected).sum()
+    }
+}
+
+/// Reads every counter and blacklist entry of `truth` through `connection` (a cluster
+/// connection; reads run 64 at a time) and compares.
+pub async fn verify<C>(connection: &C, truth: &GroundTruth) -> redis::RedisResult<Verification>
+where
+    C: ConnectionLike + Clone + Send + 'static,
+{
+    let mut report = Verification::default();
+    let reads = futures::stream::iter(truth.counters.iter().map(|(key, expected)| {
+        let mut connection = connection.clone();
+        async move {
+            let actual: Option<i64> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, redis::RedisError>((key, *expected, actual.unwrap_or(0)))
+        }
+    }))
+    .buffer_unordered(64);
+    futures::pin_mut!(reads);
+    while let Some(read) = reads.next().await {
+        let (key, expected, actual) = read?;
+        report.counters += 1;
+        let mismatch = || Mismatch {
+            key: key.clone(),
+            expected,
+            actual,
+        };
+        if actual < expected {
+            report.lost.push(mismatch());
+        } else if actual > expected {
+            report.doubled.push(mismatch());
+        }
+    }
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    for (key, entry) in &truth.blacklist {
+        if entry.expire_at_s != 0 && entry.expire_at_s <= now_s {
+            continue;
+        }
+        report.blacklist += 1;
+        let mut connection = connection.clone();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await?;
+        let expire_at: i64 = redis::cmd("EXPIRETIME")
+            .arg(key)
+            .query_async(&mut connection)
+            .await?;
+        match value {
+            None => report.blacklist_problems.push(format!("{key}: missing")),
+            Some(value) => {
+                if !value.contains(&format!("\"{}\"", entry.threat_level)) {
+                    report
+                        .blacklist_problems
+                        .push(format!("{key}: expected {} in {value}", entry.threat_level));
+                }
+                let expected = if entry.expire_at_s == 0 {
+                    -1
+                } else {
+                    entry.expire_at_s
+                };
+                if expire_at != expected {
+                    report.blacklist_problems.push(format!(
+                        "{key}: expires at {expire_at}, expected {expected}"
+                    ));
+                }
+            }
+        }
+    }
+    for key in &truth.removed {
+        let mut connection = connection.clone();
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut connection)
+            .await?;
+        if exists != 0 {
+            report
+                .blacklist_problems
+                .push(format!("{key}: should have been removed"));
+        }
+    }
+    report.lost.sort_by(|a, b| a.key.cmp(&b.key));
+    report.doubled.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(report)
+}
