@@ -15,8 +15,12 @@
 //! the process exit 2, anything else 1.
 
 pub mod check_config;
+pub mod demo;
+pub mod generate;
 pub mod keyslot;
 pub mod logging;
+pub mod run;
+pub mod signals;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +31,9 @@ use crate::config::{self, Config, ConfigError};
 /// Examples shown at the end of `fds-worker --help`.
 pub const EXAMPLES: &str = "\
 Examples:
+  fds-worker demo                          local stack + synthetic traffic + ground-truth check
+  fds-worker run                           the live worker
+  fds-worker generate --count 10000 --rate 2000
   fds-worker check-config --print          validate and show the effective configuration
   fds-worker keyslot '{u:42}:x' foo        hash slot of keys
   fds-worker --config prod.toml keyslot --cluster redis://10.0.0.1:7000 'bl:{ip:1.2.3.4}'
@@ -57,6 +64,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the worker (consume, apply to Redis, publish enrichment) until SIGTERM/SIGINT.
+    Run(run::RunArgs),
+    /// Start a local stack, publish synthetic traffic, run the worker, check ground truth.
+    Demo(demo::DemoArgs),
+    /// Publish synthetic traffic (seeded) and optionally write its ground truth.
+    Generate(generate::GenerateArgs),
     /// Show the hash tag and Redis Cluster slot of keys (and the node owning it, with --cluster).
     Keyslot(keyslot::KeyslotArgs),
     /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
@@ -85,6 +98,9 @@ impl Cli {
 /// Runs a subcommand with the loaded configuration.
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) => run::run(args, config).await,
+        Command::Demo(args) => demo::run(args, config).await,
+        Command::Generate(args) => generate::run(args, config).await,
         Command::Keyslot(args) => keyslot::run(args, &config).await,
         Command::CheckConfig(args) => check_config::run(args, &config),
     }
