@@ -19,6 +19,7 @@
 //! | [`sink`] | the Kafka producers: enrichment records and dead letters |
 //! | [`pipeline`] | `run`: wires source → plan → store → sink with bounded queues |
 //! | [`metrics`] | every exported metric, in one place |
+//! | [`redrive`] | re-processing dead letters through the normal path |
 //! | [`generate`] | synthetic traffic with ground truth |
 //! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
 //! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Kafka mock cluster |
@@ -34,6 +35,7 @@ pub mod localstack;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;
+pub mod redrive;
 pub mod sink;
 pub mod slot;
 pub mod source;

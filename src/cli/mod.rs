@@ -19,6 +19,7 @@ pub mod demo;
 pub mod generate;
 pub mod keyslot;
 pub mod logging;
+pub mod redrive;
 pub mod run;
 pub mod signals;
 
@@ -70,6 +71,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Publish synthetic traffic (seeded) and optionally write its ground truth.
     Generate(generate::GenerateArgs),
+    /// Re-process a dead-letter topic through the normal path (idempotent).
+    Redrive(redrive::RedriveArgs),
     /// Show the hash tag and Redis Cluster slot of keys (and the node owning it, with --cluster).
     Keyslot(keyslot::KeyslotArgs),
     /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
@@ -101,6 +104,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args, config).await,
         Command::Demo(args) => demo::run(args, config).await,
         Command::Generate(args) => generate::run(args, config).await,
+        Command::Redrive(args) => redrive::run(args, config).await,
         Command::Keyslot(args) => keyslot::run(args, &config).await,
         Command::CheckConfig(args) => check_config::run(args, &config),
     }

@@ -27,13 +27,11 @@ pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::plan::Planner;
-use crate::sink::Sink;
 use crate::source::{
     Partition, RebalanceNote, SourceConsumer, SourceContext, SourceMessage, Watermarks,
     consumer_config,
 };
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -78,23 +76,12 @@ pub async fn run(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
-    let store = Store::connect(store_settings(&config.redis)).await?;
-    let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
-    let sink = Sink::new(&config.kafka)?;
+    let stage = Arc::new(Stage::from_config(config, "", metrics, None).await?);
     let consumer: SourceConsumer =
         consumer_config(&config.kafka).create_with_context(SourceContext::default())?;
     let topics = config.kafka.source_topics();
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.kafka.group_id, "worker started");
-    let stage = Arc::new(Stage {
-        decoder,
-        planner: Planner::new(plan_settings(config, "")),
-        store,
-        sink,
-        dlq_suffix: config.kafka.dlq_suffix.clone(),
-        metrics,
-        replay_marker: None,
-    });
     let mut worker = Loop {
         stage,
         topics: topics.iter().map(|t| Arc::from(*t)).collect(),

@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, join_all};
 
+use crate::config::Config;
 use crate::event::{EntityKind, VerdictAction};
 use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicLabel, TopicReasonLabels};
 use crate::plan::assemble::{Cause, Outcome, assemble};
@@ -15,6 +16,7 @@ use crate::source::{Partition, SourceMessage};
 use crate::store::{Store, UnitFailure};
 
 use super::decode::{Decoder, decode};
+use super::{RunError, decoder_from_config, plan_settings, store_settings};
 
 /// Everything a batch needs, shared by all batches of a run.
 pub struct Stage {
@@ -58,6 +60,41 @@ pub struct BatchDone {
 }
 
 impl Stage {
+    /// Connects everything a batch needs, from config: the store (loading the function
+    /// library), the codec (parsing every schema once), the producer. Keys go to `namespace`
+    /// (empty = live); `replay_marker` tags dead letters of a replay.
+    pub async fn from_config(
+        config: &Config,
+        namespace: &str,
+        metrics: Metrics,
+        replay_marker: Option<String>,
+    ) -> Result<Stage, RunError> {
+        let store = Store::connect(store_settings(&config.redis)).await?;
+        let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+        let sink = Sink::new(&config.kafka)?;
+        Ok(Stage {
+            decoder,
+            planner: Planner::new(plan_settings(config, namespace)),
+            store,
+            sink,
+            dlq_suffix: config.kafka.dlq_suffix.clone(),
+            metrics,
+            replay_marker,
+        })
+    }
+
+    /// Prepares, submits and completes one batch (for callers that run batches one at a
+    /// time: redrive, replay).
+    pub async fn process(
+        &self,
+        messages: Vec<SourceMessage>,
+        redrives: Vec<Option<Redrive>>,
+    ) -> BatchDone {
+        let (prepared, units) = self.prepare(messages, redrives, unix_ms(SystemTime::now()));
+        let results = self.store.submit(units);
+        self.complete(prepared, results).await
+    }
+
     /// Decodes and plans `messages`; returns the batch and its units (submit them to the store
     /// in batch order).
     pub fn prepare(

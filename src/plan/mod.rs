@@ -62,7 +62,8 @@ pub enum EventBody {
 pub struct Redrive {
     /// The dead-letter record's own identity.
     pub dlq_source: SourceRef,
-    /// Hash tags (`{u:42}`) of the entities whose unit failed.
+    /// Hash tags (`{u:42}`) of the entities whose unit failed. Empty means nothing was
+    /// applied (a poison record): every entity uses the dead-letter identity.
     pub failed_tags: Vec<String>,
 }
 
@@ -384,7 +385,11 @@ impl Planner {
 /// The apply-once identity of `event` for the entity `tag`.
 fn mark_for(event: &PlannedEvent, tag: &str) -> (String, i64) {
     let source = match &event.redrive {
-        Some(redrive) if redrive.failed_tags.iter().any(|t| t == tag) => &redrive.dlq_source,
+        Some(redrive)
+            if redrive.failed_tags.is_empty() || redrive.failed_tags.iter().any(|t| t == tag) =>
+        {
+            &redrive.dlq_source
+        }
         _ => &event.source,
     };
     (source.mark_field(), source.offset)

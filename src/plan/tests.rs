@@ -278,6 +278,22 @@ fn redrive_applies_failed_entities_under_the_dead_letter_identity() {
 }
 
 #[test]
+fn redrive_of_a_record_that_applied_nothing_uses_the_dead_letter_identity_everywhere() {
+    let mut event = tx_event(tx("42", Some("411111"), None, None), 11);
+    event.redrive = Some(Redrive {
+        dlq_source: source("transactions.dlq", 2, 8),
+        failed_tags: Vec::new(),
+    });
+    let plan = planner().plan(&[event], T0);
+    for at in &plan.events[0].entities {
+        let op = &plan.units[at.unit].entities[at.entity].ops[at.op];
+        if op.mark.is_some() {
+            assert_eq!(op.mark, Some(("transactions.dlq:2".to_owned(), 8)));
+        }
+    }
+}
+
+#[test]
 fn a_namespace_prefixes_every_key_and_keeps_the_slot() {
     let mut settings = PlanSettings::seed_defaults();
     settings.keys = KeyBuilder::namespaced("shadow");

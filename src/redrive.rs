@@ -1,0 +1,234 @@
+//! Re-processing dead letters through the normal path.
+//!
+//! A dead letter carries its origin (`__connect.errors.topic/partition/offset`) and the hash
+//! tags whose writes did not happen (`fds.failed_tags`). Redrive plans the original event again:
+//! the entities that failed are applied under the dead letter's own identity (its DLQ
+//! partition and offset), the others under the original identity — which their apply-once
+//! marks already cover, so they are read, not counted again. Redriving the same dead letter
+//! twice changes nothing the second time.
+//!
+//! Redrive reads each partition of the DLQ topic from its group's committed offset (group
+//! `<kafka.group_id>-redrive`) to the high watermark seen at start, and commits as it goes, so
+//! the next redrive continues where this one ended. Records that fail again are dead-lettered
+//! again (after the end bound, so they are not re-read in the same run).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{RunError, Stage};
+use crate::plan::{Redrive, SourceRef};
+use crate::sink::dead_letter::header;
+use crate::source::SourceMessage;
+
+/// What to redrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedriveOptions {
+    /// The dead-letter topic, e.g. `transactions.dlq`.
+    pub topic: String,
+    /// Only records whose header `name` equals `value`, for every `(name, value)`.
+    pub filters: Vec<(String, String)>,
+    /// Records per batch.
+    pub batch_size: usize,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedriveSummary {
+    /// Dead letters read.
+    pub read: u64,
+    /// Read but not matching the filters (left alone, still committed past).
+    pub filtered_out: u64,
+    /// Without origin headers (not a dead letter of ours): left alone.
+    pub not_ours: u64,
+    /// Re-processed.
+    pub redriven: u64,
+    /// Of those, enrichment records published.
+    pub enriched: u64,
+    /// Of those, dead-lettered again.
+    pub dead_lettered_again: u64,
+}
+
+/// Maps a filter name from the command line to its header: `error_kind` → `fds.error.kind`;
+/// anything else is taken as a header name.
+pub fn filter_header(name: &str) -> String {
+    match name {
+        "error_kind" | "kind" => header::KIND.to_owned(),
+        "slot" => header::SLOT.to_owned(),
+        "node" => header::NODE.to_owned(),
+        "topic" => header::TOPIC.to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The original record and its redrive identity, from a dead letter; `None` if the record
+/// lacks the origin headers.
+pub fn original_of(dead_letter: &SourceMessage) -> Option<(SourceMessage, Redrive)> {
+    let topic = dead_letter.header(header::TOPIC)?;
+    let partition = dead_letter.header(header::PARTITION)?.parse().ok()?;
+    let offset = dead_letter.header(header::OFFSET)?.parse().ok()?;
+    let failed_tags = dead_letter
+        .header(header::FAILED_TAGS)
+        .and_then(|tags| serde_json::from_str::<Vec<String>>(tags).ok())
+        .unwrap_or_default();
+    let original = SourceMessage {
+        topic: Arc::from(topic),
+        partition,
+        offset,
+        ..dead_letter.clone()
+    };
+    let redrive = Redrive {
+        dlq_source: SourceRef {
+            topic: Arc::clone(&dead_letter.topic),
+            partition: dead_letter.partition,
+            offset: dead_letter.offset,
+        },
+        failed_tags,
+    };
+    Some((original, redrive))
+}
+
+/// Redrives `options.topic`; `progress(done, total)` is called after each batch.
+pub async fn redrive(
+    config: &Config,
+    options: &RedriveOptions,
+    metrics: Metrics,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RedriveSummary, RunError> {
+    let stage = Stage::from_config(config, "", metrics, None).await?;
+    let mut client = ClientConfig::new();
+    for (key, value) in config.kafka.consumer_client_options() {
+        client.set(key, value);
+    }
+    let consumer: StreamConsumer = client
+        .set("group.id", format!("{}-redrive", config.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()?;
+    let (list, ends, total) = bounds(&consumer, &options.topic)?;
+    consumer.assign(&list)?;
+    let topic: Arc<str> = Arc::from(options.topic.as_str());
+    let mut positions: HashMap<i32, i64> = list
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(0)))
+        .collect();
+    let mut summary = RedriveSummary::default();
+    let mut batch = Vec::new();
+    let mut redrives = Vec::new();
+    let reached_end = |positions: &HashMap<i32, i64>| {
+        ends.iter()
+            .all(|(p, end)| positions.get(p).is_some_and(|pos| pos >= end))
+    };
+    progress(0, total);
+    while !reached_end(&positions) {
+        let message = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+        {
+            Ok(Ok(message)) => Some(message),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "reading dead letters");
+                None
+            }
+            Err(_) => None,
+        };
+        let message = message.map(|message| {
+            let record = SourceMessage::from_borrowed(&message, Arc::clone(&topic));
+            drop(message);
+            record
+        });
+        if let Some(record) = &message {
+            let end = ends.get(&record.partition).copied().unwrap_or(0);
+            if record.offset < end {
+                positions.insert(record.partition, record.offset + 1);
+                summary.read += 1;
+                if !options
+                    .filters
+                    .iter()
+                    .all(|(name, value)| record.header(name) == Some(value))
+                {
+                    summary.filtered_out += 1;
+                } else if let Some((original, redrive)) = original_of(record) {
+                    batch.push(original);
+                    redrives.push(Some(redrive));
+                } else {
+                    summary.not_ours += 1;
+                }
+            } else {
+                positions.insert(record.partition, end);
+            }
+        }
+        let idle = message.is_none();
+        let full = batch.len() >= options.batch_size.max(1);
+        if !batch.is_empty() && (full || idle || reached_end(&positions)) {
+            let done = stage
+                .process(std::mem::take(&mut batch), std::mem::take(&mut redrives))
+                .await;
+            summary.redriven += done.finished.len() as u64;
+            summary.enriched += done.enriched;
+            summary.dead_lettered_again += done.dead_lettered;
+            commit(&consumer, &options.topic, &positions)?;
+            progress(summary.read, total);
+        }
+    }
+    commit(&consumer, &options.topic, &positions)?;
+    progress(summary.read, total);
+    stage
+        .sink
+        .flush(Duration::from_secs(10))
+        .map_err(RunError::Kafka)?;
+    Ok(summary)
+}
+
+/// Start offsets (committed, or the beginning), end offsets (high watermarks now), and the
+/// number of records between them.
+fn bounds(
+    consumer: &StreamConsumer,
+    topic: &str,
+) -> Result<(TopicPartitionList, HashMap<i32, i64>, u64), RunError> {
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut wanted = TopicPartitionList::new();
+    for partition in &partitions {
+        wanted.add_partition(topic, *partition);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut list = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    let mut total = 0;
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let start = committed
+            .find_partition(topic, partition)
+            .and_then(|e| e.offset().to_raw())
+            .filter(|o| *o >= 0)
+            .unwrap_or(low)
+            .max(low);
+        list.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        ends.insert(partition, high);
+        total += (high - start).max(0) as u64;
+    }
+    Ok((list, ends, total))
+}
+
+fn commit(
+    consumer: &StreamConsumer,
+    topic: &str,
+    positions: &HashMap<i32, i64>,
+) -> Result<(), RunError> {
+    let mut list = TopicPartitionList::new();
+    for (partition, position) in positions {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)?;
+    Ok(())
+}
