@@ -1,1 +1,517 @@
-//! TODO
+//! The Confluent wire format + Avro codec for the worker's events, and input validation.
+//!
+//! # Wire format
+//! Every Kafka value is `0x00` (magic byte), a 4-byte big-endian schema id, then the Avro binary
+//! encoding of one record (see [`wire`]). The id is looked up in a local [`SchemaCatalog`]
+//! (id → `.avsc`, from config; no schema registry at runtime).
+//!
+//! # Decoding
+//! [`Codec::decode_transaction`] (and `_verdict`, `_enrichment`) check, in order: the size limit
+//! (before anything else), the header, the schema id, that the writer schema is the expected
+//! record type (same unqualified name, or an alias of the reader), the Avro body (truncation and
+//! trailing bytes are errors), then Avro *schema resolution* from the writer schema to the
+//! built-in reader schema (`schemas/*.avsc`, compiled in) when they differ, and finally a
+//! hand-written conversion to the typed event. Every failure is a [`DecodeError`] with a stable
+//! [`kind`](DecodeError::kind); decoding never panics on any input.
+//!
+//! Decoding does not validate content (ids, lengths, currency …): call
+//! [`validate::validate_transaction`] / [`validate::validate_verdict`] on the result.
+//!
+//! # Encoding
+//! `encode_*` write Confluent-framed bytes with the writer schema id configured in
+//! [`SchemaIds`]; `encode_*_with` take an explicit id (tests, the traffic generator, writing an
+//! older schema version). For the built-in schemas the Avro bytes are written directly
+//! (byte-for-byte equal to apache-avro's output, pinned by tests); for any other version of the
+//! record the event is resolved into that schema by apache-avro (fields it lacks are dropped,
+//! fields it adds take their defaults, enum symbols are matched by name) and written validated.
+//!
+//! # Cost
+//! Schemas are parsed and prepared once, in [`SchemaCatalog`] and [`Codec::new`]; per message
+//! nothing schema-related is rebuilt. Measured (`cargo bench --bench codec`, release, one core):
+//! decode a transaction ≈0.55 µs (≈1.5 µs when resolving from an older writer schema), a
+//! verdict ≈0.65 µs; encode an enrichment record (8 velocity readings, 1 hit) ≈0.07 µs.
+//! Decoding builds apache-avro's generic `Value` tree (one allocation per string and per field
+//! name) and moves the strings into the typed event.
+
+mod binary;
+mod catalog;
+mod convert;
+mod error;
+pub mod validate;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+
+pub use catalog::{ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, TRANSACTION_AVSC};
+pub use error::{CatalogError, DecodeError, EncodeError};
+pub use validate::{Limits, ValidationError, validate_transaction, validate_verdict};
+
+use crate::event::{Enrichment, FraudVerdict, Transaction};
+use wire::BodyReader;
+
+/// Default limit on a message's size (1 MiB, Kafka's default `message.max.bytes`).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The writer schema ids used when encoding each record type. Decoding accepts any id in the
+/// catalog whose schema is the right record type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaIds {
+    /// Writer schema id for `Transaction` (default 1).
+    pub transaction: u32,
+    /// Writer schema id for `FraudVerdict` (default 2).
+    pub verdict: u32,
+    /// Writer schema id for `Enrichment` (default 3).
+    pub enrichment: u32,
+}
+
+impl Default for SchemaIds {
+    fn default() -> SchemaIds {
+        SchemaIds {
+            transaction: 1,
+            verdict: 2,
+            enrichment: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordKind {
+    Transaction,
+    Verdict,
+    Enrichment,
+}
+
+impl RecordKind {
+    const ALL: [RecordKind; 3] = [
+        RecordKind::Transaction,
+        RecordKind::Verdict,
+        RecordKind::Enrichment,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            RecordKind::Transaction => "Transaction",
+            RecordKind::Verdict => "FraudVerdict",
+            RecordKind::Enrichment => "Enrichment",
+        }
+    }
+
+    fn avsc(self) -> &'static str {
+        match self {
+            RecordKind::Transaction => TRANSACTION_AVSC,
+            RecordKind::Verdict => FRAUD_VERDICT_AVSC,
+            RecordKind::Enrichment => ENRICHMENT_AVSC,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Shares each distinct schema text as one `&'static Schema` for the rest of the process.
+///
+/// apache-avro's prepared readers and writers borrow their schema; keeping them in the codec
+/// (instead of rebuilding them — ≈0.2–0.5 µs — for every message) needs a schema that outlives
+/// the codec. Interning by text bounds the memory kept to the distinct schemas ever loaded (a
+/// few KiB each), however many codecs are built.
+fn intern(
+    text: &str,
+    parse: impl FnOnce() -> Result<Schema, String>,
+) -> Result<&'static Schema, String> {
+    static INTERNED: OnceLock<Mutex<HashMap<String, &'static Schema>>> = OnceLock::new();
+    let mut map = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(schema) = map.get(text) {
+        return Ok(schema);
+    }
+    let schema: &'static Schema = Box::leak(Box::new(parse()?));
+    map.insert(text.to_owned(), schema);
+    Ok(schema)
+}
+
+/// A schema with everything apache-avro derives from it prepared once.
+struct Prepared {
+    schema: &'static Schema,
+    /// Named types, for resolving a value *into* this schema.
+    resolved: ResolvedSchema<'static>,
+    /// Decodes data written with this schema (no resolution).
+    reader: GenericDatumReader<'static>,
+    /// Parsing Canonical Form, to detect a writer identical to the reader.
+    canonical: String,
+}
+
+impl Prepared {
+    fn new(schema: &'static Schema) -> Result<Prepared, String> {
+        let err = |e: apache_avro::Error| e.to_string();
+        Ok(Prepared {
+            schema,
+            resolved: ResolvedSchema::try_from(schema).map_err(err)?,
+            reader: GenericDatumReader::builder(schema).build().map_err(err)?,
+            canonical: schema.canonical_form(),
+        })
+    }
+
+    /// A writer schema matches this reader if it is a record with the same unqualified name or
+    /// one of this reader's aliases (the Avro resolution rule for records).
+    fn matches_record(&self, writer: &Schema) -> bool {
+        let (Schema::Record(reader), Schema::Record(writer)) = (self.schema, writer) else {
+            return false;
+        };
+        let wanted = writer.name.name();
+        reader.name.name() == wanted
+            || reader
+                .aliases
+                .iter()
+                .flatten()
+                .any(|alias| alias.name() == wanted)
+    }
+}
+
+/// One catalog entry, prepared for decoding and encoding.
+struct Writer {
+    prepared: Prepared,
+    /// Encodes (validated) values of this schema when it is not the built-in one.
+    writer: GenericDatumWriter<'static>,
+    kind: Option<RecordKind>,
+    /// Same Parsing Canonical Form as the built-in reader: no resolution needed either way.
+    same_as_reader: bool,
+}
+
+/// Decodes and encodes the worker's events in the Confluent wire format. `Send + Sync`;
+/// share it (`Arc<Codec>`) — all methods take `&self`.
+pub struct Codec {
+    readers: [Prepared; 3],
+    writers: HashMap<u32, Writer>,
+    ids: SchemaIds,
+    max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut schema_ids: Vec<_> = self.writers.keys().copied().collect();
+        schema_ids.sort_unstable();
+        f.debug_struct("Codec")
+            .field("ids", &self.ids)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("catalog", &schema_ids)
+            .finish()
+    }
+}
+
+impl Codec {
+    /// Prepares every catalog schema once and checks that `ids` name schemas of the right
+    /// record types. Messages longer than `max_message_bytes` are rejected before decoding.
+    ///
+    /// Also caps apache-avro's per-value allocation at `16 × max_message_bytes` (at least
+    /// 1 MiB) so a forged length prefix cannot allocate the library default of 512 MiB. That
+    /// cap is process-wide and set once: the first `Codec` created wins.
+    pub fn new(
+        catalog: &SchemaCatalog,
+        ids: SchemaIds,
+        max_message_bytes: usize,
+    ) -> Result<Codec, CatalogError> {
+        apache_avro::util::max_allocation_bytes(max_message_bytes.saturating_mul(16).max(1 << 20));
+
+        let mut readers = Vec::with_capacity(3);
+        for kind in RecordKind::ALL {
+            let prepared = intern(kind.avsc(), || {
+                Schema::parse_str(kind.avsc()).map_err(|e| e.to_string())
+            })
+            .and_then(Prepared::new)
+            .map_err(|message| CatalogError::Parse {
+                id: 0,
+                origin: format!("built-in {}", kind.name()),
+                message,
+            })?;
+            readers.push(prepared);
+        }
+        let readers: [Prepared; 3] = match readers.try_into() {
+            Ok(r) => r,
+            Err(_) => unreachable!("three record kinds"),
+        };
+
+        let mut writers = HashMap::new();
+        for (id, entry) in catalog.entries() {
+            let parse_error = |message: String| CatalogError::Parse {
+                id,
+                origin: entry.origin.clone(),
+                message,
+            };
+            let schema =
+                intern(&entry.text, || Ok(entry.schema.as_ref().clone())).map_err(parse_error)?;
+            let prepared = Prepared::new(schema).map_err(parse_error)?;
+            let kind = RecordKind::ALL
+                .into_iter()
+                .find(|k| readers[k.index()].matches_record(schema));
+            let same_as_reader =
+                kind.is_some_and(|k| readers[k.index()].canonical == prepared.canonical);
+            let writer = GenericDatumWriter::builder(schema)
+                .build()
+                .map_err(|e| parse_error(e.to_string()))?;
+            writers.insert(
+                id,
+                Writer {
+                    prepared,
+                    writer,
+                    kind,
+                    same_as_reader,
+                },
+            );
+        }
+
+        for (id, kind) in [
+            (ids.transaction, RecordKind::Transaction),
+            (ids.verdict, RecordKind::Verdict),
+            (ids.enrichment, RecordKind::Enrichment),
+        ] {
+            let writer = writers.get(&id).ok_or(CatalogError::MissingId {
+                id,
+                record: kind.name(),
+            })?;
+            if writer.kind != Some(kind) {
+                return Err(CatalogError::WrongRecord {
+                    id,
+                    record: kind.name(),
+                    found: full_name(writer.prepared.schema),
+                });
+            }
+        }
+
+        Ok(Codec {
+            readers,
+            writers,
+            ids,
+            max_message_bytes,
+        })
+    }
+
+    /// A codec over [`SchemaCatalog::builtin`] with the default ids and
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`].
+    pub fn builtin() -> Codec {
+        match Codec::new(
+            &SchemaCatalog::builtin(),
+            SchemaIds::default(),
+            DEFAULT_MAX_MESSAGE_BYTES,
+        ) {
+            Ok(codec) => codec,
+            // The built-in schemas are checked by this module's tests.
+            Err(e) => unreachable!("built-in schemas are valid: {e}"),
+        }
+    }
+
+    /// The writer ids used by `encode_*`.
+    pub fn ids(&self) -> SchemaIds {
+        self.ids
+    }
+
+    /// The size limit checked before decoding.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// Decodes a Confluent-framed `Transaction`.
+    pub fn decode_transaction(&self, bytes: &[u8]) -> Result<Transaction, DecodeError> {
+        convert::to_transaction(self.decode_record(bytes, RecordKind::Transaction)?)
+    }
+
+    /// Decodes a Confluent-framed `FraudVerdict`.
+    pub fn decode_verdict(&self, bytes: &[u8]) -> Result<FraudVerdict, DecodeError> {
+        convert::to_verdict(self.decode_record(bytes, RecordKind::Verdict)?)
+    }
+
+    /// Decodes a Confluent-framed `Enrichment` (for tests and tailing the output topic).
+    pub fn decode_enrichment(&self, bytes: &[u8]) -> Result<Enrichment, DecodeError> {
+        convert::to_enrichment(self.decode_record(bytes, RecordKind::Enrichment)?)
+    }
+
+    /// Encodes a transaction with the configured transaction schema id.
+    pub fn encode_transaction(&self, tx: &Transaction) -> Result<Vec<u8>, EncodeError> {
+        self.encode_transaction_with(self.ids.transaction, tx)
+    }
+
+    /// Encodes a transaction with writer schema `schema_id` (must be a `Transaction` schema in
+    /// the catalog).
+    pub fn encode_transaction_with(
+        &self,
+        schema_id: u32,
+        tx: &Transaction,
+    ) -> Result<Vec<u8>, EncodeError> {
+        self.encode_record(
+            schema_id,
+            RecordKind::Transaction,
+            tx,
+            binary::transaction,
+            convert::transaction_value,
+            128,
+        )
+    }
+
+    /// Encodes a verdict with the configured verdict schema id.
+    pub fn encode_verdict(&self, verdict: &FraudVerdict) -> Result<Vec<u8>, EncodeError> {
+        self.encode_verdict_with(self.ids.verdict, verdict)
+    }
+
+    /// Encodes a verdict with writer schema `schema_id` (must be a `FraudVerdict` schema in the
+    /// catalog).
+    pub fn encode_verdict_with(
+        &self,
+        schema_id: u32,
+        verdict: &FraudVerdict,
+    ) -> Result<Vec<u8>, EncodeError> {
+        self.encode_record(
+            schema_id,
+            RecordKind::Verdict,
+            verdict,
+            binary::verdict,
+            convert::verdict_value,
+            128,
+        )
+    }
+
+    /// Encodes an enrichment record with the configured enrichment schema id.
+    pub fn encode_enrichment(&self, enrichment: &Enrichment) -> Result<Vec<u8>, EncodeError> {
+        self.encode_enrichment_with(self.ids.enrichment, enrichment)
+    }
+
+    /// Encodes an enrichment record with writer schema `schema_id` (must be an `Enrichment`
+    /// schema in the catalog).
+    pub fn encode_enrichment_with(
+        &self,
+        schema_id: u32,
+        enrichment: &Enrichment,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let hint = 128 + 24 * enrichment.velocity.len() + 64 * enrichment.blacklist_hits.len();
+        self.encode_record(
+            schema_id,
+            RecordKind::Enrichment,
+            enrichment,
+            binary::enrichment,
+            convert::enrichment_value,
+            hint,
+        )
+    }
+
+    /// Size check, header, id lookup, record-type check, Avro body, resolution: the record's
+    /// fields in the reader schema's shape.
+    fn decode_record(
+        &self,
+        bytes: &[u8],
+        kind: RecordKind,
+    ) -> Result<Vec<(String, Value)>, DecodeError> {
+        if bytes.len() > self.max_message_bytes {
+            return Err(DecodeError::Oversize {
+                len: bytes.len(),
+                max: self.max_message_bytes,
+            });
+        }
+        let (schema_id, body) = wire::split_frame(bytes)?;
+        let writer = self
+            .writers
+            .get(&schema_id)
+            .ok_or(DecodeError::UnknownSchema { id: schema_id })?;
+        if writer.kind != Some(kind) {
+            return Err(DecodeError::Resolution {
+                schema_id,
+                record: kind.name(),
+                message: format!(
+                    "the writer schema is `{}`",
+                    full_name(writer.prepared.schema)
+                ),
+            });
+        }
+
+        let malformed = |message: String| DecodeError::MalformedAvro { schema_id, message };
+        let mut input = BodyReader::new(body);
+        let decoded = writer.prepared.reader.read_value(&mut input);
+        if input.hit_end() {
+            return Err(malformed("truncated body".to_owned()));
+        }
+        let value = decoded.map_err(|e| malformed(e.to_string()))?;
+        if input.remaining() > 0 {
+            return Err(malformed(format!(
+                "{} trailing bytes after the record",
+                input.remaining()
+            )));
+        }
+
+        let value = if writer.same_as_reader {
+            value
+        } else {
+            let reader = &self.readers[kind.index()];
+            value
+                .resolve_with_names(reader.schema, reader.resolved.get_names())
+                .map_err(|e| DecodeError::Resolution {
+                    schema_id,
+                    record: kind.name(),
+                    message: e.to_string(),
+                })?
+        };
+        match value {
+            Value::Record(fields) => Ok(fields),
+            _ => Err(DecodeError::Resolution {
+                schema_id,
+                record: kind.name(),
+                message: "the decoded value is not a record".to_owned(),
+            }),
+        }
+    }
+
+    /// Built-in writer schema: the direct binary writer. Another version: the event as an
+    /// apache-avro `Value`, resolved into that schema by field and symbol name, validated.
+    fn encode_record<T>(
+        &self,
+        schema_id: u32,
+        kind: RecordKind,
+        item: &T,
+        write_builtin: fn(&mut Vec<u8>, &T),
+        to_value: fn(&T) -> Value,
+        hint: usize,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let writer = self
+            .writers
+            .get(&schema_id)
+            .ok_or(EncodeError::UnknownSchema { id: schema_id })?;
+        let schema_error = |message: String| EncodeError::Schema {
+            schema_id,
+            record: kind.name(),
+            message,
+        };
+        if writer.kind != Some(kind) {
+            return Err(schema_error(format!(
+                "the writer schema is `{}`",
+                full_name(writer.prepared.schema)
+            )));
+        }
+        let mut out = wire::frame_header(schema_id, hint);
+        if writer.same_as_reader {
+            write_builtin(&mut out, item);
+        } else {
+            let prepared = &writer.prepared;
+            to_value(item)
+                .resolve_with_names(prepared.schema, prepared.resolved.get_names())
+                .and_then(|v| writer.writer.write_value_ref(&mut out, &v))
+                .map_err(|e| schema_error(e.to_string()))?;
+        }
+        Ok(out)
+    }
+}
+
+fn full_name(schema: &Schema) -> String {
+    schema
+        .name()
+        .map(|n| n.fullname(None))
+        .unwrap_or_else(|| format!("{:?}", apache_avro::schema::SchemaKind::from(schema)))
+}
+
+#[cfg(test)]
+mod tests;

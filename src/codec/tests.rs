@@ -1,0 +1,196 @@
+//! Unit tests of the codec internals; the behavioural suite is `tests/codec.rs`.
+
+use super::*;
+use crate::event::{BlacklistHit, EntityKind, Subject, ThreatLevel, VelocityCount, VerdictAction};
+
+fn tx() -> Transaction {
+    Transaction {
+        event_id: "evt-1".into(),
+        user_id: "user-42".into(),
+        amount_minor: 990,
+        currency: "USD".into(),
+        card_bin: Some("457173".into()),
+        ip: None,
+        email: Some("a@example.com".into()),
+        device_id: None,
+        merchant_id: Some("m-7".into()),
+        event_time_ms: 1_700_000_000_123,
+    }
+}
+
+fn verdict() -> FraudVerdict {
+    FraudVerdict {
+        verdict_id: "v-1".into(),
+        subject: Subject {
+            kind: EntityKind::CardBin,
+            value: "457173".into(),
+        },
+        action: VerdictAction::Remove,
+        threat_level: ThreatLevel::StolenCard,
+        reason: "false positive".into(),
+        source: "analyst".into(),
+        event_time_ms: 1_700_000_000_000,
+    }
+}
+
+fn enrichment() -> Enrichment {
+    Enrichment {
+        event_id: "evt-1".into(),
+        user_id: "user-42".into(),
+        velocity: vec![VelocityCount {
+            dimension: EntityKind::Device,
+            window_seconds: 60,
+            count: 6,
+            threshold: Some(5),
+            exceeded: true,
+        }],
+        velocity_exceeded: true,
+        blacklist_hits: vec![BlacklistHit {
+            kind: EntityKind::Email,
+            value: "a@example.com".into(),
+            threat_level: ThreatLevel::Permanent,
+            reason: "r".into(),
+            source: "s".into(),
+            ttl_remaining_s: None,
+        }],
+        source_topic: "transactions".into(),
+        source_partition: 3,
+        source_offset: 77,
+        event_time_ms: 1_700_000_000_123,
+        processed_at_ms: 1_700_000_000_500,
+    }
+}
+
+#[test]
+fn builtin_writers_take_the_fast_path() {
+    let codec = Codec::builtin();
+    for (id, kind) in [
+        (1, RecordKind::Transaction),
+        (2, RecordKind::Verdict),
+        (3, RecordKind::Enrichment),
+    ] {
+        let w = &codec.writers[&id];
+        assert_eq!(w.kind, Some(kind));
+        assert!(w.same_as_reader, "{kind:?}");
+    }
+}
+
+#[test]
+fn round_trips() {
+    let codec = Codec::builtin();
+    let bytes = codec.encode_transaction(&tx()).unwrap();
+    assert_eq!(&bytes[..5], &[0, 0, 0, 0, 1]);
+    assert_eq!(codec.decode_transaction(&bytes).unwrap(), tx());
+    let bytes = codec.encode_verdict(&verdict()).unwrap();
+    assert_eq!(&bytes[..5], &[0, 0, 0, 0, 2]);
+    assert_eq!(codec.decode_verdict(&bytes).unwrap(), verdict());
+    let bytes = codec.encode_enrichment(&enrichment()).unwrap();
+    assert_eq!(&bytes[..5], &[0, 0, 0, 0, 3]);
+    assert_eq!(codec.decode_enrichment(&bytes).unwrap(), enrichment());
+}
+
+#[test]
+fn every_truncation_is_malformed() {
+    let codec = Codec::builtin();
+    let bytes = codec.encode_enrichment(&enrichment()).unwrap();
+    for cut in wire::HEADER_LEN..bytes.len() {
+        let err = codec.decode_enrichment(&bytes[..cut]).unwrap_err();
+        assert_eq!(err.kind(), "malformed_avro", "cut at {cut}: {err}");
+    }
+    let bytes = codec.encode_transaction(&tx()).unwrap();
+    for cut in wire::HEADER_LEN..bytes.len() {
+        let err = codec.decode_transaction(&bytes[..cut]).unwrap_err();
+        assert_eq!(err.kind(), "malformed_avro", "cut at {cut}: {err}");
+    }
+}
+
+#[test]
+fn trailing_bytes_are_malformed() {
+    let codec = Codec::builtin();
+    let mut bytes = codec.encode_verdict(&verdict()).unwrap();
+    bytes.push(0);
+    let err = codec.decode_verdict(&bytes).unwrap_err();
+    assert!(
+        matches!(&err, DecodeError::MalformedAvro { schema_id: 2, message } if message.contains("trailing")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn wrong_record_type_is_a_resolution_error() {
+    let codec = Codec::builtin();
+    let bytes = codec.encode_verdict(&verdict()).unwrap();
+    let err = codec.decode_transaction(&bytes).unwrap_err();
+    assert_eq!(err.kind(), "resolution", "{err}");
+    assert!(
+        err.to_string().contains("io.fds.events.FraudVerdict"),
+        "{err}"
+    );
+    let err = codec.encode_transaction_with(2, &tx()).unwrap_err();
+    assert_eq!(err.kind(), "encode_schema");
+    let err = codec.encode_transaction_with(99, &tx()).unwrap_err();
+    assert_eq!(err, EncodeError::UnknownSchema { id: 99 });
+}
+
+#[test]
+fn new_checks_configured_ids() {
+    let catalog = SchemaCatalog::builtin();
+    let ids = SchemaIds {
+        transaction: 2,
+        ..SchemaIds::default()
+    };
+    let err = Codec::new(&catalog, ids, 1024).unwrap_err();
+    assert!(
+        matches!(err, CatalogError::WrongRecord { id: 2, .. }),
+        "{err}"
+    );
+    let ids = SchemaIds {
+        enrichment: 30,
+        ..SchemaIds::default()
+    };
+    let err = Codec::new(&catalog, ids, 1024).unwrap_err();
+    assert!(
+        matches!(err, CatalogError::MissingId { id: 30, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn kinds_are_listed() {
+    let errors = [
+        DecodeError::Empty,
+        DecodeError::TooShort { len: 1 },
+        DecodeError::WrongMagic { found: 1 },
+        DecodeError::UnknownSchema { id: 1 },
+        DecodeError::Oversize { len: 2, max: 1 },
+        DecodeError::MalformedAvro {
+            schema_id: 1,
+            message: String::new(),
+        },
+        DecodeError::Resolution {
+            schema_id: 1,
+            record: "Transaction",
+            message: String::new(),
+        },
+        DecodeError::invalid("f", "r"),
+    ];
+    let kinds: Vec<_> = errors.iter().map(DecodeError::kind).collect();
+    assert_eq!(kinds, DecodeError::KINDS);
+}
+
+#[test]
+fn codec_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Codec>();
+    let codec = std::sync::Arc::new(Codec::builtin());
+    let bytes = codec.encode_transaction(&tx()).unwrap();
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (codec, bytes) = (codec.clone(), bytes.clone());
+            std::thread::spawn(move || codec.decode_transaction(&bytes).unwrap())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), tx());
+    }
+}
