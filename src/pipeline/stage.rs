@@ -69,7 +69,9 @@ impl Stage {
         metrics: Metrics,
         replay_marker: Option<String>,
     ) -> Result<Stage, RunError> {
-        let store = Store::connect(store_settings(&config.redis)).await?;
+        let store =
+            Store::connect_with_metrics(store_settings(&config.redis), Some(metrics.clone()))
+                .await?;
         let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
         let sink = Sink::new(&config.kafka)?;
         Ok(Stage {

@@ -1,20 +1,36 @@
-//! Slot health shared by every unit: which slots used up a retry budget without recovering
-//! (their next unit gets one probe attempt instead of a new budget), and when anything last
-//! succeeded (no success anywhere since a unit started means the whole cluster is down: wait,
-//! don't dead-letter).
+//! Cluster health shared by every unit:
+//! - which **node** used up a retry budget without recovering: units for the slots it serves get
+//!   one probe attempt instead of a fresh budget each (a dead shard serves thousands of slots);
+//! - when anything last **succeeded**, and when a node last said the whole cluster is down
+//!   (`CLUSTERDOWN The cluster is down`): a unit that saw no success since it started, or runs
+//!   while the cluster declares itself down, waits instead of dead-lettering — the worker pauses
+//!   rather than flooding the DLQ;
+//! - a cached slot → master map (from `CLUSTER SLOTS`), to attribute failures to nodes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::slot::{SLOT_COUNT, Slot};
 
-/// Shared slot health.
+/// How long a slot map is trusted before the store refreshes it (on the error path only).
+pub const OWNERS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Shared health.
 #[derive(Debug)]
 pub struct Health {
     epoch: Instant,
     last_success_nanos: AtomicU64,
-    failing: Box<[AtomicBool]>,
-    failing_count: AtomicU64,
+    last_cluster_down_nanos: AtomicU64,
+    failing: Mutex<HashSet<Arc<str>>>,
+    owners: RwLock<Owners>,
+}
+
+#[derive(Debug)]
+struct Owners {
+    refreshed: Option<Instant>,
+    by_slot: Vec<Option<Arc<str>>>,
 }
 
 impl Default for Health {
@@ -24,13 +40,17 @@ impl Default for Health {
 }
 
 impl Health {
-    /// All slots healthy, nothing succeeded yet.
+    /// Nothing known yet.
     pub fn new() -> Health {
         Health {
             epoch: Instant::now(),
             last_success_nanos: AtomicU64::new(0),
-            failing: (0..SLOT_COUNT).map(|_| AtomicBool::new(false)).collect(),
-            failing_count: AtomicU64::new(0),
+            last_cluster_down_nanos: AtomicU64::new(0),
+            failing: Mutex::new(HashSet::new()),
+            owners: RwLock::new(Owners {
+                refreshed: None,
+                by_slot: vec![None; SLOT_COUNT as usize],
+            }),
         }
     }
 
@@ -38,35 +58,113 @@ impl Health {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
+    /// The failure domain of `slot`: its master's address, or the slot itself if unknown.
+    pub fn domain(&self, slot: Slot) -> Arc<str> {
+        self.owner(slot)
+            .unwrap_or_else(|| Arc::from(format!("slot {slot}")))
+    }
+
+    /// The cached master of `slot`.
+    pub fn owner(&self, slot: Slot) -> Option<Arc<str>> {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        owners.by_slot[slot as usize].clone()
+    }
+
+    /// Is the slot map older than [`OWNERS_MAX_AGE`]?
+    pub fn owners_stale(&self) -> bool {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        owners
+            .refreshed
+            .is_none_or(|at| at.elapsed() > OWNERS_MAX_AGE)
+    }
+
+    /// Replaces the slot map with `(first, last, master)` ranges.
+    pub fn set_owners(&self, ranges: &[(Slot, Slot, String)]) {
+        let mut by_slot = vec![None; SLOT_COUNT as usize];
+        for (first, last, node) in ranges {
+            let node: Arc<str> = Arc::from(node.as_str());
+            for slot in *first..=*last.min(&(SLOT_COUNT - 1)) {
+                by_slot[slot as usize] = Some(Arc::clone(&node));
+            }
+        }
+        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
+        owners.by_slot = by_slot;
+        owners.refreshed = Some(Instant::now());
+    }
+
     /// A unit on `slot` succeeded.
     pub fn record_success(&self, slot: Slot) {
         self.last_success_nanos
             .fetch_max(self.nanos(Instant::now()), Ordering::Relaxed);
-        if self.failing[slot as usize].swap(false, Ordering::Relaxed) {
-            self.failing_count.fetch_sub(1, Ordering::Relaxed);
-            tracing::info!(slot, "slot recovered");
+        let domain = self.domain(slot);
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.remove(&domain) {
+            tracing::info!(node = %domain, "node recovered");
         }
     }
 
-    /// Did any unit succeed after `since`?
-    pub fn succeeded_since(&self, since: Instant) -> bool {
-        self.last_success_nanos.load(Ordering::Relaxed) > self.nanos(since)
+    /// A node answered that the whole cluster is down.
+    pub fn record_cluster_down(&self) {
+        self.last_cluster_down_nanos
+            .fetch_max(self.nanos(Instant::now()), Ordering::Relaxed);
     }
 
-    /// `slot` used up its budget.
+    /// Should a failing unit that started at `started` wait for the cluster rather than give
+    /// up? Yes if nothing succeeded since it started, or the last word was "cluster down".
+    pub fn cluster_wide_outage(&self, started: Instant) -> bool {
+        let success = self.last_success_nanos.load(Ordering::Relaxed);
+        let down = self.last_cluster_down_nanos.load(Ordering::Relaxed);
+        success <= self.nanos(started) || down > success
+    }
+
+    /// `slot`'s node used up a budget.
     pub fn mark_failing(&self, slot: Slot) {
-        if !self.failing[slot as usize].swap(true, Ordering::Relaxed) {
-            self.failing_count.fetch_add(1, Ordering::Relaxed);
+        let domain = self.domain(slot);
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.insert(Arc::clone(&domain)) {
+            tracing::warn!(node = %domain, "node marked failing: its units get one attempt each");
         }
     }
 
-    /// Is `slot` marked failing?
+    /// Is `slot`'s node marked failing?
     pub fn is_failing(&self, slot: Slot) -> bool {
-        self.failing[slot as usize].load(Ordering::Relaxed)
+        let domain = self.domain(slot);
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing.contains(&domain)
     }
 
-    /// How many slots are marked failing.
-    pub fn failing_slots(&self) -> u64 {
-        self.failing_count.load(Ordering::Relaxed)
+    /// Nodes (or slots) marked failing.
+    pub fn failing(&self) -> Vec<Arc<str>> {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_is_per_node_and_a_success_on_any_of_its_slots_clears_it() {
+        let health = Health::new();
+        health.set_owners(&[(0, 100, "a:1".into()), (101, 16383, "b:2".into())]);
+        health.mark_failing(5);
+        assert!(health.is_failing(99), "same node");
+        assert!(!health.is_failing(200));
+        health.record_success(42);
+        assert!(!health.is_failing(5));
+    }
+
+    #[test]
+    fn no_success_since_start_or_a_recent_cluster_down_is_a_cluster_wide_outage() {
+        let health = Health::new();
+        let started = Instant::now();
+        assert!(health.cluster_wide_outage(started));
+        std::thread::sleep(Duration::from_millis(2));
+        health.record_success(1);
+        assert!(!health.cluster_wide_outage(started));
+        std::thread::sleep(Duration::from_millis(2));
+        health.record_cluster_down();
+        assert!(health.cluster_wide_outage(started));
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod wire;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,6 +32,7 @@ use tokio::sync::{Semaphore, oneshot};
 pub use error::{FailureKind, StoreError};
 pub use health::Health;
 
+use crate::metrics::{ErrorLabels, Metrics};
 use crate::plan::{SlotUnit, UnitAnswer};
 use crate::slot::{SLOT_COUNT, Slot};
 
@@ -113,6 +115,7 @@ struct Inner {
     retry_limiter: DefaultDirectRateLimiter,
     unit_limiter: Option<DefaultDirectRateLimiter>,
     health: Health,
+    metrics: Option<Metrics>,
     tails: Mutex<Vec<Option<Tail>>>,
     stats: StoreStats,
 }
@@ -126,6 +129,14 @@ pub struct Store {
 impl Store {
     /// Connects to the cluster and loads the function library on every master.
     pub async fn connect(settings: StoreSettings) -> Result<Store, StoreError> {
+        Store::connect_with_metrics(settings, None).await
+    }
+
+    /// Like [`Store::connect`], counting retries in `metrics`.
+    pub async fn connect_with_metrics(
+        settings: StoreSettings,
+        metrics: Option<Metrics>,
+    ) -> Result<Store, StoreError> {
         let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
             // The client's own retries only follow redirects and ride over blips; the budget
             // and backoff are ours (the default of 16 retries would hide failures).
@@ -159,12 +170,14 @@ impl Store {
                 retry_limiter: RateLimiter::direct(retry_quota),
                 unit_limiter: per_second(settings.max_units_per_second).map(RateLimiter::direct),
                 health: Health::new(),
+                metrics,
                 tails: Mutex::new(vec![None; SLOT_COUNT as usize]),
                 stats: StoreStats::default(),
                 settings,
             }),
         };
         store.load_library().await?;
+        store.refresh_owners().await;
         Ok(store)
     }
 
@@ -227,13 +240,11 @@ impl Store {
     }
 
     /// Runs one unit now, with retries within the budget.
+    ///
+    /// The in-flight permit is held per attempt, not across backoff sleeps, so units waiting
+    /// out a failover do not starve healthy slots.
     pub async fn execute(&self, unit: &SlotUnit) -> Result<UnitAnswer, UnitFailure> {
         let inner = &self.inner;
-        let _permit = inner
-            .inflight
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
         if let Some(limiter) = &inner.unit_limiter {
             limiter.until_ready().await;
         }
@@ -246,7 +257,15 @@ impl Store {
         let mut waiting_logged = false;
         loop {
             attempts += 1;
-            let error = match self.call(&command, unit).await {
+            let attempt = {
+                let _permit = inner
+                    .inflight
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
+                self.call(&command, unit).await
+            };
+            let error = match attempt {
                 Ok(answer) => {
                     inner.health.record_success(unit.slot);
                     return Ok(answer);
@@ -255,46 +274,59 @@ impl Store {
             };
             let now = SystemTime::now();
             let first = *first_failure.get_or_insert(now);
+            if error.kind.cluster_wide() {
+                inner.health.record_cluster_down();
+            }
+            self.refresh_owners().await;
             let give_up = |kind: FailureKind| UnitFailure {
                 kind,
                 message: error.message.clone(),
                 slot: unit.slot,
-                node: None,
+                node: inner.health.owner(unit.slot).map(|n| n.to_string()),
                 attempts,
                 first_failure: first,
                 last_failure: now,
             };
             if !error.kind.retryable() {
-                return Err(self.failed(give_up(error.kind)).await);
+                return Err(self.failed(give_up(error.kind)));
             }
             if error.kind == FailureKind::FunctionMissing {
                 let _ = self.load_library().await;
             }
-            let cluster_wide = error.kind.cluster_wide() || !inner.health.succeeded_since(started);
+            let cluster_wide = inner.health.cluster_wide_outage(started);
             if inner.health.is_failing(unit.slot) && !cluster_wide {
-                // The slot already used up a budget and has not recovered: this attempt was
+                // The node already used up a budget and has not recovered: this attempt was
                 // the probe, don't spend another budget on it.
-                return Err(self.failed(give_up(error.kind)).await);
+                return Err(self.failed(give_up(error.kind)));
             }
             let over_budget = started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
             if over_budget {
                 if !cluster_wide {
                     inner.health.mark_failing(unit.slot);
-                    return Err(self.failed(give_up(error.kind)).await);
+                    return Err(self.failed(give_up(error.kind)));
                 }
                 if !waiting_logged {
                     tracing::warn!(
                         slot = unit.slot,
                         error.kind = error.kind.as_str(),
-                        "no slot has succeeded since this unit started: waiting for the cluster"
+                        "the whole cluster looks down: waiting for it instead of dead-lettering"
                     );
                     waiting_logged = true;
                 }
             }
-            inner
-                .stats
-                .retries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(metrics) = &inner.metrics {
+                metrics
+                    .redis_units_retried
+                    .get_or_create(&ErrorLabels {
+                        kind: error.kind.as_str().to_owned(),
+                        node: inner
+                            .health
+                            .owner(unit.slot)
+                            .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+                    })
+                    .inc();
+            }
             tracing::debug!(slot = unit.slot, attempts, error = %error, "retrying unit");
             inner.retry_limiter.until_ready().await;
             tokio::time::sleep(jitter(backoff)).await;
@@ -302,12 +334,11 @@ impl Store {
         }
     }
 
-    async fn failed(&self, mut failure: UnitFailure) -> UnitFailure {
+    fn failed(&self, failure: UnitFailure) -> UnitFailure {
         self.inner
             .stats
             .failed_units
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        failure.node = self.node_for_slot(failure.slot).await;
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             slot = failure.slot,
             node = failure.node.as_deref().unwrap_or("unknown"),
@@ -319,14 +350,29 @@ impl Store {
         failure
     }
 
+    /// Refreshes the cached slot map if it is stale (error path only; best effort).
+    async fn refresh_owners(&self) {
+        let health = &self.inner.health;
+        if !health.owners_stale() {
+            return;
+        }
+        let mut connection = self.inner.connection.clone();
+        let query = redis::cmd("CLUSTER").arg("SLOTS").clone();
+        let reply = tokio::time::timeout(
+            self.inner.settings.response_timeout,
+            query.query_async::<Value>(&mut connection),
+        )
+        .await;
+        if let Ok(Ok(reply)) = reply {
+            health.set_owners(&slot_ranges(&reply));
+        }
+    }
+
     /// One attempt: `FCALL`, the optional `WAIT`, and decoding the reply.
     async fn call(&self, command: &redis::Cmd, unit: &SlotUnit) -> Result<UnitAnswer, StoreError> {
         let inner = &self.inner;
         let settings = &inner.settings;
-        inner
-            .stats
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut connection = inner.connection.clone();
         // redis-rs has its own response timeout; this guards the whole call, redirects included.
         let deadline = settings.connect_timeout + settings.response_timeout * 3;
@@ -357,49 +403,35 @@ impl Store {
         }
         wire::decode_reply(unit, reply).map_err(|e| StoreError::new(FailureKind::Script, e.0))
     }
-
-    /// The `host:port` serving `slot` as master, from `CLUSTER SLOTS` (best effort).
-    pub async fn node_for_slot(&self, slot: Slot) -> Option<String> {
-        let mut connection = self.inner.connection.clone();
-        let query = redis::cmd("CLUSTER").arg("SLOTS").clone();
-        let reply = tokio::time::timeout(
-            self.inner.settings.response_timeout,
-            query.query_async::<Value>(&mut connection),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        slot_owner(&reply, slot)
-    }
 }
 
-/// Finds `slot`'s master in a `CLUSTER SLOTS` reply.
-fn slot_owner(reply: &Value, slot: Slot) -> Option<String> {
+/// `(first, last, master host:port)` ranges of a `CLUSTER SLOTS` reply.
+pub fn slot_ranges(reply: &Value) -> Vec<(Slot, Slot, String)> {
     let Value::Array(ranges) = reply else {
-        return None;
+        return Vec::new();
     };
-    ranges.iter().find_map(|range| {
-        let Value::Array(fields) = range else {
-            return None;
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
-            (fields.first(), fields.get(1), fields.get(2))
-        else {
-            return None;
-        };
-        if !(*start..=*end).contains(&i64::from(slot)) {
-            return None;
-        }
-        let host = match master.first()? {
-            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            Value::SimpleString(text) => text.clone(),
-            _ => return None,
-        };
-        let Value::Int(port) = master.get(1)? else {
-            return None;
-        };
-        Some(format!("{host}:{port}"))
-    })
+    ranges
+        .iter()
+        .filter_map(|range| {
+            let Value::Array(fields) = range else {
+                return None;
+            };
+            let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                return None;
+            };
+            let host = match master.first()? {
+                Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Value::SimpleString(text) => text.clone(),
+                _ => return None,
+            };
+            let Value::Int(port) = master.get(1)? else {
+                return None;
+            };
+            Some((*first as Slot, *last as Slot, format!("{host}:{port}")))
+        })
+        .collect()
 }
 
 /// Full jitter: a uniformly random wait in `[backoff/2, backoff]`.

@@ -1,0 +1,283 @@
+//! Running the worker in tests: the local stack, traffic, in-process workers, reading topics
+//! back, and the ledger checks against ground truth.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fds_worker::codec::Codec;
+use fds_worker::config::Config;
+use fds_worker::demo::{LocalStack, Progress};
+use fds_worker::generate::{Traffic, TrafficSettings, Verification, generate, produce, verify};
+use fds_worker::localstack::ClusterOptions;
+use fds_worker::metrics::Metrics;
+use fds_worker::pipeline::{RunSummary, plan_settings, run};
+use fds_worker::source::SourceMessage;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Partitions per topic in these tests.
+pub const PARTITIONS: i32 = 4;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Starts a Redis Cluster with `options` and a mock Kafka with the standard topics.
+pub async fn start_stack_with(options: ClusterOptions) -> LocalStack {
+    super::init_tracing();
+    tokio::task::spawn_blocking(move || {
+        LocalStack::start(options, PARTITIONS).expect("local stack")
+    })
+    .await
+    .unwrap()
+}
+
+/// [`start_stack_with`] the default test cluster.
+pub async fn start_stack() -> LocalStack {
+    start_stack_with(super::test_cluster_options()).await
+}
+
+/// The default config pointed at `stack`, in a fresh consumer group, with small batches.
+pub fn test_config(stack: &LocalStack) -> Config {
+    let mut config = stack.config(Config::default(), &super::random_name("group"));
+    config.pipeline.batch_size = 200;
+    config.pipeline.batch_linger = Duration::from_millis(5);
+    // The retry budget rule of thumb: 2 × node-timeout (2 s in tests) + 2 s.
+    config.redis.retry.budget = Duration::from_secs(6);
+    config
+}
+
+/// Seeded traffic whose event times end now.
+pub fn traffic(config: &Config, transactions: usize, seed: u64, span: Duration) -> Traffic {
+    let settings = TrafficSettings {
+        seed,
+        transactions,
+        users: transactions / 10,
+        burst_probability: 0.02,
+        verdict_ratio: 0.05,
+        start_ms: now_ms() - span.as_millis() as i64,
+        span_ms: span.as_millis() as i64,
+    };
+    generate(&settings, &plan_settings(config, ""))
+}
+
+/// Publishes `traffic` at `rate` events/s (`None` = at once).
+pub async fn publish(stack: &LocalStack, config: &Config, traffic: &Traffic, rate: Option<u32>) {
+    let producer = stack.producer().unwrap();
+    produce(
+        &producer,
+        &Codec::builtin(),
+        &traffic.events,
+        &config.kafka.transactions_topic,
+        &config.kafka.verdict_topics[0],
+        rate.and_then(NonZeroU32::new),
+    )
+    .await
+    .expect("traffic published");
+}
+
+/// [`publish`] in the background.
+pub fn publish_in_background(
+    stack: &LocalStack,
+    config: &Config,
+    traffic: &Traffic,
+    rate: u32,
+) -> JoinHandle<()> {
+    let producer = stack.producer().unwrap();
+    let config = config.clone();
+    let events = traffic.events.clone();
+    tokio::spawn(async move {
+        produce(
+            &producer,
+            &Codec::builtin(),
+            &events,
+            &config.kafka.transactions_topic,
+            &config.kafka.verdict_topics[0],
+            NonZeroU32::new(rate),
+        )
+        .await
+        .expect("traffic published");
+    })
+}
+
+/// A worker running in this process.
+pub struct Worker {
+    stop: oneshot::Sender<()>,
+    /// The run; resolves when it stopped.
+    pub handle: JoinHandle<RunSummary>,
+    /// Its metrics.
+    pub metrics: Metrics,
+}
+
+/// Starts `run` on `config` in a task.
+pub fn start_worker(config: &Config) -> Worker {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let metrics = Metrics::unregistered();
+    let config = config.clone();
+    let run_metrics = metrics.clone();
+    let handle = tokio::spawn(async move {
+        run(&config, run_metrics, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("worker runs")
+    });
+    Worker {
+        stop,
+        handle,
+        metrics,
+    }
+}
+
+impl Worker {
+    /// Graceful stop; returns the run's summary.
+    pub async fn stop(self) -> RunSummary {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap()
+    }
+
+    /// Progress read from the metrics.
+    pub fn progress(&self, config: &Config) -> Progress {
+        Progress::read(&self.metrics, config)
+    }
+}
+
+/// Every record of `topic`, from the start to the current end of every partition.
+pub fn read_all(stack: &LocalStack, topic: &str) -> Vec<SourceMessage> {
+    let consumer: BaseConsumer = stack
+        .kafka
+        .client_config()
+        .set("group.id", super::random_name("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for partition in 0..PARTITIONS {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .unwrap();
+        ends.insert(partition, high);
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done: HashMap<i32, bool> = ends.iter().map(|(p, h)| (*p, *h == 0)).collect();
+    let topic_name: std::sync::Arc<str> = std::sync::Arc::from(topic);
+    while done.values().any(|d| !d) && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.unwrap();
+            if message.offset() + 1 >= ends[&message.partition()] {
+                done.insert(message.partition(), true);
+            }
+            records.push(SourceMessage::from_borrowed(&message, topic_name.clone()));
+        }
+    }
+    assert!(done.values().all(|d| *d), "read {topic} to its end");
+    records
+}
+
+/// Enrichment records per event id.
+pub fn enrichment_counts(stack: &LocalStack, config: &Config) -> HashMap<String, usize> {
+    let codec = Codec::builtin();
+    let mut counts = HashMap::new();
+    for record in read_all(stack, &config.kafka.enrichment_topic) {
+        let enrichment = codec
+            .decode_enrichment(record.payload.as_deref().unwrap_or_default())
+            .expect("valid enrichment");
+        *counts.entry(enrichment.event_id).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits (bounded) until every transaction of `traffic` has an enrichment record, or — if
+/// `dead_letters` is given — is enriched or dead-lettered; returns the enrichment counts.
+pub async fn wait_for_enrichment(
+    stack: &LocalStack,
+    config: &Config,
+    traffic: &Traffic,
+    dead_letters: impl Fn() -> usize,
+) -> HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = enrichment_counts(stack, config);
+        if counts.len() + dead_letters() >= traffic.truth.transactions || Instant::now() > deadline
+        {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Compares Redis with the ground truth.
+pub async fn verification(stack: &LocalStack, traffic: &Traffic) -> Verification {
+    let client = redis::cluster::ClusterClient::new(stack.cluster.seed_urls()).unwrap();
+    let connection = client.get_async_connection().await.unwrap();
+    verify(&connection, &traffic.truth).await.unwrap()
+}
+
+/// Every counter equals ground truth; every verdict entry is as expected.
+pub async fn assert_ground_truth(stack: &LocalStack, traffic: &Traffic) {
+    let report = verification(stack, traffic).await;
+    assert_eq!(report.counters, traffic.truth.counters.len());
+    assert!(
+        report.lost.is_empty(),
+        "lost {} increments, e.g. {:?}",
+        report.lost_increments(),
+        &report.lost[..report.lost.len().min(5)]
+    );
+    assert!(
+        report.doubled.is_empty(),
+        "double counted {} increments, e.g. {:?}",
+        report.doubled_increments(),
+        &report.doubled[..report.doubled.len().min(5)]
+    );
+    assert!(report.blacklist > 0, "some verdict entries are checked");
+    assert!(
+        report.blacklist_problems.is_empty(),
+        "{:?}",
+        report.blacklist_problems
+    );
+}
+
+/// Every transaction has an enrichment record (exactly one if `exactly`).
+pub fn assert_enriched(counts: &HashMap<String, usize>, traffic: &Traffic, exactly: bool) {
+    assert_eq!(
+        counts.len(),
+        traffic.truth.transactions,
+        "every transaction enriched"
+    );
+    if exactly {
+        let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(repeated.is_empty(), "enriched more than once: {repeated:?}");
+    }
+}
+
+/// `cmdstat_<command>` calls summed over every master.
+pub fn command_calls(stack: &LocalStack, command: &str) -> u64 {
+    let cluster = &stack.cluster;
+    let prefix = format!("cmdstat_{command}:calls=");
+    cluster
+        .masters()
+        .into_iter()
+        .map(|node| {
+            let info: String = cluster
+                .query(node, redis::cmd("INFO").arg("commandstats"))
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |n| n.parse::<u64>().unwrap())
+        })
+        .sum()
+}
