@@ -7,7 +7,7 @@ use futures::StreamExt;
 use governor::{Quota, RateLimiter};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::GeneratedEvent;
 use crate::codec::Codec;
@@ -25,7 +25,8 @@ pub enum ProduceError {
 
 /// Publishes `events` in order: transactions to `transactions_topic` keyed by user id,
 /// verdicts to `verdict_topic` keyed by subject value. `rate` limits events per second
-/// (`None` = as fast as possible). Returns when every record is acked.
+/// (`None` = as fast as possible). Records are enqueued in order, so per-key order holds.
+/// Returns when every record is acked.
 pub async fn produce(
     producer: &FutureProducer,
     codec: &Codec,
@@ -35,40 +36,67 @@ pub async fn produce(
     rate: Option<NonZeroU32>,
 ) -> Result<(), ProduceError> {
     let limiter = rate.map(|r| RateLimiter::direct(Quota::per_second(r)));
-    let mut records = Vec::with_capacity(events.len());
+    // Records are enqueued one by one, in order (a rate limiter shared by concurrent sends
+    // would let later records overtake earlier ones); acks are awaited in the background.
+    let mut acks = futures::stream::FuturesOrdered::new();
     for event in events {
-        records.push(match event {
+        let (topic, key, payload) = match event {
             GeneratedEvent::Transaction(tx) => (
-                transactions_topic.to_owned(),
-                tx.user_id.clone(),
+                transactions_topic,
+                tx.user_id.as_str(),
                 codec.encode_transaction(tx)?,
             ),
             GeneratedEvent::Verdict(verdict) => (
-                verdict_topic.to_owned(),
-                verdict.subject.value.clone(),
+                verdict_topic,
+                verdict.subject.value.as_str(),
                 codec.encode_verdict(verdict)?,
             ),
-        });
-    }
-    let sends = futures::stream::iter(records.into_iter().map(|(topic, key, payload)| {
-        let limiter = limiter.as_ref();
-        async move {
-            if let Some(limiter) = limiter {
-                limiter.until_ready().await;
-            }
-            let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-            producer
-                .send(record, Timeout::After(Duration::from_secs(30)))
-                .await
-                .map(|_| ())
-                .map_err(|(error, _)| ProduceError::Kafka(error))
+        };
+        if let Some(limiter) = &limiter {
+            limiter.until_ready().await;
         }
-    }))
-    // Enqueue in order (ordered buffering keeps per-key order), many in flight at once.
-    .buffered(1_024);
-    futures::pin_mut!(sends);
-    while let Some(result) = sends.next().await {
-        result?;
+        let mut record = FutureRecord::to(topic).key(key).payload(&payload);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    acks.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // Let acks drain the queue.
+                    match acks.next().await {
+                        Some(ack) => settle(ack)?,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                Err((error, _)) => return Err(ProduceError::Kafka(error)),
+            }
+        }
+        while acks.len() > MAX_UNACKED {
+            if let Some(ack) = acks.next().await {
+                settle(ack)?;
+            }
+        }
+    }
+    while let Some(ack) = acks.next().await {
+        settle(ack)?;
     }
     Ok(())
+}
+
+/// Records in flight before publishing waits for acks.
+const MAX_UNACKED: usize = 10_000;
+
+fn settle(
+    ack: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Result<(), ProduceError> {
+    match ack {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _))) => Err(ProduceError::Kafka(error)),
+        Err(_) => Err(ProduceError::Kafka(KafkaError::Canceled)),
+    }
 }

@@ -24,7 +24,7 @@ use futures::future::{BoxFuture, Shared, join_all};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use redis::Value;
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use tokio::sync::{Semaphore, oneshot};
@@ -108,8 +108,16 @@ pub struct StoreStats {
 
 type Tail = Shared<oneshot::Receiver<()>>;
 
-struct Inner {
+/// The current cluster connection and when it was made.
+struct Connection {
     connection: ClusterConnection,
+    since: Instant,
+}
+
+struct Inner {
+    client: ClusterClient,
+    connection: std::sync::RwLock<Connection>,
+    reconnecting: tokio::sync::Mutex<()>,
     settings: StoreSettings,
     inflight: Semaphore,
     retry_limiter: DefaultDirectRateLimiter,
@@ -143,6 +151,9 @@ impl Store {
             .retries(2)
             .min_retry_wait(10)
             .max_retry_wait(200)
+            // Stop background reconnects to a dead node after a few tries; it returns to the
+            // map with the next topology refresh.
+            .max_connection_attempts(std::num::NonZeroUsize::new(3).expect("3 > 0"))
             .connection_timeout(settings.connect_timeout)
             .response_timeout(settings.response_timeout);
         if let Some(username) = &settings.username {
@@ -160,12 +171,18 @@ impl Store {
         .map_err(|_| {
             StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out")
         })??;
+        let connection = Connection {
+            connection,
+            since: Instant::now(),
+        };
         let per_second = |n: u32| std::num::NonZeroU32::new(n).map(Quota::per_second);
         let retry_quota = per_second(settings.retry.max_retries_per_second)
             .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MAX));
         let store = Store {
             inner: Arc::new(Inner {
-                connection,
+                client,
+                connection: std::sync::RwLock::new(connection),
+                reconnecting: tokio::sync::Mutex::new(()),
                 inflight: Semaphore::new(settings.max_inflight_units.max(1)),
                 retry_limiter: RateLimiter::direct(retry_quota),
                 unit_limiter: per_second(settings.max_units_per_second).map(RateLimiter::direct),
@@ -183,7 +200,7 @@ impl Store {
 
     /// `FUNCTION LOAD REPLACE` of `fds.lua` on every master (replicas get it by replication).
     pub async fn load_library(&self) -> Result<(), StoreError> {
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection();
         let _: Value = redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg("REPLACE")
@@ -195,7 +212,48 @@ impl Store {
 
     /// A clone of the cluster connection, for reads outside units (lookups, monitoring).
     pub fn connection(&self) -> ClusterConnection {
-        self.inner.connection.clone()
+        let current = self
+            .inner
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        current.connection.clone()
+    }
+
+    /// Replaces the cluster connection with a fresh one when requests time out and nothing has
+    /// succeeded since the current connection was made or for two response timeouts. redis-rs
+    /// can stall every request while it repairs its slot map after a node dies; a new
+    /// connection rebuilds the map from the seed nodes instead.
+    async fn reconnect_if_stuck(&self) {
+        let inner = &self.inner;
+        let Ok(_single) = inner.reconnecting.try_lock() else {
+            return;
+        };
+        let patience = inner.settings.response_timeout * 2;
+        let since = inner
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .since;
+        if since.elapsed() < patience || inner.health.succeeded_within(patience) {
+            return;
+        }
+        tracing::warn!("cluster connection stalled: reconnecting from the seed nodes");
+        let fresh = tokio::time::timeout(
+            inner.settings.connect_timeout * 4 + inner.settings.response_timeout,
+            inner.client.get_async_connection(),
+        )
+        .await;
+        match fresh {
+            Ok(Ok(connection)) => {
+                *inner.connection.write().unwrap_or_else(|e| e.into_inner()) = Connection {
+                    connection,
+                    since: Instant::now(),
+                };
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "reconnecting to the cluster"),
+            Err(_) => tracing::warn!("reconnecting to the cluster timed out"),
+        }
     }
 
     /// What the store has done so far.
@@ -277,6 +335,9 @@ impl Store {
             if error.kind.cluster_wide() {
                 inner.health.record_cluster_down();
             }
+            if matches!(error.kind, FailureKind::Timeout | FailureKind::Connection) {
+                self.reconnect_if_stuck().await;
+            }
             self.refresh_owners().await;
             let give_up = |kind: FailureKind| UnitFailure {
                 kind,
@@ -356,7 +417,7 @@ impl Store {
         if !health.owners_stale() {
             return;
         }
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection();
         let query = redis::cmd("CLUSTER").arg("SLOTS").clone();
         let reply = tokio::time::timeout(
             self.inner.settings.response_timeout,
@@ -373,7 +434,7 @@ impl Store {
         let inner = &self.inner;
         let settings = &inner.settings;
         inner.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let mut connection = inner.connection.clone();
+        let mut connection = self.connection();
         // redis-rs has its own response timeout; this guards the whole call, redirects included.
         let deadline = settings.connect_timeout + settings.response_timeout * 3;
         let reply: Value = tokio::time::timeout(deadline, command.query_async(&mut connection))
@@ -388,9 +449,18 @@ impl Store {
                 unit.slot,
                 SlotAddr::Master,
             )));
-            let acknowledged = connection.route_command(wait, route).await?;
-            let acknowledged: i64 = redis::from_redis_value(acknowledged)
-                .map_err(|e| StoreError::new(FailureKind::Script, e.to_string()))?;
+            // The slot's master may have changed since the FCALL (a failover, or a demoted
+            // zombie answering "WAIT cannot be used with replica instances"): either way the
+            // write's durability is unknown, so it is retried (apply-once makes that safe).
+            let acknowledged = match connection.route_command(wait, route).await? {
+                Value::Int(acknowledged) => acknowledged,
+                other => {
+                    return Err(StoreError::new(
+                        FailureKind::MasterDown,
+                        format!("WAIT: unexpected reply {other:?}"),
+                    ));
+                }
+            };
             if acknowledged < i64::from(settings.wait_replicas) {
                 return Err(StoreError::new(
                     FailureKind::NotReplicated,

@@ -1,0 +1,773 @@
+//! The fault suite: real failures of a real 6-node Redis Cluster (kill -9, SIGSTOP, manual
+//! failover, a whole shard lost, resharding), of the worker process, and of Kafka, each under
+//! load and bounded in time. Every scenario ends with the ledger check: each generated event
+//! applied exactly once to Redis or present in the dead-letter topic, counters equal to the
+//! ground truth, every transaction enriched or dead-lettered.
+//!
+//! Scenarios run one at a time (each starts its own cluster; together they would starve a
+//! 2-core machine). Each prints its figures: events, enriched, dead-lettered, lost, doubled,
+//! longest stall.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::worker::{
+    Worker, enrichment_counts, publish_in_background, read_all, start_stack_with, start_worker,
+    test_config, traffic, verification,
+};
+use fds_worker::codec::Codec;
+use fds_worker::config::Config;
+use fds_worker::demo::{LocalStack, Progress};
+use fds_worker::generate::Traffic;
+use fds_worker::localstack::ClusterOptions;
+use fds_worker::metrics::Metrics;
+use fds_worker::redrive::{RedriveOptions, redrive};
+use fds_worker::sink::dead_letter::header;
+use tokio::sync::Mutex;
+
+/// One scenario at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Transactions per scenario, published at [`RATE`] per second: ~10 s of load.
+const TRANSACTIONS: usize = 3_000;
+const RATE: u32 = 300;
+
+/// Samples a worker's progress and records the longest time nothing finished while records
+/// were waiting.
+struct StallMeter {
+    longest_ms: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StallMeter {
+    fn start(metrics: &Metrics, config: &Config) -> StallMeter {
+        let longest_ms = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (metrics, config) = (metrics.clone(), config.clone());
+        let (longest, stopped) = (Arc::clone(&longest_ms), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut last = (0, Instant::now());
+            while !stopped.load(Ordering::Relaxed) {
+                let p = Progress::read(&metrics, &config);
+                let finished = p.enriched + p.verdicts + p.dead_lettered;
+                if finished != last.0 || p.consumed <= finished {
+                    last = (finished, Instant::now());
+                }
+                longest.fetch_max(last.1.elapsed().as_millis() as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        StallMeter { longest_ms, stop }
+    }
+
+    fn longest(&self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        Duration::from_millis(self.longest_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A scenario in progress: a stack, a worker, traffic flowing.
+struct Scenario {
+    name: &'static str,
+    stack: LocalStack,
+    config: Config,
+    traffic: Traffic,
+    worker: Option<Worker>,
+    stall: Option<StallMeter>,
+    publishing: tokio::task::JoinHandle<()>,
+}
+
+impl Scenario {
+    async fn start(
+        name: &'static str,
+        options: ClusterOptions,
+        tweak: impl FnOnce(&mut Config),
+        seed: u64,
+    ) -> Scenario {
+        let stack = start_stack_with(options).await;
+        let mut config = test_config(&stack);
+        tweak(&mut config);
+        let span = Duration::from_secs(u64::from(TRANSACTIONS as u32 / RATE));
+        let traffic = traffic(&config, TRANSACTIONS, seed, span);
+        let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+        let worker = start_worker(&config);
+        let stall = StallMeter::start(&worker.metrics, &config);
+        Scenario {
+            name,
+            stack,
+            config,
+            traffic,
+            worker: Some(worker),
+            stall: Some(stall),
+            publishing,
+        }
+    }
+
+    fn worker(&self) -> &Worker {
+        self.worker.as_ref().expect("worker running")
+    }
+
+    /// Waits until the worker has finished `n` records.
+    async fn wait_finished(&self, n: u64) -> Progress {
+        let deadline = Instant::now() + Duration::from_secs(150);
+        loop {
+            let progress = self.worker().progress(&self.config);
+            if progress.finished(n) || Instant::now() > deadline {
+                return progress;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the publisher, then for every record to be finished; stops the worker.
+    async fn finish(&mut self) -> (Progress, Duration) {
+        (&mut self.publishing).await.expect("publisher");
+        let progress = self.wait_finished(self.traffic.events.len() as u64).await;
+        let stall = self.stall.take().expect("meter").longest();
+        self.worker.take().expect("worker").stop().await;
+        assert!(
+            progress.finished(self.traffic.events.len() as u64),
+            "{}: every record finished: {progress:?}",
+            self.name
+        );
+        (progress, stall)
+    }
+
+    /// Event ids of dead-lettered transactions.
+    fn dead_lettered_transactions(&self) -> HashSet<String> {
+        let dlq = self
+            .config
+            .kafka
+            .dlq_topic(&self.config.kafka.transactions_topic);
+        let codec = Codec::builtin();
+        read_all(&self.stack, &dlq)
+            .into_iter()
+            .filter_map(|r| codec.decode_transaction(r.payload.as_deref()?).ok())
+            .map(|tx| tx.event_id)
+            .collect()
+    }
+
+    /// The ledger: every transaction enriched or dead-lettered; counters exact (when `exact`);
+    /// prints the scenario's figures.
+    async fn ledger(&self, progress: Progress, stall: Duration, exact: bool) -> usize {
+        let enriched = enrichment_counts(&self.stack, &self.config);
+        let dead = self.dead_lettered_transactions();
+        let missing: Vec<_> = self
+            .traffic
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                fds_worker::generate::GeneratedEvent::Transaction(tx) => Some(&tx.event_id),
+                _ => None,
+            })
+            .filter(|id| !enriched.contains_key(*id) && !dead.contains(*id))
+            .collect();
+        let report = verification(&self.stack, &self.traffic).await;
+        println!(
+            "[{}] events {} (transactions {}, verdicts {}) enriched {} dead-lettered {} lost {} \
+             double-counted {} blacklist problems {:?} longest stall {:.1}s",
+            self.name,
+            self.traffic.events.len(),
+            self.traffic.truth.transactions,
+            self.traffic.truth.verdicts,
+            enriched.len(),
+            progress.dead_lettered,
+            report.lost_increments(),
+            report.doubled_increments(),
+            report.blacklist_problems,
+            stall.as_secs_f64()
+        );
+        if !report.blacklist_problems.is_empty() {
+            let client =
+                redis::cluster::ClusterClient::new(self.stack.cluster.seed_urls()).unwrap();
+            let mut c = client.get_async_connection().await.unwrap();
+            for problem in &report.blacklist_problems {
+                let key = problem.split(": ").next().unwrap();
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let marks: Vec<String> = redis::cmd("HGETALL")
+                    .arg(key.replacen("bl:", "ao:", 1))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                println!("  {key} = {value:?} marks {marks:?}");
+            }
+            for e in &self.traffic.events {
+                if let fds_worker::generate::GeneratedEvent::Verdict(v) = e {
+                    if report
+                        .blacklist_problems
+                        .iter()
+                        .any(|p| p.contains(&v.subject.value))
+                    {
+                        println!(
+                            "  verdict {:?} {:?} {} {}",
+                            v.subject, v.action, v.threat_level, v.event_time_ms
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{}: {} transactions neither enriched nor dead-lettered",
+            self.name,
+            missing.len()
+        );
+        if exact {
+            assert!(
+                report.is_exact(),
+                "{}: lost {:?} doubled {:?} blacklist {:?}",
+                self.name,
+                &report.lost[..report.lost.len().min(3)],
+                &report.doubled[..report.doubled.len().min(3)],
+                report.blacklist_problems
+            );
+        }
+        dead.len()
+    }
+}
+
+fn durable(config: &mut Config) {
+    // Writes count only once a replica has them: a master killed right after acking cannot
+    // take acknowledged increments with it. The budget covers failover + the replica's return.
+    config.redis.wait_replicas = 1;
+    config.redis.wait_timeout = Duration::from_millis(250);
+    config.redis.retry.budget = Duration::from_secs(15);
+}
+
+/// A master serving slots, and its replica.
+fn a_shard(stack: &LocalStack) -> (usize, usize) {
+    let master = stack.cluster.masters()[0];
+    let replica = stack.cluster.replicas_of(master)[0];
+    (master, replica)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_master_killed_under_load_replica_promoted_nothing_lost_or_doubled() {
+    let _serial = SERIAL.lock().await;
+    let mut s = Scenario::start("kill -9 master", ClusterOptions::default(), durable, 11).await;
+    s.wait_finished(800).await;
+    let (master, _) = a_shard(&s.stack);
+    s.stack.cluster.kill(master).unwrap();
+    let stack = &s.stack;
+    let promoted = tokio::task::block_in_place(|| stack.cluster.wait_for_failover_of(master, WAIT))
+        .expect("replica promoted");
+    // The orchestrator restarts the dead node; it rejoins as a replica of the new master.
+    s.stack.cluster.restart(master).unwrap();
+    assert_ne!(promoted, master);
+    let (progress, stall) = s.finish().await;
+    assert_eq!(progress.dead_lettered, 0, "a failover is within the budget");
+    s.ledger(progress, stall, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_master_paused_past_node_timeout_then_continued_as_a_zombie() {
+    let _serial = SERIAL.lock().await;
+    let mut s = Scenario::start("SIGSTOP master", ClusterOptions::default(), durable, 12).await;
+    s.wait_finished(800).await;
+    let (master, _) = a_shard(&s.stack);
+    s.stack.cluster.pause(master).unwrap();
+    let stack = &s.stack;
+    tokio::task::block_in_place(|| stack.cluster.wait_for_failover_of(master, WAIT))
+        .expect("replica promoted while the master is stopped");
+    // The zombie wakes up believing it is master; the cluster demotes it.
+    s.stack.cluster.resume(master).unwrap();
+    let (progress, stall) = s.finish().await;
+    assert_eq!(progress.dead_lettered, 0);
+    s.ledger(progress, stall, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_manual_cluster_failover_under_load() {
+    let _serial = SERIAL.lock().await;
+    let mut s = Scenario::start("CLUSTER FAILOVER", ClusterOptions::default(), durable, 13).await;
+    s.wait_finished(800).await;
+    let (master, replica) = a_shard(&s.stack);
+    let _: String = s
+        .stack
+        .cluster
+        .query(replica, redis::cmd("CLUSTER").arg("FAILOVER"))
+        .unwrap();
+    let stack = &s.stack;
+    tokio::task::block_in_place(|| stack.cluster.wait_for_failover_of(master, WAIT))
+        .expect("failover done");
+    let (progress, stall) = s.finish().await;
+    assert_eq!(progress.dead_lettered, 0);
+    s.ledger(progress, stall, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_a_whole_shard_lost_without_full_coverage_dead_letters_it_and_redrive_restores_truth() {
+    let _serial = SERIAL.lock().await;
+    let options = ClusterOptions {
+        require_full_coverage: false,
+        // The restored shard must come back with every write it acknowledged.
+        extra_config: vec![("appendfsync".into(), "always".into())],
+        ..ClusterOptions::default()
+    };
+    let mut s = Scenario::start("shard lost, partial coverage", options, |_| {}, 14).await;
+    s.wait_finished(800).await;
+    let (master, replica) = a_shard(&s.stack);
+    let master_port = s.stack.cluster.port(master).unwrap();
+    s.stack.cluster.kill(replica).unwrap();
+    s.stack.cluster.kill(master).unwrap();
+    let (progress, stall) = s.finish().await;
+    assert!(
+        progress.dead_lettered > 0,
+        "the lost shard's events are dead-lettered"
+    );
+    assert!(
+        progress.enriched > 0,
+        "the other shards' events are enriched"
+    );
+
+    // Dead letters name the slot and the node that served it.
+    let dlq = s.config.kafka.dlq_topic(&s.config.kafka.transactions_topic);
+    let letters = read_all(&s.stack, &dlq);
+    assert!(!letters.is_empty());
+    for letter in &letters {
+        assert!(letter.header(header::SLOT).is_some());
+        assert_eq!(
+            letter.header(header::NODE),
+            Some(format!("127.0.0.1:{master_port}").as_str())
+        );
+        assert!(letter.header(header::KIND).is_some());
+        assert!(letter.header(header::FAILED_TAGS).is_some());
+        assert_eq!(
+            letter.header(header::TOPIC),
+            Some(s.config.kafka.transactions_topic.as_str())
+        );
+    }
+    s.ledger(progress, stall, false).await;
+
+    // Restore the shard, then redrive both dead-letter topics.
+    let stack = &s.stack;
+    tokio::task::block_in_place(|| {
+        stack.cluster.restart(master).unwrap();
+        stack.cluster.restart(replica).unwrap();
+        stack.cluster.wait_for_state_ok(WAIT).unwrap();
+    });
+    for topic in [
+        dlq.clone(),
+        s.config.kafka.dlq_topic(&s.config.kafka.verdict_topics[0]),
+    ] {
+        let options = RedriveOptions {
+            topic,
+            filters: Vec::new(),
+            batch_size: 200,
+        };
+        let summary = redrive(&s.config, &options, Metrics::unregistered(), |_, _| {})
+            .await
+            .expect("redrive");
+        assert_eq!(summary.dead_lettered_again, 0, "{summary:?}");
+    }
+    let report = verification(&s.stack, &s.traffic).await;
+    println!(
+        "[shard lost, after redrive] lost {} double-counted {}",
+        report.lost_increments(),
+        report.doubled_increments()
+    );
+    assert!(
+        report.is_exact(),
+        "after redrive: lost {:?} doubled {:?} blacklist {:?}",
+        &report.lost[..report.lost.len().min(3)],
+        &report.doubled[..report.doubled.len().min(3)],
+        report.blacklist_problems
+    );
+    let enriched = enrichment_counts(&s.stack, &s.config);
+    assert_eq!(
+        enriched.len(),
+        s.traffic.truth.transactions,
+        "every transaction enriched after redrive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s5_a_whole_shard_lost_with_full_coverage_pauses_and_catches_up_without_dead_letters() {
+    let _serial = SERIAL.lock().await;
+    let options = ClusterOptions {
+        extra_config: vec![("appendfsync".into(), "always".into())],
+        ..ClusterOptions::default()
+    };
+    let mut s = Scenario::start("cluster down, full coverage", options, |_| {}, 15).await;
+    s.wait_finished(800).await;
+    let (master, replica) = a_shard(&s.stack);
+    s.stack.cluster.kill(replica).unwrap();
+    s.stack.cluster.kill(master).unwrap();
+    // Down for longer than the retry budget (6 s): the worker must wait, not dead-letter.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(s.worker().progress(&s.config).dead_lettered, 0);
+    let stack = &s.stack;
+    tokio::task::block_in_place(|| {
+        stack.cluster.restart(master).unwrap();
+        stack.cluster.restart(replica).unwrap();
+    });
+    let (progress, stall) = s.finish().await;
+    assert_eq!(
+        progress.dead_lettered, 0,
+        "nothing dead-lettered while the whole cluster was down"
+    );
+    s.ledger(progress, stall, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_resharding_under_load_follows_moved_and_ask_without_double_counting() {
+    let _serial = SERIAL.lock().await;
+    let mut s = Scenario::start("resharding", ClusterOptions::default(), |_| {}, 16).await;
+    s.wait_finished(500).await;
+    let masters = s.stack.cluster.masters();
+    let id = |node: usize| -> String {
+        s.stack
+            .cluster
+            .query(node, redis::cmd("CLUSTER").arg("MYID"))
+            .unwrap()
+    };
+    let (from, to) = (id(masters[0]), id(masters[1]));
+    let entry = format!("127.0.0.1:{}", s.stack.cluster.port(masters[0]).unwrap());
+    let output = blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args([
+                "--cluster",
+                "reshard",
+                &entry,
+                "--cluster-from",
+                &from,
+                "--cluster-to",
+                &to,
+            ])
+            .args([
+                "--cluster-slots",
+                "1500",
+                "--cluster-yes",
+                "--cluster-pipeline",
+                "10",
+            ])
+            .output()
+            .expect("redis-cli runs")
+    })
+    .await;
+    assert!(
+        output.status.success(),
+        "reshard: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (progress, stall) = s.finish().await;
+    assert_eq!(progress.dead_lettered, 0);
+    s.ledger(progress, stall, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7_worker_process_killed_mid_batch_and_restarted() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack_with(ClusterOptions::default()).await;
+    let config = test_config(&stack);
+    let span = Duration::from_secs(10);
+    let traffic = traffic(&config, TRANSACTIONS, 17, span);
+    let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
+            .arg("run")
+            .env("FDS_KAFKA__BROKERS", &config.kafka.brokers)
+            .env("FDS_KAFKA__GROUP_ID", &config.kafka.group_id)
+            .env("FDS_REDIS__NODES", config.redis.nodes.join(","))
+            .env("FDS_PIPELINE__BATCH_SIZE", "200")
+            .env("FDS_METRICS__LISTEN", "127.0.0.1:0")
+            .env("FDS_LOG__LEVEL", "warn")
+            .spawn()
+            .expect("worker binary starts")
+    };
+    let mut first = spawn();
+    let started = Instant::now();
+    while enrichment_counts(&stack, &config).len() < 600 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().unwrap(); // SIGKILL mid-batch: nothing drains, nothing commits
+    first.wait().unwrap();
+    let mut second = spawn();
+    publishing.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while enrichment_counts(&stack, &config).len() < traffic.truth.transactions
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    blocking(move || {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &second.id().to_string()])
+            .status();
+        let status = second.wait().unwrap();
+        assert!(status.success(), "graceful stop exits 0: {status}");
+    })
+    .await;
+    let enriched = enrichment_counts(&stack, &config);
+    let report = verification(&stack, &traffic).await;
+    println!(
+        "[worker kill -9] events {} enriched {} (records {}) lost {} double-counted {}",
+        traffic.events.len(),
+        enriched.len(),
+        enriched.values().sum::<usize>(),
+        report.lost_increments(),
+        report.doubled_increments()
+    );
+    assert_eq!(
+        enriched.len(),
+        traffic.truth.transactions,
+        "every transaction enriched"
+    );
+    assert!(
+        report.is_exact(),
+        "lost {:?} doubled {:?}",
+        report.lost.first(),
+        report.doubled.first()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_kafka_brokers_down_and_up_during_processing() {
+    let _serial = SERIAL.lock().await;
+    let mut s = Scenario::start("kafka down/up", ClusterOptions::default(), |_| {}, 18).await;
+    s.wait_finished(800).await;
+    s.stack.kafka.all_brokers_down().unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    s.stack.kafka.all_brokers_up().unwrap();
+    let (progress, stall) = s.finish().await;
+    assert_eq!(progress.dead_lettered, 0);
+    s.ledger(progress, stall, true).await;
+}
+
+/// Builds the poison records: each with the error kind it must be dead-lettered with.
+#[allow(deprecated)] // apache-avro's one-shot datum functions are the simplest way to forge records
+fn poison_records(
+    dir: &std::path::Path,
+    config: &mut Config,
+) -> Vec<(String, Vec<u8>, &'static str)> {
+    use apache_avro::types::Value;
+    let codec = Codec::builtin();
+    let transactions = config.kafka.transactions_topic.clone();
+    let verdicts = config.kafka.verdict_topics[0].clone();
+    let frame = |id: u32, body: &[u8]| {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    let now = common::worker::now_ms();
+    let tx = fds_worker::event::Transaction {
+        event_id: "poison-tx".into(),
+        user_id: "u-1".into(),
+        amount_minor: 100,
+        currency: "EUR".into(),
+        card_bin: None,
+        ip: None,
+        email: None,
+        device_id: None,
+        merchant_id: None,
+        event_time_ms: now,
+    };
+    let valid = codec.encode_transaction(&tx).unwrap();
+    let mut injected = tx.clone();
+    injected.user_id = "victim}{u:42".into();
+    let mut records = vec![
+        (
+            transactions.clone(),
+            b"\xff\x00 not avro at all".to_vec(),
+            "wrong_magic",
+        ),
+        (
+            transactions.clone(),
+            valid[..valid.len() - 3].to_vec(),
+            "malformed_avro",
+        ),
+        (
+            transactions.clone(),
+            frame(77, &valid[5..]),
+            "unknown_schema",
+        ),
+        (
+            transactions.clone(),
+            frame(1, &vec![7u8; 70_000]),
+            "oversize",
+        ),
+        (
+            transactions.clone(),
+            codec.encode_transaction(&injected).unwrap(),
+            "invalid_field",
+        ),
+    ];
+
+    // A writer schema without a required field (user_id has no default): resolution fails.
+    let mut missing: serde_json::Value =
+        serde_json::from_str(fds_worker::codec::TRANSACTION_AVSC).unwrap();
+    missing["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "user_id");
+    let missing_path = dir.join("transaction-without-user.avsc");
+    std::fs::write(&missing_path, missing.to_string()).unwrap();
+    let missing_schema = apache_avro::Schema::parse_str(&missing.to_string()).unwrap();
+    let builtin_tx = apache_avro::Schema::parse_str(fds_worker::codec::TRANSACTION_AVSC).unwrap();
+    let Value::Record(fields) =
+        apache_avro::from_avro_datum(&builtin_tx, &mut &valid[5..], None).unwrap()
+    else {
+        panic!("a record")
+    };
+    let fields = fields.into_iter().filter(|(n, _)| n != "user_id").collect();
+    let body = apache_avro::to_avro_datum(&missing_schema, Value::Record(fields)).unwrap();
+    records.push((transactions.clone(), frame(98, &body), "resolution"));
+
+    // A newer verdict schema with a threat level this worker does not know.
+    let verdict = fds_worker::event::FraudVerdict {
+        verdict_id: "poison-v".into(),
+        subject: fds_worker::event::Subject {
+            kind: fds_worker::event::EntityKind::Ip,
+            value: "9.9.9.9".into(),
+        },
+        action: fds_worker::event::VerdictAction::Add,
+        threat_level: fds_worker::event::ThreatLevel::Permanent,
+        reason: "r".into(),
+        source: "s".into(),
+        event_time_ms: now,
+    };
+    let valid_verdict = codec.encode_verdict(&verdict).unwrap();
+    let text = fds_worker::codec::FRAUD_VERDICT_AVSC
+        .replace("\"PERMANENT\"", "\"APOCALYPSE\", \"PERMANENT\"");
+    assert_ne!(
+        text,
+        fds_worker::codec::FRAUD_VERDICT_AVSC,
+        "the enum was extended"
+    );
+    let newer_path = dir.join("fraud_verdict-newer.avsc");
+    std::fs::write(&newer_path, &text).unwrap();
+    let newer = apache_avro::Schema::parse_str(&text).unwrap();
+    let builtin_verdict =
+        apache_avro::Schema::parse_str(fds_worker::codec::FRAUD_VERDICT_AVSC).unwrap();
+    let Value::Record(fields) =
+        apache_avro::from_avro_datum(&builtin_verdict, &mut &valid_verdict[5..], None).unwrap()
+    else {
+        panic!("a record")
+    };
+    let fields = fields
+        .into_iter()
+        .map(|(n, v)| {
+            if n == "threat_level" {
+                (n, Value::Enum(4, "APOCALYPSE".into()))
+            } else {
+                (n, v)
+            }
+        })
+        .collect();
+    let body = apache_avro::to_avro_datum(&newer, Value::Record(fields)).unwrap();
+    records.push((verdicts.clone(), frame(99, &body), "resolution"));
+
+    config
+        .schemas
+        .catalog
+        .push(fds_worker::config::SchemaEntry {
+            id: 98,
+            path: missing_path,
+        });
+    config
+        .schemas
+        .catalog
+        .push(fds_worker::config::SchemaEntry {
+            id: 99,
+            path: newer_path,
+        });
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_poison_oversized_and_injected_records_are_dead_lettered_and_the_rest_is_exact() {
+    use rdkafka::producer::FutureRecord;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start_stack_with(ClusterOptions::default()).await;
+    let mut config = test_config(&stack);
+    let poison = poison_records(dir.path(), &mut config);
+    let traffic = traffic(&config, TRANSACTIONS, 19, Duration::from_secs(10));
+    let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+    let producer = stack.producer().unwrap();
+    for (topic, payload, _) in &poison {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(topic)
+                    .key("poison")
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("poison published");
+    }
+    // A record without a value.
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(&config.kafka.transactions_topic).key("empty"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("empty record published");
+    let worker = start_worker(&config);
+    publishing.await.unwrap();
+    let records = traffic.events.len() as u64 + poison.len() as u64 + 1;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !worker.progress(&config).finished(records) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let progress = worker.stop().await;
+    assert_eq!(
+        progress.dead_lettered,
+        poison.len() as u64 + 1,
+        "{progress:?}"
+    );
+
+    let mut kinds: Vec<String> = Vec::new();
+    for topic in [
+        &config.kafka.transactions_topic,
+        &config.kafka.verdict_topics[0],
+    ] {
+        for letter in read_all(&stack, &config.kafka.dlq_topic(topic)) {
+            assert!(
+                letter
+                    .header(header::MESSAGE)
+                    .is_some_and(|m| !m.is_empty()),
+                "a clear reason"
+            );
+            assert_eq!(letter.header(header::TOPIC), Some(topic.as_str()));
+            kinds.push(letter.header(header::KIND).unwrap().to_owned());
+        }
+    }
+    kinds.sort();
+    let mut expected: Vec<String> = poison.iter().map(|(_, _, k)| (*k).to_owned()).collect();
+    expected.push("empty".into());
+    expected.sort();
+    assert_eq!(kinds, expected);
+    let enriched = enrichment_counts(&stack, &config);
+    assert_eq!(
+        enriched.len(),
+        traffic.truth.transactions,
+        "valid traffic is untouched"
+    );
+    let report = verification(&stack, &traffic).await;
+    println!(
+        "[poison] events {} + poison {} enriched {} dead-lettered {} lost {} double-counted {}",
+        traffic.events.len(),
+        poison.len() + 1,
+        enriched.len(),
+        progress.dead_lettered,
+        report.lost_increments(),
+        report.doubled_increments()
+    );
+    assert!(report.is_exact());
+}
