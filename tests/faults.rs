@@ -201,17 +201,16 @@ impl Scenario {
                 println!("  {key} = {value:?} marks {marks:?}");
             }
             for e in &self.traffic.events {
-                if let fds_worker::generate::GeneratedEvent::Verdict(v) = e {
-                    if report
+                if let fds_worker::generate::GeneratedEvent::Verdict(v) = e
+                    && report
                         .blacklist_problems
                         .iter()
                         .any(|p| p.contains(&v.subject.value))
-                    {
-                        println!(
-                            "  verdict {:?} {:?} {} {}",
-                            v.subject, v.action, v.threat_level, v.event_time_ms
-                        );
-                    }
+                {
+                    println!(
+                        "  verdict {:?} {:?} {} {}",
+                        v.subject, v.action, v.threat_level, v.event_time_ms
+                    );
                 }
             }
         }

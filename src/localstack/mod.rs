@@ -1,1 +1,153 @@
-//! TODO
+//! A real local stack for tests and the `demo` command: a 6-node Redis Cluster run from Debian's
+//! `redis-server`, and Kafka as librdkafka's in-process mock cluster.
+//!
+//! Nothing here is a mock of Redis: [`RedisCluster`] starts real `redis-server` processes on
+//! loopback ports, creates the cluster with `redis-cli --cluster create`, and can kill, pause,
+//! resume and restart nodes to provoke real failovers. Kafka cannot be installed on the machines
+//! this project is built on, so [`MockKafka`] wraps librdkafka's mock cluster, whose brokers speak
+//! the Kafka protocol on real loopback TCP ports; see [`kafka`] for what it does and does not
+//! implement faithfully.
+//!
+//! # Layout
+//! | file | job |
+//! |---|---|
+//! | `redis_cluster.rs` | [`RedisCluster`]: lifecycle, fault injection, health waits |
+//! | `node.rs` | one `redis-server` process: config file, spawn, readiness |
+//! | `topology.rs` | parsing `CLUSTER NODES` / `CLUSTER INFO` into [`Topology`] (pure) |
+//! | `ports.rs` | loopback port reservation that is safe across threads and processes |
+//! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
+//!
+//! # Sync API
+//! Everything here is synchronous (it sleeps and blocks on processes and sockets). From async
+//! code call it before the runtime starts or through `tokio::task::spawn_blocking`; the
+//! individual fault-injection calls ([`RedisCluster::kill`], [`MockKafka::broker_down`], …) return
+//! within milliseconds, but the `start` and `wait_*` calls block for seconds.
+//!
+//! # Leaks
+//! Nodes are killed (SIGKILL) and their directory removed when the [`RedisCluster`] is dropped,
+//! also while a test panics. If the whole process dies without unwinding (SIGKILL, abort), the
+//! nodes still die with it when util-linux `setpriv` is installed: each node is started through
+//! `setpriv --pdeathsig KILL` from a thread that lives as long as the process. Set
+//! `FDS_LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod kafka;
+mod node;
+mod ports;
+pub mod redis_cluster;
+pub mod topology;
+
+pub use kafka::{MockKafka, STANDARD_TOPICS};
+pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
+pub use topology::{NodeView, Role, Topology};
+
+/// What went wrong while starting or driving the local stack.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalStackError {
+    /// A required program is not installed.
+    #[error("`{program}` was not found on PATH; install it with `{install}`")]
+    MissingProgram {
+        /// The program that was looked for, e.g. `redis-server`.
+        program: &'static str,
+        /// The command that installs it, e.g. `apt-get install -y redis-server`.
+        install: &'static str,
+    },
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No free pair of loopback ports (client port and cluster bus port) could be reserved.
+    #[error("no free loopback port pair (P, P+10000) found after {attempts} attempts")]
+    NoFreePorts {
+        /// How many candidate ports were tried.
+        attempts: u32,
+    },
+    /// A `redis-server` process exited or never answered while starting.
+    #[error(
+        "redis node {index} on port {port} failed to start: {reason}\n--- tail of {log} ---\n{log_tail}"
+    )]
+    NodeStart {
+        /// Node index.
+        index: usize,
+        /// The node's client port.
+        port: u16,
+        /// Why it is considered failed.
+        reason: String,
+        /// Path of the node's log file.
+        log: PathBuf,
+        /// The last lines of the node's log file.
+        log_tail: String,
+    },
+    /// A command-line tool (`redis-cli`, `kill`) failed.
+    #[error("`{command}` failed ({status}): {output}")]
+    Command {
+        /// The command line, without secrets.
+        command: String,
+        /// Exit status, or `timed out`.
+        status: String,
+        /// Its stdout and stderr.
+        output: String,
+    },
+    /// A bounded wait ran out.
+    #[error("timed out after {waited:?} waiting for {what}; last observation: {last}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// The last reason the condition did not hold.
+        last: String,
+    },
+    /// A node index outside `0..node_count`.
+    #[error("no node with index {0}")]
+    NoSuchNode(usize),
+    /// The operation needs the node in another state (e.g. `resume` of a node that is not paused).
+    #[error("node {index} is {state}; {operation} needs it {needed}")]
+    NodeState {
+        /// Node index.
+        index: usize,
+        /// Its current state.
+        state: &'static str,
+        /// The rejected operation.
+        operation: &'static str,
+        /// The state the operation needs.
+        needed: &'static str,
+    },
+    /// A reply from Redis could not be understood.
+    #[error("unexpected reply to {command}: {detail}")]
+    Protocol {
+        /// The command whose reply it was.
+        command: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The Kafka mock cluster failed.
+    #[error("kafka mock cluster: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The thread that owns the Kafka mock cluster is gone.
+    #[error("the kafka mock cluster's owner thread has stopped")]
+    MockKafkaGone,
+}
+
+impl LocalStackError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LocalStackError {
+        LocalStackError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this module.
+pub type Result<T, E = LocalStackError> = std::result::Result<T, E>;

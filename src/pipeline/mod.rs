@@ -20,6 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
 pub use settings::{decoder_from_config, plan_settings, store_settings};
@@ -130,6 +131,23 @@ pub async fn run(
     Ok(worker.summary)
 }
 
+/// `topic/partition:first..=last` per partition of a batch, for its tracing span.
+fn offset_ranges(messages: &[SourceMessage]) -> String {
+    let mut ranges: std::collections::BTreeMap<(&str, i32), (i64, i64)> = Default::default();
+    for m in messages {
+        let range = ranges
+            .entry((&m.topic, m.partition))
+            .or_insert((m.offset, m.offset));
+        range.0 = range.0.min(m.offset);
+        range.1 = range.1.max(m.offset);
+    }
+    ranges
+        .iter()
+        .map(|((topic, partition), (first, last))| format!("{topic}/{partition}:{first}..={last}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -192,6 +210,11 @@ impl Loop {
         };
         let messages = std::mem::take(&mut self.batch);
         self.batch_deadline = None;
+        let span = tracing::info_span!(
+            "batch",
+            records = messages.len(),
+            offsets = %offset_ranges(&messages)
+        );
         let redrives = vec![None; messages.len()];
         let (prepared, units) = self
             .stage
@@ -200,12 +223,21 @@ impl Loop {
         let stage = Arc::clone(&self.stage);
         let done_tx = done_tx.clone();
         self.stage.metrics.inflight_batches.inc();
-        tokio::spawn(async move {
-            let done = stage.complete(prepared, results).await;
-            stage.metrics.inflight_batches.dec();
-            drop(permit);
-            let _ = done_tx.send(done);
-        });
+        tokio::spawn(
+            async move {
+                let done = stage.complete(prepared, results).await;
+                tracing::debug!(
+                    enriched = done.enriched,
+                    dead_lettered = done.dead_lettered,
+                    units = done.units,
+                    "batch done"
+                );
+                stage.metrics.inflight_batches.dec();
+                drop(permit);
+                let _ = done_tx.send(done);
+            }
+            .instrument(span),
+        );
     }
 
     fn finish(&mut self, done: BatchDone) {

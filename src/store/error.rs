@@ -73,6 +73,18 @@ impl FailureKind {
         )
     }
 
+    /// The failure says the slot's node cannot be reached (refused, reset, timed out, slot not
+    /// served, redirected to a node we cannot reach).
+    pub fn node_unreachable(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Connection
+                | FailureKind::Timeout
+                | FailureKind::SlotDown
+                | FailureKind::Redirect
+        )
+    }
+
     /// The failure says the whole cluster is unavailable, not just this slot: wait for it
     /// (consumption pauses) instead of dead-lettering.
     pub fn cluster_wide(self) -> bool {

@@ -7,7 +7,7 @@
 //!   rather than flooding the DLQ;
 //! - a cached slot → master map (from `CLUSTER SLOTS`), to attribute failures to nodes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -24,8 +24,21 @@ pub struct Health {
     last_success_nanos: AtomicU64,
     last_cluster_down_nanos: AtomicU64,
     failing: Mutex<HashSet<Arc<str>>>,
+    suspects: Mutex<HashMap<Arc<str>, Suspect>>,
     owners: RwLock<Owners>,
 }
+
+/// A node that just failed a request: only one probe at a time goes to it.
+#[derive(Debug, Clone, Copy)]
+struct Suspect {
+    next_probe: Instant,
+    probing: bool,
+}
+
+/// How often a suspect node is probed. Every request to a dead node makes redis-rs refresh
+/// its whole slot map under a lock that stalls requests to healthy nodes, so requests to a
+/// suspect node are limited to one probe per interval.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 struct Owners {
@@ -47,6 +60,7 @@ impl Health {
             last_success_nanos: AtomicU64::new(0),
             last_cluster_down_nanos: AtomicU64::new(0),
             failing: Mutex::new(HashSet::new()),
+            suspects: Mutex::new(HashMap::new()),
             owners: RwLock::new(Owners {
                 refreshed: None,
                 by_slot: vec![None; SLOT_COUNT as usize],
@@ -97,10 +111,42 @@ impl Health {
         self.last_success_nanos
             .fetch_max(self.nanos(Instant::now()), Ordering::Relaxed);
         let domain = self.domain(slot);
+        self.suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&domain);
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if failing.remove(&domain) {
             tracing::info!(node = %domain, "node recovered");
         }
+    }
+
+    /// May a unit on `slot` send a request now? Always, unless its node is suspect; then only
+    /// the one unit that takes the next probe turn.
+    pub fn may_attempt(&self, slot: Slot) -> bool {
+        let domain = self.domain(slot);
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(suspect) = suspects.get_mut(&domain) else {
+            return true;
+        };
+        if suspect.probing || Instant::now() < suspect.next_probe {
+            return false;
+        }
+        suspect.probing = true;
+        true
+    }
+
+    /// A request to `slot`'s node failed in a way that says the node is unreachable.
+    pub fn mark_suspect(&self, slot: Slot) {
+        let domain = self.domain(slot);
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        suspects.insert(
+            domain,
+            Suspect {
+                next_probe: Instant::now() + PROBE_INTERVAL,
+                probing: false,
+            },
+        );
     }
 
     /// Did any unit succeed within the last `window`?
@@ -116,12 +162,25 @@ impl Health {
             .fetch_max(self.nanos(Instant::now()), Ordering::Relaxed);
     }
 
-    /// Should a failing unit that started at `started` wait for the cluster rather than give
-    /// up? Yes if nothing succeeded since it started, or the last word was "cluster down".
-    pub fn cluster_wide_outage(&self, started: Instant) -> bool {
+    /// Did any unit succeed after `since`?
+    pub fn succeeded_since(&self, since: Instant) -> bool {
+        self.last_success_nanos.load(Ordering::Relaxed) > self.nanos(since)
+    }
+
+    /// Was "the cluster is down" heard more recently than any success?
+    pub fn cluster_down_reported(&self) -> bool {
         let success = self.last_success_nanos.load(Ordering::Relaxed);
         let down = self.last_cluster_down_nanos.load(Ordering::Relaxed);
-        success <= self.nanos(started) || down > success
+        down > success
+    }
+
+    /// All distinct masters in the slot map.
+    pub fn masters(&self) -> Vec<Arc<str>> {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        let mut masters: Vec<Arc<str>> = owners.by_slot.iter().flatten().cloned().collect();
+        masters.sort();
+        masters.dedup();
+        masters
     }
 
     /// `slot`'s node used up a budget.
@@ -163,15 +222,30 @@ mod tests {
     }
 
     #[test]
-    fn no_success_since_start_or_a_recent_cluster_down_is_a_cluster_wide_outage() {
+    fn a_suspect_node_gets_one_probe_per_interval() {
+        let health = Health::new();
+        health.set_owners(&[(0, 16383, "a:1".into())]);
+        assert!(health.may_attempt(1));
+        health.mark_suspect(1);
+        assert!(!health.may_attempt(2), "no request right after a failure");
+        std::thread::sleep(PROBE_INTERVAL);
+        assert!(health.may_attempt(3), "one probe");
+        assert!(!health.may_attempt(4), "only one probe at a time");
+        health.record_success(3);
+        assert!(health.may_attempt(5));
+    }
+
+    #[test]
+    fn a_cluster_down_heard_after_the_last_success_is_reported() {
         let health = Health::new();
         let started = Instant::now();
-        assert!(health.cluster_wide_outage(started));
+        assert!(!health.succeeded_since(started));
         std::thread::sleep(Duration::from_millis(2));
         health.record_success(1);
-        assert!(!health.cluster_wide_outage(started));
+        assert!(health.succeeded_since(started));
+        assert!(!health.cluster_down_reported());
         std::thread::sleep(Duration::from_millis(2));
         health.record_cluster_down();
-        assert!(health.cluster_wide_outage(started));
+        assert!(health.cluster_down_reported());
     }
 }

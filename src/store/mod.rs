@@ -313,15 +313,22 @@ impl Store {
         let mut first_failure = None;
         let mut backoff = policy.initial_backoff;
         let mut waiting_logged = false;
+        let mut last_kind = FailureKind::Connection;
         loop {
-            attempts += 1;
-            let attempt = {
+            let attempted = inner.health.may_attempt(unit.slot);
+            let attempt = if attempted {
+                attempts += 1;
                 let _permit = inner
                     .inflight
                     .acquire()
                     .await
                     .expect("semaphore is never closed");
                 self.call(&command, unit).await
+            } else {
+                Err(StoreError::new(
+                    last_kind,
+                    "node unreachable: waiting for its next probe",
+                ))
             };
             let error = match attempt {
                 Ok(answer) => {
@@ -330,12 +337,16 @@ impl Store {
                 }
                 Err(error) => error,
             };
+            last_kind = error.kind;
+            if attempted && error.kind.node_unreachable() {
+                inner.health.mark_suspect(unit.slot);
+            }
             let now = SystemTime::now();
             let first = *first_failure.get_or_insert(now);
             if error.kind.cluster_wide() {
                 inner.health.record_cluster_down();
             }
-            if matches!(error.kind, FailureKind::Timeout | FailureKind::Connection) {
+            if attempted && matches!(error.kind, FailureKind::Timeout | FailureKind::Connection) {
                 self.reconnect_if_stuck().await;
             }
             self.refresh_owners().await;
@@ -354,26 +365,23 @@ impl Store {
             if error.kind == FailureKind::FunctionMissing {
                 let _ = self.load_library().await;
             }
-            let cluster_wide = inner.health.cluster_wide_outage(started);
-            if inner.health.is_failing(unit.slot) && !cluster_wide {
-                // The node already used up a budget and has not recovered: this attempt was
-                // the probe, don't spend another budget on it.
+            let failing = inner.health.is_failing(unit.slot);
+            let over_budget = started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
+            // A node that already used up a budget gets no new one (this was its probe); a
+            // unit out of budget gives up — unless the whole cluster is down, then it waits.
+            if (failing || over_budget) && !self.cluster_wide_outage(unit.slot, started).await {
+                if over_budget {
+                    inner.health.mark_failing(unit.slot);
+                }
                 return Err(self.failed(give_up(error.kind)));
             }
-            let over_budget = started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
-            if over_budget {
-                if !cluster_wide {
-                    inner.health.mark_failing(unit.slot);
-                    return Err(self.failed(give_up(error.kind)));
-                }
-                if !waiting_logged {
-                    tracing::warn!(
-                        slot = unit.slot,
-                        error.kind = error.kind.as_str(),
-                        "the whole cluster looks down: waiting for it instead of dead-lettering"
-                    );
-                    waiting_logged = true;
-                }
+            if over_budget && !waiting_logged {
+                tracing::warn!(
+                    slot = unit.slot,
+                    error.kind = error.kind.as_str(),
+                    "the whole cluster looks down: waiting for it instead of dead-lettering"
+                );
+                waiting_logged = true;
             }
             inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             if let Some(metrics) = &inner.metrics {
@@ -409,6 +417,46 @@ impl Store {
             "unit failed"
         );
         failure
+    }
+
+    /// Is the whole cluster unavailable (wait), rather than `slot`'s node (dead-letter)? Yes
+    /// if a node said so more recently than anything succeeded; no if anything succeeded since
+    /// `started`; otherwise ask the other masters for `CLUSTER INFO`: a master answering
+    /// `cluster_state:ok` means only this slot's node is out.
+    async fn cluster_wide_outage(&self, slot: Slot, started: Instant) -> bool {
+        let health = &self.inner.health;
+        if health.cluster_down_reported() {
+            return true;
+        }
+        if health.succeeded_since(started) {
+            return false;
+        }
+        let own = health.domain(slot);
+        let mut connection = self.connection();
+        for master in health.masters().into_iter().filter(|m| *m != own) {
+            let Some((host, port)) = master.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse() else {
+                continue;
+            };
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            });
+            let info = tokio::time::timeout(
+                self.inner.settings.response_timeout,
+                connection.route_command(redis::cmd("CLUSTER").arg("INFO").clone(), route),
+            )
+            .await;
+            let text = match info {
+                Ok(Ok(Value::BulkString(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(Ok(Value::VerbatimString { text, .. })) => text,
+                _ => continue,
+            };
+            return !text.contains("cluster_state:ok");
+        }
+        true
     }
 
     /// Refreshes the cached slot map if it is stale (error path only; best effort).

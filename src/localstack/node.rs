@@ -1,0 +1,303 @@
+//! One `redis-server` process: its config file, spawning it, and knowing when it is ours and up.
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo};
+
+use super::topology::info_field;
+use super::{LocalStackError, Result};
+
+const POLL: Duration = Duration::from_millis(20);
+
+/// Everything a node's `redis.conf` needs.
+pub(crate) struct NodeConfig<'a> {
+    pub port: u16,
+    pub dir: &'a Path,
+    pub node_timeout: Duration,
+    pub require_full_coverage: bool,
+    pub password: Option<&'a str>,
+    pub extra: &'a [(String, String)],
+}
+
+impl NodeConfig<'_> {
+    /// Writes `<dir>/redis.conf` (mode 0600: it may hold a password) and returns its path.
+    pub(crate) fn write(&self) -> Result<PathBuf> {
+        let path = self.dir.join("redis.conf");
+        let dir = self.dir.to_string_lossy();
+        let mut text = format!(
+            "port {port}\n\
+             bind 127.0.0.1\n\
+             daemonize no\n\
+             dir {dir}\n\
+             logfile {log}\n\
+             cluster-enabled yes\n\
+             cluster-config-file nodes.conf\n\
+             cluster-node-timeout {timeout}\n\
+             cluster-require-full-coverage {coverage}\n\
+             appendonly yes\n\
+             save \"\"\n\
+             repl-diskless-sync-delay 0\n\
+             enable-debug-command local\n",
+            port = self.port,
+            dir = quote(&dir),
+            log = quote(&self.dir.join("redis.log").to_string_lossy()),
+            timeout = self.node_timeout.as_millis(),
+            coverage = if self.require_full_coverage {
+                "yes"
+            } else {
+                "no"
+            },
+        );
+        // Redis 7 waits 5 s by default before a diskless full sync, in case more replicas come;
+        // set to 0 above so a replica is in sync milliseconds after it is attached.
+        if let Some(password) = self.password {
+            text.push_str(&format!(
+                "requirepass {p}\nmasterauth {p}\n",
+                p = quote(password)
+            ));
+        }
+        for (key, value) in self.extra {
+            text.push_str(&format!("{key} {value}\n"));
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| LocalStackError::io(format!("creating {}", path.display()), e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| LocalStackError::io(format!("writing {}", path.display()), e))?;
+        Ok(path)
+    }
+}
+
+/// A string as a double-quoted redis.conf argument.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The path of `program` if it is an executable file on `PATH`.
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Like [`find_program`], but an error that says how to install it.
+pub(crate) fn require_program(program: &'static str, install: &'static str) -> Result<PathBuf> {
+    find_program(program).ok_or(LocalStackError::MissingProgram { program, install })
+}
+
+struct SpawnRequest {
+    program: OsString,
+    args: Vec<OsString>,
+    reply: mpsc::Sender<std::io::Result<Child>>,
+}
+
+/// A thread that lives as long as the process and spawns every node. Nodes are started under
+/// `setpriv --pdeathsig KILL`, and the kernel sends that signal when the *thread* that spawned
+/// them exits — so the spawning thread must never exit before the process does (a test thread or
+/// a `spawn_blocking` thread would).
+fn spawner() -> Option<&'static mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<SpawnRequest>();
+            std::thread::Builder::new()
+                .name("localstack-spawner".into())
+                .spawn(move || {
+                    for request in rx {
+                        let child = Command::new(&request.program)
+                            .args(&request.args)
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .spawn();
+                        let _ = request.reply.send(child);
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+/// Starts `redis-server <conf>`, under `setpriv --pdeathsig KILL` when available.
+pub(crate) fn spawn(redis_server: &Path, conf: &Path) -> Result<Child> {
+    let (program, mut args): (OsString, Vec<OsString>) = match find_program("setpriv") {
+        Some(setpriv) => (
+            setpriv.into(),
+            vec!["--pdeathsig".into(), "KILL".into(), redis_server.into()],
+        ),
+        None => (redis_server.into(), Vec::new()),
+    };
+    args.push(conf.into());
+    let context = || format!("starting {} {}", redis_server.display(), conf.display());
+    if let Some(spawner) = spawner() {
+        let (reply, answer) = mpsc::channel();
+        let request = SpawnRequest {
+            program: program.clone(),
+            args: args.clone(),
+            reply,
+        };
+        if spawner.send(request).is_ok()
+            && let Ok(child) = answer.recv()
+        {
+            return child.map_err(|e| LocalStackError::io(context(), e));
+        }
+    }
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| LocalStackError::io(context(), e))
+}
+
+/// Why a node did not become ready.
+pub(crate) enum NotReady {
+    /// The port was taken between reservation and bind; retry on another port.
+    AddressInUse,
+    /// Anything else, with a reason.
+    Failed(String),
+}
+
+/// Waits until the process `child` answers on `port` — checked by its `process_id`, so a foreign
+/// server that happens to hold the port is not mistaken for it.
+pub(crate) fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    password: Option<&str>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(), NotReady> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let tail = log_tail(log, 20);
+                if tail.contains("Address already in use") {
+                    return Err(NotReady::AddressInUse);
+                }
+                return Err(NotReady::Failed(format!("exited with {status}")));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(NotReady::Failed(format!("cannot poll the process: {e}"))),
+        }
+        let last = match process_id(port, password) {
+            Ok(pid) if pid == child.id() => return Ok(()),
+            Ok(pid) => format!("port {port} is answered by another process ({pid})"),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(NotReady::Failed(format!(
+                "not ready after {timeout:?}: {last}"
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn process_id(port: u16, password: Option<&str>) -> redis::RedisResult<u32> {
+    let mut con = connect(port, password, Duration::from_millis(500))?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
+    info_field(&info, "process_id")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Parse, "INFO has no process_id")))
+}
+
+/// A synchronous connection to `127.0.0.1:port` whose connect, read and write timeouts are all
+/// `timeout` (a paused node accepts TCP connections but never answers).
+pub(crate) fn connect(
+    port: u16,
+    password: Option<&str>,
+    timeout: Duration,
+) -> redis::RedisResult<redis::Connection> {
+    let mut settings = RedisConnectionInfo::default();
+    if let Some(password) = password {
+        settings = settings.set_password(password);
+    }
+    let info = ConnectionAddr::Tcp("127.0.0.1".into(), port)
+        .into_connection_info()?
+        .set_redis_settings(settings);
+    let con = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
+    Ok(con)
+}
+
+/// The last `lines` lines of the file at `path` (at most its last 64 KiB are read).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return format!("({} is missing)", path.display());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Sends `signal` (a name such as `STOP`) to `pid` with the `kill` command.
+pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
+    let output = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .output()
+        .map_err(|e| LocalStackError::io(format!("running kill -{signal} {pid}"), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(LocalStackError::Command {
+        command: format!("kill -{signal} {pid}"),
+        status: output.status.to_string(),
+        output: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_quotes_backslashes_and_newlines() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quote("x\ny"), r#""x\ny""#);
+    }
+
+    #[test]
+    fn missing_programs_are_not_found() {
+        assert!(find_program("definitely-not-a-program-fds").is_none());
+        assert!(find_program("sh").is_some());
+    }
+}

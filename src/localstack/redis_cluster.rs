@@ -1,0 +1,836 @@
+//! [`RedisCluster`]: a real Redis Cluster of `redis-server` processes on loopback ports, with
+//! fault injection (kill, pause, resume, restart) and bounded waits for health and failover.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::node::{self, NodeConfig, NotReady};
+use super::ports::{PortLease, reserve_port_pair};
+use super::topology::{Role, Topology, info_field};
+use super::{LocalStackError, Result};
+use crate::slot::{SLOT_COUNT, Slot};
+
+const POLL: Duration = Duration::from_millis(50);
+// A paused node accepts connections and never answers; every probe is bounded by this.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(10);
+const CLI_TIMEOUT: Duration = Duration::from_secs(10);
+const BIND_ATTEMPTS: u32 = 5;
+const INSTALL_SERVER: &str = "apt-get install -y redis-server";
+const INSTALL_CLI: &str = "apt-get install -y redis-tools (comes with redis-server)";
+
+/// How to build a [`RedisCluster`]. `Default` is the test setup: 3 masters with 1 replica each,
+/// node timeout 2000 ms, full coverage required, no password.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Number of masters; `redis-cli --cluster create` needs at least 3.
+    pub masters: usize,
+    /// Replicas per master.
+    pub replicas_per_master: usize,
+    /// `cluster-node-timeout`. A failover takes about twice this: failure detection after one
+    /// timeout, then gossip to FAIL and the replica election (≈4 s at the default 2000 ms).
+    pub node_timeout: Duration,
+    /// `cluster-require-full-coverage`: when `true`, every node rejects all commands while any
+    /// slot is unserved.
+    pub require_full_coverage: bool,
+    /// `requirepass` and `masterauth` for every node.
+    pub password: Option<String>,
+    /// Bound on the whole of [`RedisCluster::start`].
+    pub start_timeout: Duration,
+    /// More `redis.conf` lines as `(directive, value)`, written verbatim after the defaults
+    /// (later lines win), e.g. `("maxmemory".into(), "64mb".into())`.
+    pub extra_config: Vec<(String, String)>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> ClusterOptions {
+        ClusterOptions {
+            masters: 3,
+            replicas_per_master: 1,
+            node_timeout: Duration::from_millis(2000),
+            require_full_coverage: true,
+            password: None,
+            start_timeout: Duration::from_secs(30),
+            extra_config: Vec::new(),
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// Total number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.masters * (1 + self.replicas_per_master)
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    port: u16,
+    dir: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    // Held for the cluster's lifetime so a restart finds its port still free of other clusters.
+    _lease: PortLease,
+}
+
+impl Node {
+    fn log(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn state(&mut self) -> &'static str {
+        match (self.alive(), self.paused) {
+            (false, _) => "stopped",
+            (true, true) => "paused",
+            (true, false) => "running",
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+}
+
+/// A Redis Cluster of real `redis-server` processes on 127.0.0.1, in a temporary directory with
+/// one subdirectory per node (`redis.conf`, `redis.log`, `nodes.conf`, the AOF).
+///
+/// Nodes are numbered `0..node_count()`; an index names the same process (and port and
+/// directory) for the cluster's whole life, whatever its role becomes after failovers.
+///
+/// Dropping it kills every node with SIGKILL (also while a test panics) and removes the
+/// directory. It is `Send + Sync`: share it with `Arc` between threads. Every method blocks; see
+/// the [module docs](super) for use from async code.
+///
+/// ```no_run
+/// use fds_worker::localstack::{ClusterOptions, RedisCluster};
+/// use std::time::Duration;
+///
+/// let cluster = RedisCluster::start(ClusterOptions::default())?;
+/// let master = cluster.master_for_slot(0).expect("slot 0 is served");
+/// cluster.kill(master)?;
+/// let promoted = cluster.wait_for_failover_of(master, Duration::from_secs(30))?;
+/// assert_ne!(promoted, master);
+/// # Ok::<(), fds_worker::localstack::LocalStackError>(())
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    opts: ClusterOptions,
+    root: PathBuf,
+    redis_server: PathBuf,
+    ports: Vec<u16>,
+    nodes: Mutex<Vec<Node>>,
+    last_healthy: Mutex<Option<Topology>>,
+}
+
+impl RedisCluster {
+    /// Starts `opts.node_count()` nodes, creates the cluster with
+    /// `redis-cli --cluster create … --cluster-replicas N`, and waits (bounded by
+    /// `opts.start_timeout`) until every node reports `cluster_state:ok` with 16384 slots served,
+    /// knows every node, agrees on who serves which slot, and every replica's link to its master
+    /// is up.
+    ///
+    /// Fails with [`LocalStackError::MissingProgram`] (saying `apt-get install -y redis-server`)
+    /// if `redis-server` or `redis-cli` is not installed.
+    pub fn start(opts: ClusterOptions) -> Result<RedisCluster> {
+        let started = Instant::now();
+        if opts.masters < 3 {
+            return Err(LocalStackError::Protocol {
+                command: "cluster create".into(),
+                detail: format!("a cluster needs at least 3 masters, not {}", opts.masters),
+            });
+        }
+        let redis_server = node::require_program("redis-server", INSTALL_SERVER)?;
+        node::require_program("redis-cli", INSTALL_CLI)?;
+        let root = make_root_dir()?;
+        // From here on, an early return drops `cluster`, which kills what was started.
+        let mut cluster = RedisCluster {
+            opts,
+            root,
+            redis_server,
+            ports: Vec::new(),
+            nodes: Mutex::new(Vec::new()),
+            last_healthy: Mutex::new(None),
+        };
+        for index in 0..cluster.opts.node_count() {
+            let node = cluster.spawn_new_node(index)?;
+            cluster.lock_nodes().push(node);
+        }
+        for index in 0..cluster.opts.node_count() {
+            cluster.await_new_node(index)?;
+        }
+        let ports = cluster.lock_nodes().iter().map(|n| n.port).collect();
+        cluster.ports = ports;
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let remaining = cluster.opts.start_timeout.saturating_sub(started.elapsed());
+        cluster_create_with_replicas(
+            &addrs,
+            cluster.opts.replicas_per_master,
+            cluster.opts.password.as_deref(),
+            remaining,
+        )?;
+        let remaining = cluster.opts.start_timeout.saturating_sub(started.elapsed());
+        let (masters, replicas) = (
+            cluster.opts.masters,
+            cluster.opts.masters * cluster.opts.replicas_per_master,
+        );
+        cluster.wait_for_health(
+            "the new cluster to be ok with every replica attached",
+            remaining,
+            |topology| {
+                let have_masters = topology.live_masters().count();
+                let have_replicas = topology
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role == Role::Replica && !n.failed)
+                    .count();
+                if have_masters == masters && have_replicas == replicas {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{have_masters} masters and {have_replicas} replicas, want {masters} and {replicas}"
+                    ))
+                }
+            },
+        )?;
+        tracing::debug!(
+            ports = ?cluster.ports,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "local redis cluster started"
+        );
+        Ok(cluster)
+    }
+
+    /// Starts the cluster with [`ClusterOptions::default`].
+    pub fn start_default() -> Result<RedisCluster> {
+        RedisCluster::start(ClusterOptions::default())
+    }
+
+    /// The options the cluster was started with.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.opts
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// Client port of every node, by index.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Client port of node `index`.
+    pub fn port(&self, index: usize) -> Result<u16> {
+        self.ports
+            .get(index)
+            .copied()
+            .ok_or(LocalStackError::NoSuchNode(index))
+    }
+
+    /// The node index listening on `port`.
+    pub fn index_of_port(&self, port: u16) -> Option<usize> {
+        self.ports.iter().position(|&p| p == port)
+    }
+
+    /// `redis://127.0.0.1:PORT` for every node, without credentials (pass
+    /// [`RedisCluster::password`] to the client separately, so URLs can be logged).
+    pub fn seed_urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The password every node requires, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.opts.password.as_deref()
+    }
+
+    /// The temporary directory holding one subdirectory per node.
+    pub fn root_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The last `lines` lines of node `index`'s log.
+    pub fn log_tail(&self, index: usize, lines: usize) -> Result<String> {
+        let log = self.with_node(index, |n| Ok(n.log()))?;
+        Ok(node::log_tail(&log, lines))
+    }
+
+    /// Process id of node `index`, if it is running (or paused).
+    pub fn pid(&self, index: usize) -> Result<Option<u32>> {
+        self.with_node(index, |n| {
+            let alive = n.alive();
+            Ok(n.child.as_ref().filter(|_| alive).map(Child::id))
+        })
+    }
+
+    /// Whether node `index`'s process exists (running or paused).
+    pub fn is_running(&self, index: usize) -> bool {
+        self.with_node(index, |n| Ok(n.alive())).unwrap_or(false)
+    }
+
+    /// Whether node `index` is stopped with SIGSTOP.
+    pub fn is_paused(&self, index: usize) -> bool {
+        self.with_node(index, |n| Ok(n.alive() && n.paused))
+            .unwrap_or(false)
+    }
+
+    /// Kills node `index` with SIGKILL (no shutdown, no AOF flush) and reaps it. Killing a
+    /// stopped node does nothing.
+    pub fn kill(&self, index: usize) -> Result<()> {
+        self.with_node(index, |n| {
+            n.kill();
+            Ok(())
+        })
+    }
+
+    /// Freezes node `index` with SIGSTOP: its sockets stay open but nothing answers, like a
+    /// long GC pause or a hung host. Past the node timeout its replica takes over.
+    pub fn pause(&self, index: usize) -> Result<()> {
+        self.with_node(index, |n| {
+            let state = n.state();
+            let Some(child) = n.child.as_ref().filter(|_| state == "running") else {
+                return Err(node_state(index, state, "pause", "running"));
+            };
+            node::signal(child.id(), "STOP")?;
+            n.paused = true;
+            Ok(())
+        })
+    }
+
+    /// Lets a paused node go on with SIGCONT. If it was failed over meanwhile, it learns the
+    /// newer configuration and becomes a replica of its successor.
+    pub fn resume(&self, index: usize) -> Result<()> {
+        self.with_node(index, |n| {
+            let state = n.state();
+            let Some(child) = n.child.as_ref().filter(|_| state == "paused") else {
+                return Err(node_state(index, state, "resume", "paused"));
+            };
+            node::signal(child.id(), "CONT")?;
+            n.paused = false;
+            Ok(())
+        })
+    }
+
+    /// Starts node `index` again from its directory — same port, config, `nodes.conf` and AOF —
+    /// so it rejoins the cluster as itself; a running node is killed first. Returns once the
+    /// process answers; use [`RedisCluster::wait_for_state_ok`] to wait for it to rejoin.
+    pub fn restart(&self, index: usize) -> Result<()> {
+        let mut nodes = self.lock_nodes();
+        let n = nodes
+            .get_mut(index)
+            .ok_or(LocalStackError::NoSuchNode(index))?;
+        n.kill();
+        let mut child = node::spawn(&self.redis_server, &n.conf)?;
+        let ready = node::wait_ready(
+            &mut child,
+            n.port,
+            self.password(),
+            &n.log(),
+            NODE_READY_TIMEOUT,
+        );
+        n.child = Some(child);
+        match ready {
+            Ok(()) => Ok(()),
+            Err(not_ready) => {
+                let reason = match not_ready {
+                    NotReady::AddressInUse => "its port was taken by another process".into(),
+                    NotReady::Failed(reason) => reason,
+                };
+                let error = node_start_error(index, n, reason);
+                n.kill();
+                Err(error)
+            }
+        }
+    }
+
+    /// The cluster as seen by the first running, unpaused node that answers `CLUSTER NODES`,
+    /// with [`NodeView::index`](super::NodeView::index) filled in.
+    pub fn topology(&self) -> Result<Topology> {
+        let mut last = None;
+        for index in self.live_nodes() {
+            match self.view_of(index) {
+                Ok(topology) => return Ok(topology),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| LocalStackError::Protocol {
+            command: "CLUSTER NODES".into(),
+            detail: "no node is running".into(),
+        }))
+    }
+
+    /// The node currently serving `slot` as master, in [`RedisCluster::topology`]'s view; `None`
+    /// if no live master serves it or no node answers.
+    pub fn master_for_slot(&self, slot: Slot) -> Option<usize> {
+        self.topology().ok()?.master_for_slot(slot)?.index
+    }
+
+    /// The masters serving at least one slot and not flagged `fail`, sorted; empty if no node
+    /// answers.
+    pub fn masters(&self) -> Vec<usize> {
+        let Ok(topology) = self.topology() else {
+            return Vec::new();
+        };
+        let mut masters: Vec<usize> = topology.live_masters().filter_map(|n| n.index).collect();
+        masters.sort_unstable();
+        masters
+    }
+
+    /// The replicas of node `master`, sorted; empty if it has none or no node answers.
+    pub fn replicas_of(&self, master: usize) -> Vec<usize> {
+        let Ok(topology) = self.topology() else {
+            return Vec::new();
+        };
+        let Some(id) = self
+            .ports
+            .get(master)
+            .and_then(|&p| topology.by_port(p))
+            .map(|n| n.id.clone())
+        else {
+            return Vec::new();
+        };
+        let mut replicas: Vec<usize> = topology.replicas_of(&id).filter_map(|n| n.index).collect();
+        replicas.sort_unstable();
+        replicas
+    }
+
+    /// Node `index`'s role in [`RedisCluster::topology`]'s view (a stopped node keeps the role
+    /// the others last saw, flagged `fail`).
+    pub fn role(&self, index: usize) -> Option<Role> {
+        let port = *self.ports.get(index)?;
+        Some(self.topology().ok()?.by_port(port)?.role)
+    }
+
+    /// Waits until the cluster is healthy and returns the agreed topology. Healthy means: every
+    /// running, unpaused node reports `cluster_state:ok` and `cluster_slots_ok:16384`, knows all
+    /// nodes, and lists the same slot → master map; every master in that map is running and
+    /// unpaused; every running node is either a master serving slots or a replica whose link to
+    /// its master is up. A freshly killed master therefore makes this wait for its failover, and
+    /// a restarted one for it to become a replica.
+    pub fn wait_for_state_ok(&self, timeout: Duration) -> Result<Topology> {
+        self.wait_for_health("cluster_state:ok on every live node", timeout, |_| Ok(()))
+    }
+
+    /// Waits until the slots that `old_master` served in the last healthy topology are served
+    /// by another node and the cluster is healthy (see [`RedisCluster::wait_for_state_ok`]);
+    /// returns the new master. Call it after [`kill`](RedisCluster::kill) or
+    /// [`pause`](RedisCluster::pause) of a node that was a master when the cluster was last seen
+    /// healthy (by `start` or a `wait_*` call).
+    pub fn wait_for_failover_of(&self, old_master: usize, timeout: Duration) -> Result<usize> {
+        let old_port = self.port(old_master)?;
+        let first_slot = self
+            .lock_last_healthy()
+            .as_ref()
+            .and_then(|t| t.by_port(old_port))
+            .and_then(|n| n.slots.first().map(|&(lo, _)| lo))
+            .ok_or_else(|| LocalStackError::Protocol {
+                command: "wait_for_failover_of".into(),
+                detail: format!("node {old_master} served no slots when last seen healthy"),
+            })?;
+        let topology = self.wait_for_health(
+            &format!("slot {first_slot} to move off node {old_master}"),
+            timeout,
+            |topology| match topology.master_for_slot(first_slot) {
+                Some(n) if n.port != old_port => Ok(()),
+                _ => Err(format!("slot {first_slot} is still on node {old_master}")),
+            },
+        )?;
+        topology
+            .master_for_slot(first_slot)
+            .and_then(|n| n.index)
+            .ok_or_else(|| LocalStackError::Protocol {
+                command: "CLUSTER NODES".into(),
+                detail: format!("slot {first_slot} is served by a node outside this cluster"),
+            })
+    }
+
+    /// A synchronous connection to node `index` with 1 s connect and 5 s read/write timeouts,
+    /// authenticated if the cluster has a password. Not cluster-aware: it talks to that node only.
+    pub fn connection(&self, index: usize) -> Result<redis::Connection> {
+        let port = self.port(index)?;
+        let con = node::connect(port, self.password(), Duration::from_secs(1))?;
+        con.set_read_timeout(Some(Duration::from_secs(5)))?;
+        con.set_write_timeout(Some(Duration::from_secs(5)))?;
+        Ok(con)
+    }
+
+    /// Runs `cmd` on node `index` (see [`RedisCluster::connection`]).
+    pub fn query<T: redis::FromRedisValue>(&self, index: usize, cmd: &redis::Cmd) -> Result<T> {
+        let mut con = self.connection(index)?;
+        Ok(cmd.query(&mut con)?)
+    }
+
+    /// Runs `redis-cli -h 127.0.0.1 -p PORT ARGS…` against node `index` (password passed through
+    /// `REDISCLI_AUTH`, never on the command line) and returns its stdout. Bounded by 10 s.
+    /// Note that redis-cli exits 0 on an error reply: the reply (e.g. `ERR …`) is in the output.
+    pub fn cli<S: AsRef<str>>(&self, index: usize, args: &[S]) -> Result<String> {
+        let port = self.port(index)?;
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        cmd.args(args.iter().map(AsRef::as_ref));
+        if let Some(password) = self.password() {
+            cmd.env("REDISCLI_AUTH", password);
+        }
+        let shown = format!(
+            "redis-cli -p {port} {}",
+            args.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
+        );
+        run_with_timeout(cmd, &shown, CLI_TIMEOUT)
+    }
+
+    fn wait_for_health(
+        &self,
+        what: &str,
+        timeout: Duration,
+        extra: impl Fn(&Topology) -> Result<(), String>,
+    ) -> Result<Topology> {
+        let started = Instant::now();
+        loop {
+            let last = match self.check_health().and_then(|t| extra(&t).map(|()| t)) {
+                Ok(topology) => {
+                    *self.lock_last_healthy() = Some(topology.clone());
+                    return Ok(topology);
+                }
+                Err(reason) => reason,
+            };
+            if started.elapsed() >= timeout {
+                return Err(LocalStackError::Timeout {
+                    what: what.to_owned(),
+                    waited: started.elapsed(),
+                    last,
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// One health probe of every live node; `Err` says the first thing that is not right.
+    fn check_health(&self) -> Result<Topology, String> {
+        let live = self.live_nodes();
+        let mut agreed: Option<Topology> = None;
+        for &index in &live {
+            let port = self.ports[index];
+            let mut con = node::connect(port, self.password(), PROBE_TIMEOUT)
+                .map_err(|e| format!("node {index}: {e}"))?;
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut con)
+                .map_err(|e| format!("node {index}: CLUSTER INFO: {e}"))?;
+            let field = |name| info_field(&info, name).unwrap_or("?");
+            let known = self.node_count().to_string();
+            if field("cluster_state") != "ok"
+                || field("cluster_slots_ok") != SLOT_COUNT.to_string()
+                || field("cluster_known_nodes") != known
+            {
+                return Err(format!(
+                    "node {index}: cluster_state:{} cluster_slots_ok:{} cluster_known_nodes:{} (want ok, {SLOT_COUNT}, {known})",
+                    field("cluster_state"),
+                    field("cluster_slots_ok"),
+                    field("cluster_known_nodes")
+                ));
+            }
+            let topology = self.view_from(index, &mut con).map_err(|e| e.to_string())?;
+            let me = topology
+                .nodes
+                .iter()
+                .find(|n| n.myself)
+                .ok_or_else(|| format!("node {index}: CLUSTER NODES has no `myself` line"))?;
+            if me.role == Role::Replica {
+                let replication: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut con)
+                    .map_err(|e| format!("node {index}: INFO replication: {e}"))?;
+                let link = info_field(&replication, "master_link_status").unwrap_or("?");
+                if link != "up" {
+                    return Err(format!("node {index}: master_link_status:{link}"));
+                }
+            }
+            if me.role == Role::Master && me.slots.is_empty() {
+                // A restarted ex-master is one until the others tell it it was failed over; this
+                // harness never creates slot-less masters, so one is a node still rejoining.
+                return Err(format!("node {index} is a master without slots"));
+            }
+            match &agreed {
+                None => {
+                    for master in topology.live_masters() {
+                        if !master.index.is_some_and(|i| live.contains(&i)) {
+                            return Err(format!(
+                                "node {index} sees slots on port {} which is not live",
+                                master.port
+                            ));
+                        }
+                    }
+                    agreed = Some(topology);
+                }
+                Some(first) if first.slot_map() != topology.slot_map() => {
+                    return Err(format!(
+                        "node {index} disagrees with node {} on the slot map",
+                        live[0]
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        agreed.ok_or_else(|| "no node is running".to_owned())
+    }
+
+    fn view_of(&self, index: usize) -> Result<Topology> {
+        let mut con = node::connect(self.port(index)?, self.password(), PROBE_TIMEOUT)?;
+        self.view_from(index, &mut con)
+    }
+
+    fn view_from(&self, index: usize, con: &mut redis::Connection) -> Result<Topology> {
+        let text: String = redis::cmd("CLUSTER").arg("NODES").query(con)?;
+        let mut topology = Topology::parse(&text).map_err(|detail| LocalStackError::Protocol {
+            command: format!("CLUSTER NODES on node {index}"),
+            detail,
+        })?;
+        for n in &mut topology.nodes {
+            n.index = self.index_of_port(n.port);
+        }
+        Ok(topology)
+    }
+
+    /// Indexes of nodes that are running and not paused.
+    fn live_nodes(&self) -> Vec<usize> {
+        let mut nodes = self.lock_nodes();
+        (0..nodes.len())
+            .filter(|&i| nodes[i].alive() && !nodes[i].paused)
+            .collect()
+    }
+
+    fn spawn_new_node(&self, index: usize) -> Result<Node> {
+        let lease = reserve_port_pair()?;
+        let dir = self.root.join(format!("node-{index}"));
+        // A retry after a port clash starts from an empty directory.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LocalStackError::io(format!("creating {}", dir.display()), e))?;
+        let conf = NodeConfig {
+            port: lease.port(),
+            dir: &dir,
+            node_timeout: self.opts.node_timeout,
+            require_full_coverage: self.opts.require_full_coverage,
+            password: self.password(),
+            extra: &self.opts.extra_config,
+        }
+        .write()?;
+        let child = node::spawn(&self.redis_server, &conf)?;
+        Ok(Node {
+            port: lease.port(),
+            dir,
+            conf,
+            child: Some(child),
+            paused: false,
+            _lease: lease,
+        })
+    }
+
+    /// Waits for a node spawned by `spawn_new_node`, moving it to another port if its port was
+    /// taken between the reservation and redis-server's bind.
+    fn await_new_node(&self, index: usize) -> Result<()> {
+        for _ in 0..BIND_ATTEMPTS {
+            let mut nodes = self.lock_nodes();
+            let n = &mut nodes[index];
+            let (port, log) = (n.port, n.log());
+            let Some(child) = n.child.as_mut() else {
+                return Err(node_start_error(index, n, "not started".into()));
+            };
+            match node::wait_ready(child, port, self.password(), &log, NODE_READY_TIMEOUT) {
+                Ok(()) => return Ok(()),
+                Err(NotReady::Failed(reason)) => return Err(node_start_error(index, n, reason)),
+                Err(NotReady::AddressInUse) => {
+                    tracing::debug!(index, port = n.port, "port taken; retrying on another");
+                    n.kill();
+                    drop(nodes);
+                    let replacement = self.spawn_new_node(index)?;
+                    self.lock_nodes()[index] = replacement;
+                }
+            }
+        }
+        let mut nodes = self.lock_nodes();
+        let n = &mut nodes[index];
+        Err(node_start_error(
+            index,
+            n,
+            format!("ports were taken {BIND_ATTEMPTS} times"),
+        ))
+    }
+
+    fn with_node<T>(&self, index: usize, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
+        let mut nodes = self.lock_nodes();
+        let n = nodes
+            .get_mut(index)
+            .ok_or(LocalStackError::NoSuchNode(index))?;
+        f(n)
+    }
+
+    fn lock_nodes(&self) -> MutexGuard<'_, Vec<Node>> {
+        // A panic while holding the lock leaves the node list consistent enough to kill.
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_last_healthy(&self) -> MutexGuard<'_, Option<Topology>> {
+        self.last_healthy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in self.lock_nodes().iter_mut() {
+            n.kill();
+        }
+        if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
+            eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", self.root.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Creates a cluster from running, empty, cluster-enabled nodes at `nodes` (`host:port`) with
+/// `redis-cli --cluster create … --cluster-replicas R --cluster-yes`: the first
+/// `nodes.len() / (R + 1)` become masters sharing the 16384 slots, the rest their replicas.
+/// Returns when redis-cli does (it waits until the nodes agree on the configuration); replicas
+/// may still be attaching. The password, if any, is passed through `REDISCLI_AUTH`.
+pub fn cluster_create_with_replicas(
+    nodes: &[String],
+    replicas_per_master: usize,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<()> {
+    node::require_program("redis-cli", INSTALL_CLI)?;
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["--cluster", "create"])
+        .args(nodes)
+        .args(["--cluster-replicas", &replicas_per_master.to_string()])
+        .arg("--cluster-yes");
+    if let Some(password) = password {
+        cmd.env("REDISCLI_AUTH", password);
+    }
+    let shown = format!(
+        "redis-cli --cluster create {} --cluster-replicas {replicas_per_master} --cluster-yes",
+        nodes.join(" ")
+    );
+    let output = run_with_timeout(cmd, &shown, timeout)?;
+    if output.contains("[ERR]") {
+        return Err(LocalStackError::Command {
+            command: shown,
+            status: "exit status 0 with [ERR]".into(),
+            output,
+        });
+    }
+    Ok(())
+}
+
+/// Runs `cmd`, killing it after `timeout`; its stdout on success, an error with both streams
+/// otherwise.
+fn run_with_timeout(mut cmd: Command, shown: &str, timeout: Duration) -> Result<String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LocalStackError::io(format!("running {shown}"), e))?;
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Err(e) => return Err(LocalStackError::io(format!("waiting for {shown}"), e)),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Some(status) if status.success() => Ok(stdout),
+        status => Err(LocalStackError::Command {
+            command: shown.to_owned(),
+            status: status
+                .map_or_else(|| format!("timed out after {timeout:?}"), |s| s.to_string()),
+            output: format!("{stdout}{stderr}"),
+        }),
+    }
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
+}
+
+fn make_root_dir() -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "fds-redis-cluster-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let root = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
+    Ok(root)
+}
+
+fn node_state(
+    index: usize,
+    state: &'static str,
+    operation: &'static str,
+    needed: &'static str,
+) -> LocalStackError {
+    LocalStackError::NodeState {
+        index,
+        state,
+        operation,
+        needed,
+    }
+}
+
+fn node_start_error(index: usize, n: &Node, reason: String) -> LocalStackError {
+    LocalStackError::NodeStart {
+        index,
+        port: n.port,
+        reason,
+        log: n.log(),
+        log_tail: node::log_tail(&n.log(), 20),
+    }
+}

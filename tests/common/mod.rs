@@ -1,0 +1,145 @@
+//! Helpers shared by the integration tests: a real Redis Cluster, a mock Kafka with the
+//! standard topics, unique names, tracing, and bounded waits.
+//!
+//! Each test binary compiles this module and uses a subset of it, hence the `dead_code` allows.
+//! Everything that starts something is synchronous; from a `#[tokio::test]` call it before the
+//! first `.await` or through `tokio::task::spawn_blocking`.
+
+#![allow(dead_code)]
+
+pub mod worker;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
+use std::time::{Duration, Instant};
+
+use fds_worker::localstack::{ClusterOptions, MockKafka, RedisCluster, STANDARD_TOPICS};
+
+/// How long a test waits for anything that should take a few seconds (a failover takes ≈4 s
+/// with the 2000 ms test node timeout).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A name no other test (in this or another process) uses: `<prefix>-<pid>-<n>-<random>`.
+/// Use it for topics and consumer groups so tests sharing a broker do not see each other.
+pub fn random_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// Installs a `tracing` subscriber for tests once per binary; `RUST_LOG` filters (default
+/// `info`). Output goes through the test harness's capture.
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// The options of [`start_cluster`]: 3 masters + 3 replicas, node timeout 2000 ms.
+pub fn test_cluster_options() -> ClusterOptions {
+    ClusterOptions::default()
+}
+
+/// Starts a 6-node cluster of its own for one test (use it when the test kills or pauses
+/// nodes). Panics with the reason — including how to install `redis-server` — if it cannot.
+pub fn start_cluster() -> RedisCluster {
+    start_cluster_with(test_cluster_options())
+}
+
+/// Like [`start_cluster`], with `opts`.
+pub fn start_cluster_with(opts: ClusterOptions) -> RedisCluster {
+    init_tracing();
+    let started = Instant::now();
+    let cluster = RedisCluster::start(opts).unwrap_or_else(|e| panic!("redis cluster: {e}"));
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ports = ?cluster.ports(),
+        "test redis cluster ready"
+    );
+    cluster
+}
+
+/// A cluster shared by the tests of one binary that run at the same time and do not break it
+/// (no kill, pause or restart; keys namespaced with [`random_name`]). It is started by the first
+/// caller and stopped when the last holder drops its `Arc`.
+pub fn shared_cluster() -> Arc<RedisCluster> {
+    static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cluster) = shared.upgrade() {
+        return cluster;
+    }
+    let cluster = Arc::new(start_cluster());
+    *shared = Arc::downgrade(&cluster);
+    cluster
+}
+
+/// Starts a mock Kafka with 3 brokers and the standard topics (`transactions`,
+/// `fraud-verdicts`, `transactions-enriched`, `transactions.dlq`, `fraud-verdicts.dlq`), each
+/// with `partitions` partitions.
+pub fn start_kafka(partitions: i32) -> MockKafka {
+    init_tracing();
+    MockKafka::with_standard_topics(3, partitions).unwrap_or_else(|e| panic!("mock kafka: {e}"))
+}
+
+/// The standard topic names.
+pub fn standard_topics() -> [&'static str; 5] {
+    STANDARD_TOPICS
+}
+
+/// Polls `condition` every 20 ms until it holds (`true`) or `timeout` passes (`false`).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, or panics after `timeout` saying `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async [`wait_until`]: awaits `condition()` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
