@@ -152,7 +152,8 @@ impl Scenario {
             .collect()
     }
 
-    /// The ledger: every transaction enriched or dead-lettered; counters exact (when `exact`);
+    /// The ledger: every transaction enriched or dead-lettered; counters exact (when `exact`:
+    /// with a shard still down its keys cannot be read, so that check waits for the redrive);
     /// prints the scenario's figures.
     async fn ledger(&self, progress: Progress, stall: Duration, exact: bool) -> usize {
         let enriched = enrichment_counts(&self.stack, &self.config);
@@ -167,53 +168,17 @@ impl Scenario {
             })
             .filter(|id| !enriched.contains_key(*id) && !dead.contains(*id))
             .collect();
-        let report = verification(&self.stack, &self.traffic).await;
         println!(
-            "[{}] events {} (transactions {}, verdicts {}) enriched {} dead-lettered {} lost {} \
-             double-counted {} blacklist problems {:?} longest stall {:.1}s",
+            "[{}] events {} (transactions {}, verdicts {}) enriched {} dead-lettered {} \
+             longest stall {:.1}s",
             self.name,
             self.traffic.events.len(),
             self.traffic.truth.transactions,
             self.traffic.truth.verdicts,
             enriched.len(),
             progress.dead_lettered,
-            report.lost_increments(),
-            report.doubled_increments(),
-            report.blacklist_problems,
             stall.as_secs_f64()
         );
-        if !report.blacklist_problems.is_empty() {
-            let client =
-                redis::cluster::ClusterClient::new(self.stack.cluster.seed_urls()).unwrap();
-            let mut c = client.get_async_connection().await.unwrap();
-            for problem in &report.blacklist_problems {
-                let key = problem.split(": ").next().unwrap();
-                let value: Option<String> = redis::cmd("GET")
-                    .arg(key)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                let marks: Vec<String> = redis::cmd("HGETALL")
-                    .arg(key.replacen("bl:", "ao:", 1))
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                println!("  {key} = {value:?} marks {marks:?}");
-            }
-            for e in &self.traffic.events {
-                if let fds_worker::generate::GeneratedEvent::Verdict(v) = e
-                    && report
-                        .blacklist_problems
-                        .iter()
-                        .any(|p| p.contains(&v.subject.value))
-                {
-                    println!(
-                        "  verdict {:?} {:?} {} {}",
-                        v.subject, v.action, v.threat_level, v.event_time_ms
-                    );
-                }
-            }
-        }
         assert!(
             missing.is_empty(),
             "{}: {} transactions neither enriched nor dead-lettered",
@@ -221,6 +186,14 @@ impl Scenario {
             missing.len()
         );
         if exact {
+            let report = verification(&self.stack, &self.traffic).await;
+            println!(
+                "[{}] lost {} double-counted {} blacklist problems {:?}",
+                self.name,
+                report.lost_increments(),
+                report.doubled_increments(),
+                report.blacklist_problems,
+            );
             assert!(
                 report.is_exact(),
                 "{}: lost {:?} doubled {:?} blacklist {:?}",

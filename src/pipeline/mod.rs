@@ -10,6 +10,7 @@
 mod decode;
 mod settings;
 pub mod stage;
+mod turn;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use crate::source::{Partition, SourceMessage};
 use crate::store::{Store, UnitFailure};
 
 use super::decode::{Decoder, decode};
+use super::turn::{DeadLetterOrder, Turn};
 use super::{RunError, decoder_from_config, plan_settings, store_settings};
 
 /// Everything a batch needs, shared by all batches of a run.
@@ -34,6 +35,8 @@ pub struct Stage {
     pub metrics: Metrics,
     /// Set by replays: the namespace, recorded on their dead letters.
     pub replay_marker: Option<String>,
+    /// Keeps dead letters in batch order across concurrent batches.
+    pub dead_letter_order: DeadLetterOrder,
 }
 
 /// A batch decoded and planned, waiting for its units.
@@ -44,6 +47,7 @@ pub struct PreparedBatch {
     events: Vec<PlannedEvent>,
     plan_events: Vec<crate::plan::EventPlan>,
     dispatched: Instant,
+    turn: Turn,
 }
 
 /// What a finished batch reports to the consumer loop.
@@ -82,6 +86,7 @@ impl Stage {
             dlq_suffix: config.kafka.dlq_suffix.clone(),
             metrics,
             replay_marker,
+            dead_letter_order: DeadLetterOrder::default(),
         })
     }
 
@@ -140,6 +145,7 @@ impl Stage {
             events,
             plan_events,
             dispatched: Instant::now(),
+            turn: self.dead_letter_order.next(),
         };
         (batch, units)
     }
@@ -162,7 +168,9 @@ impl Stage {
         self.count_units(&answers);
         self.count_blacklist(&batch.events, &plan, &answers, &outcomes);
 
+        // Enrichment records go at once; dead letters wait for the batch's turn (see `turn`).
         let mut publishes: Vec<BoxFuture<'_, Published>> = Vec::with_capacity(batch.messages.len());
+        let mut dead_letters = Vec::new();
         for (message, decoded) in batch.messages.iter().zip(&batch.decoded) {
             let outcome = match decoded {
                 Err(reason) => Err(reason.clone()),
@@ -187,11 +195,28 @@ impl Stage {
                 }
                 Err(mut reason) => {
                     reason.replay = self.replay_marker.clone();
-                    Box::pin(self.publish_dead_letter(message, reason))
+                    dead_letters.push((message, reason));
+                    Box::pin(async { Published::DeadLetter })
                 }
             });
         }
-        let published = join_all(publishes).await;
+        let mut turn = batch.turn;
+        let dead_letters = async move {
+            if dead_letters.is_empty() {
+                turn.pass_after_previous();
+                return;
+            }
+            turn.wait().await;
+            // Enqueued in record order on the first poll; the idempotent producer keeps it.
+            join_all(
+                dead_letters
+                    .into_iter()
+                    .map(|(message, reason)| self.publish_dead_letter(message, reason)),
+            )
+            .await;
+            turn.pass();
+        };
+        let (published, ()) = futures::join!(join_all(publishes), dead_letters);
         let mut done = BatchDone {
             units: units_sent,
             ..BatchDone::default()

@@ -106,6 +106,14 @@ impl Health {
         owners.refreshed = Some(Instant::now());
     }
 
+    /// Records that `slot` moved to `node` (a `MOVED` reply); the rest of the map is marked
+    /// stale so the next failure refreshes it.
+    pub fn set_owner(&self, slot: Slot, node: &Arc<str>) {
+        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
+        owners.by_slot[slot as usize] = Some(Arc::clone(node));
+        owners.refreshed = None;
+    }
+
     /// A unit on `slot` succeeded.
     pub fn record_success(&self, slot: Slot) {
         self.last_success_nanos

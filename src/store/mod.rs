@@ -5,6 +5,9 @@
 //! - [`error`]: one classification of every Redis failure ([`FailureKind`]).
 //! - [`health`]: which slots are failing, and whether anything succeeded lately (is the whole
 //!   cluster down, or only some slots?).
+//! - `nodes`: a connection per node; units go to the master our slot map names, so a dead
+//!   node fails only its own units (redis-rs's cluster connection can stall every request
+//!   while it repairs its map).
 //! - [`Store`]: connects, loads the library on every master, and runs units.
 //!
 //! Units of one slot run in submission order (a unit waits for the previous unit of its slot),
@@ -13,6 +16,7 @@
 
 pub mod error;
 pub mod health;
+mod nodes;
 pub mod wire;
 
 use std::sync::atomic::Ordering;
@@ -24,13 +28,14 @@ use futures::future::{BoxFuture, Shared, join_all};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use redis::Value;
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{FailureKind, StoreError};
 pub use health::Health;
+
+use nodes::Nodes;
 
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::plan::{SlotUnit, UnitAnswer};
@@ -108,16 +113,13 @@ pub struct StoreStats {
 
 type Tail = Shared<oneshot::Receiver<()>>;
 
-/// The current cluster connection and when it was made.
-struct Connection {
-    connection: ClusterConnection,
-    since: Instant,
-}
-
 struct Inner {
-    client: ClusterClient,
-    connection: std::sync::RwLock<Connection>,
-    reconnecting: tokio::sync::Mutex<()>,
+    /// The cluster connection, for commands to every master and for other tools' reads.
+    connection: ClusterConnection,
+    /// Unit traffic: one connection per node.
+    nodes: Nodes,
+    /// One slot-map refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
     settings: StoreSettings,
     inflight: Semaphore,
     retry_limiter: DefaultDirectRateLimiter,
@@ -171,18 +173,14 @@ impl Store {
         .map_err(|_| {
             StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out")
         })??;
-        let connection = Connection {
-            connection,
-            since: Instant::now(),
-        };
         let per_second = |n: u32| std::num::NonZeroU32::new(n).map(Quota::per_second);
         let retry_quota = per_second(settings.retry.max_retries_per_second)
             .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MAX));
         let store = Store {
             inner: Arc::new(Inner {
-                client,
-                connection: std::sync::RwLock::new(connection),
-                reconnecting: tokio::sync::Mutex::new(()),
+                connection,
+                nodes: Nodes::new(&settings)?,
+                refreshing: tokio::sync::Mutex::new(()),
                 inflight: Semaphore::new(settings.max_inflight_units.max(1)),
                 retry_limiter: RateLimiter::direct(retry_quota),
                 unit_limiter: per_second(settings.max_units_per_second).map(RateLimiter::direct),
@@ -194,7 +192,7 @@ impl Store {
             }),
         };
         store.load_library().await?;
-        store.refresh_owners().await;
+        store.refresh_owners(true).await;
         Ok(store)
     }
 
@@ -212,48 +210,7 @@ impl Store {
 
     /// A clone of the cluster connection, for reads outside units (lookups, monitoring).
     pub fn connection(&self) -> ClusterConnection {
-        let current = self
-            .inner
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        current.connection.clone()
-    }
-
-    /// Replaces the cluster connection with a fresh one when requests time out and nothing has
-    /// succeeded since the current connection was made or for two response timeouts. redis-rs
-    /// can stall every request while it repairs its slot map after a node dies; a new
-    /// connection rebuilds the map from the seed nodes instead.
-    async fn reconnect_if_stuck(&self) {
-        let inner = &self.inner;
-        let Ok(_single) = inner.reconnecting.try_lock() else {
-            return;
-        };
-        let patience = inner.settings.response_timeout * 2;
-        let since = inner
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .since;
-        if since.elapsed() < patience || inner.health.succeeded_within(patience) {
-            return;
-        }
-        tracing::warn!("cluster connection stalled: reconnecting from the seed nodes");
-        let fresh = tokio::time::timeout(
-            inner.settings.connect_timeout * 4 + inner.settings.response_timeout,
-            inner.client.get_async_connection(),
-        )
-        .await;
-        match fresh {
-            Ok(Ok(connection)) => {
-                *inner.connection.write().unwrap_or_else(|e| e.into_inner()) = Connection {
-                    connection,
-                    since: Instant::now(),
-                };
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "reconnecting to the cluster"),
-            Err(_) => tracing::warn!("reconnecting to the cluster timed out"),
-        }
+        self.inner.connection.clone()
     }
 
     /// What the store has done so far.
@@ -346,10 +303,7 @@ impl Store {
             if error.kind.cluster_wide() {
                 inner.health.record_cluster_down();
             }
-            if attempted && matches!(error.kind, FailureKind::Timeout | FailureKind::Connection) {
-                self.reconnect_if_stuck().await;
-            }
-            self.refresh_owners().await;
+            self.refresh_owners(false).await;
             let give_up = |kind: FailureKind| UnitFailure {
                 kind,
                 message: error.message.clone(),
@@ -432,26 +386,13 @@ impl Store {
             return false;
         }
         let own = health.domain(slot);
-        let mut connection = self.connection();
         for master in health.masters().into_iter().filter(|m| *m != own) {
-            let Some((host, port)) = master.rsplit_once(':') else {
-                continue;
-            };
-            let Ok(port) = port.parse() else {
-                continue;
-            };
-            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                host: host.to_owned(),
-                port,
-            });
-            let info = tokio::time::timeout(
-                self.inner.settings.response_timeout,
-                connection.route_command(redis::cmd("CLUSTER").arg("INFO").clone(), route),
-            )
-            .await;
+            let info = self
+                .on_node(&master, redis::cmd("CLUSTER").arg("INFO").clone())
+                .await;
             let text = match info {
-                Ok(Ok(Value::BulkString(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
-                Ok(Ok(Value::VerbatimString { text, .. })) => text,
+                Ok(Value::BulkString(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(Value::VerbatimString { text, .. }) => text,
                 _ => continue,
             };
             return !text.contains("cluster_state:ok");
@@ -459,67 +400,184 @@ impl Store {
         true
     }
 
-    /// Refreshes the cached slot map if it is stale (error path only; best effort).
-    async fn refresh_owners(&self) {
-        let health = &self.inner.health;
-        if !health.owners_stale() {
-            return;
-        }
-        let mut connection = self.connection();
-        let query = redis::cmd("CLUSTER").arg("SLOTS").clone();
-        let reply = tokio::time::timeout(
-            self.inner.settings.response_timeout,
-            query.query_async::<Value>(&mut connection),
-        )
-        .await;
-        if let Ok(Ok(reply)) = reply {
-            health.set_owners(&slot_ranges(&reply));
+    /// One command on one node, bounded by the response timeout.
+    async fn on_node(&self, node: &Arc<str>, command: redis::Cmd) -> Result<Value, StoreError> {
+        let settings = &self.inner.settings;
+        let call = async {
+            let mut connection = self.inner.nodes.connection(node).await?;
+            command
+                .query_async::<Value>(&mut connection)
+                .await
+                .map_err(StoreError::from)
+        };
+        match tokio::time::timeout(settings.connect_timeout + settings.response_timeout, call).await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                if error.kind.node_unreachable() {
+                    self.inner.nodes.forget(node);
+                }
+                Err(error)
+            }
+            Err(_) => {
+                self.inner.nodes.forget(node);
+                Err(StoreError::new(FailureKind::Timeout, "timed out"))
+            }
         }
     }
 
-    /// One attempt: `FCALL`, the optional `WAIT`, and decoding the reply.
+    /// Refreshes the slot map from `CLUSTER SLOTS` of the first known master (or seed node)
+    /// that answers — when it is stale, or always with `force`. One refresh at a time.
+    async fn refresh_owners(&self, force: bool) {
+        let inner = &self.inner;
+        if !force && !inner.health.owners_stale() {
+            return;
+        }
+        let Ok(_single) = inner.refreshing.try_lock() else {
+            return;
+        };
+        let mut candidates = inner.health.masters();
+        candidates.extend(inner.nodes.seeds());
+        for node in candidates {
+            let reply = self
+                .on_node(&node, redis::cmd("CLUSTER").arg("SLOTS").clone())
+                .await;
+            if let Ok(reply) = reply {
+                let ranges = slot_ranges(&reply);
+                if !ranges.is_empty() {
+                    inner.health.set_owners(&ranges);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt: `FCALL` (and the optional `WAIT`, pipelined with it) on the slot's master,
+    /// following `MOVED`/`ASK`; then decoding the reply.
     async fn call(&self, command: &redis::Cmd, unit: &SlotUnit) -> Result<UnitAnswer, StoreError> {
         let inner = &self.inner;
         let settings = &inner.settings;
-        inner.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let mut connection = self.connection();
-        // redis-rs has its own response timeout; this guards the whole call, redirects included.
-        let deadline = settings.connect_timeout + settings.response_timeout * 3;
-        let reply: Value = tokio::time::timeout(deadline, command.query_async(&mut connection))
-            .await
-            .map_err(|_| StoreError::new(FailureKind::Timeout, "unit call timed out"))??;
-        if settings.wait_replicas > 0 {
-            let wait = redis::cmd("WAIT")
-                .arg(settings.wait_replicas)
-                .arg(settings.wait_timeout.as_millis() as u64)
-                .clone();
-            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-                unit.slot,
-                SlotAddr::Master,
-            )));
-            // The slot's master may have changed since the FCALL (a failover, or a demoted
-            // zombie answering "WAIT cannot be used with replica instances"): either way the
-            // write's durability is unknown, so it is retried (apply-once makes that safe).
-            let acknowledged = match connection.route_command(wait, route).await? {
-                Value::Int(acknowledged) => acknowledged,
-                other => {
-                    return Err(StoreError::new(
-                        FailureKind::MasterDown,
-                        format!("WAIT: unexpected reply {other:?}"),
-                    ));
-                }
-            };
-            if acknowledged < i64::from(settings.wait_replicas) {
-                return Err(StoreError::new(
-                    FailureKind::NotReplicated,
-                    format!(
-                        "WAIT: {acknowledged} of {} replicas acknowledged",
-                        settings.wait_replicas
-                    ),
-                ));
+        let mut node = match inner.health.owner(unit.slot) {
+            Some(node) => node,
+            None => {
+                self.refresh_owners(true).await;
+                inner.health.owner(unit.slot).ok_or_else(|| {
+                    StoreError::new(FailureKind::SlotDown, "no master serves the slot")
+                })?
             }
+        };
+        let mut asking = false;
+        for _ in 0..=MAX_REDIRECTS {
+            inner.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let mut pipe = redis::pipe();
+            if asking {
+                pipe.cmd("ASKING").ignore();
+            }
+            pipe.add_command(command.clone());
+            if settings.wait_replicas > 0 {
+                pipe.cmd("WAIT")
+                    .arg(settings.wait_replicas)
+                    .arg(settings.wait_timeout.as_millis() as u64);
+            }
+            let replies = match self.send(&node, &pipe).await {
+                Ok(replies) => replies,
+                Err(Sent::Redirect { to, ask }) => {
+                    if !ask {
+                        inner.health.set_owner(unit.slot, &to);
+                    }
+                    node = to;
+                    asking = ask;
+                    continue;
+                }
+                Err(Sent::Failed(error)) => return Err(error),
+            };
+            let mut replies = replies.into_iter();
+            let reply = replies.next().unwrap_or(Value::Nil);
+            if settings.wait_replicas > 0 {
+                check_replicated(replies.next(), settings.wait_replicas)?;
+            }
+            return wire::decode_reply(unit, reply)
+                .map_err(|e| StoreError::new(FailureKind::Script, e.0));
         }
-        wire::decode_reply(unit, reply).map_err(|e| StoreError::new(FailureKind::Script, e.0))
+        Err(StoreError::new(
+            FailureKind::Redirect,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+
+    /// Sends a pipeline to `node`; a `MOVED`/`ASK` reply becomes [`Sent::Redirect`].
+    async fn send(&self, node: &Arc<str>, pipe: &redis::Pipeline) -> Result<Vec<Value>, Sent> {
+        let settings = &self.inner.settings;
+        let nodes = &self.inner.nodes;
+        let call = async {
+            let mut connection = nodes.connection(node).await.map_err(Sent::Failed)?;
+            let replies: Vec<Value> = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(Sent::from)?;
+            for reply in &replies {
+                if let Value::ServerError(error) = reply {
+                    return Err(Sent::from(redis::RedisError::from(error.clone())));
+                }
+            }
+            Ok(replies)
+        };
+        // redis-rs has its own response timeout; this guards connecting and the reply together.
+        let deadline = settings.connect_timeout + settings.response_timeout;
+        let result = tokio::time::timeout(deadline, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Sent::Failed(StoreError::new(
+                    FailureKind::Timeout,
+                    "unit call timed out",
+                )))
+            });
+        if let Err(Sent::Failed(error)) = &result
+            && matches!(error.kind, FailureKind::Connection | FailureKind::Timeout)
+        {
+            nodes.forget(node);
+        }
+        result
+    }
+}
+
+/// Redirects followed within one attempt.
+const MAX_REDIRECTS: usize = 5;
+
+/// Why a pipeline did not come back with replies.
+enum Sent {
+    /// `MOVED` (the slot lives on `to` now) or `ASK` (this once, on `to`, after `ASKING`).
+    Redirect { to: Arc<str>, ask: bool },
+    /// Anything else.
+    Failed(StoreError),
+}
+
+impl From<redis::RedisError> for Sent {
+    fn from(error: redis::RedisError) -> Sent {
+        match error.redirect_node() {
+            Some((to, _slot)) => Sent::Redirect {
+                to: Arc::from(to),
+                ask: error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Ask),
+            },
+            None => Sent::Failed(StoreError::from(error)),
+        }
+    }
+}
+
+/// The `WAIT` reply: enough replicas, or a retryable failure. A node that answers something
+/// else (a demoted zombie says "WAIT cannot be used with replica instances") leaves the
+/// write's durability unknown, so it is retried too (apply-once makes that safe).
+fn check_replicated(reply: Option<Value>, wanted: u32) -> Result<(), StoreError> {
+    match reply {
+        Some(Value::Int(acknowledged)) if acknowledged >= i64::from(wanted) => Ok(()),
+        Some(Value::Int(acknowledged)) => Err(StoreError::new(
+            FailureKind::NotReplicated,
+            format!("WAIT: {acknowledged} of {wanted} replicas acknowledged"),
+        )),
+        other => Err(StoreError::new(
+            FailureKind::MasterDown,
+            format!("WAIT: unexpected reply {other:?}"),
+        )),
     }
 }
 

@@ -221,7 +221,12 @@ pub async fn wait_for_enrichment(
 
 /// Compares Redis with the ground truth.
 pub async fn verification(stack: &LocalStack, traffic: &Traffic) -> Verification {
-    let client = redis::cluster::ClusterClient::new(stack.cluster.seed_urls()).unwrap();
+    // Bounded: a read of a slot nobody serves fails instead of retrying forever.
+    let client = redis::cluster::ClusterClient::builder(stack.cluster.seed_urls())
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let connection = client.get_async_connection().await.unwrap();
     verify(&connection, &traffic.truth).await.unwrap()
 }

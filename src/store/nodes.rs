@@ -1,0 +1,130 @@
+//! Direct connections to cluster nodes, one multiplexed connection per node.
+//!
+//! Units go straight to the master our own slot map names (see [`super::health`]), not through
+//! redis-rs's cluster connection: that connection repairs its slot map in one driver task, and
+//! while a node is dead it can hold requests for *every* node for seconds — a dead shard would
+//! then cost healthy slots their retry budget. With a connection per node, a dead node only
+//! fails its own units; `MOVED`/`ASK` are followed here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+
+use super::{FailureKind, StoreError, StoreSettings};
+
+/// One node's connection, made on first use and dropped after a connection error.
+type Slot = Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>;
+
+/// Connections to cluster nodes by `host:port`.
+pub struct Nodes {
+    template: ConnectionInfo,
+    seeds: Vec<Arc<str>>,
+    config: AsyncConnectionConfig,
+    connections: Mutex<HashMap<Arc<str>, Slot>>,
+}
+
+impl Nodes {
+    /// Connections made like the first seed node's URL (scheme, credentials), with the
+    /// settings' timeouts.
+    pub fn new(settings: &StoreSettings) -> Result<Nodes, StoreError> {
+        let seed = settings
+            .nodes
+            .first()
+            .ok_or_else(|| StoreError::new(FailureKind::Other, "no Redis seed nodes"))?;
+        let mut template = seed
+            .as_str()
+            .into_connection_info()
+            .map_err(StoreError::from)?;
+        let mut redis = template.redis_settings().clone();
+        if let Some(username) = &settings.username {
+            redis = redis.set_username(username);
+        }
+        if let Some(password) = &settings.password {
+            redis = redis.set_password(password);
+        }
+        template = template.set_redis_settings(redis);
+        let seeds = settings
+            .nodes
+            .iter()
+            .filter_map(
+                |url| match url.as_str().into_connection_info().ok()?.addr() {
+                    ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                        Some(Arc::from(format!("{host}:{port}")))
+                    }
+                    _ => None,
+                },
+            )
+            .collect();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.response_timeout));
+        Ok(Nodes {
+            template,
+            seeds,
+            config,
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The connection to `node` (`host:port`), connecting if needed.
+    pub async fn connection(&self, node: &Arc<str>) -> Result<MultiplexedConnection, StoreError> {
+        let slot = {
+            let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(connections.entry(Arc::clone(node)).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let client = self.client(node)?;
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(StoreError::from)?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops `node`'s connection (after a connection error or timeout): the next use reconnects.
+    pub fn forget(&self, node: &str) {
+        let slot = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .cloned();
+        if let Some(slot) = slot
+            && let Ok(mut slot) = slot.try_lock()
+        {
+            *slot = None;
+        }
+    }
+
+    /// The seed nodes as `host:port` (to find the cluster when no known master answers).
+    pub fn seeds(&self) -> Vec<Arc<str>> {
+        self.seeds.clone()
+    }
+
+    fn client(&self, node: &str) -> Result<Client, StoreError> {
+        let (host, port) = node
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+            .ok_or_else(|| StoreError::new(FailureKind::Other, format!("bad node {node:?}")))?;
+        let addr = match self.template.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        Client::open(self.template.clone().set_addr(addr)).map_err(StoreError::from)
+    }
+}
