@@ -101,7 +101,7 @@ impl FailureKind {
             }
             ErrorKind::Server(ServerErrorKind::TryAgain) => FailureKind::TryAgain,
             ErrorKind::Server(ServerErrorKind::ClusterDown) => {
-                if detail.contains("cluster is down") {
+                if error.to_string().contains("cluster is down") {
                     FailureKind::ClusterDown
                 } else {
                     FailureKind::SlotDown

@@ -157,6 +157,18 @@ impl Health {
         );
     }
 
+    /// A probe of a suspect node failed in a way that does not say it is unreachable (it
+    /// answered `LOADING`, `CLUSTERDOWN` …): the next probe is due after the interval, as for
+    /// any failed probe. (Without this the node would stay "being probed" forever.)
+    pub fn end_probe(&self, slot: Slot) {
+        let domain = self.domain(slot);
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(suspect) = suspects.get_mut(&domain) {
+            suspect.probing = false;
+            suspect.next_probe = Instant::now() + PROBE_INTERVAL;
+        }
+    }
+
     /// Did any unit succeed within the last `window`?
     pub fn succeeded_within(&self, window: Duration) -> bool {
         let now = self.nanos(Instant::now());
@@ -239,6 +251,13 @@ mod tests {
         std::thread::sleep(PROBE_INTERVAL);
         assert!(health.may_attempt(3), "one probe");
         assert!(!health.may_attempt(4), "only one probe at a time");
+        health.end_probe(3);
+        assert!(
+            !health.may_attempt(4),
+            "a failed probe waits for the interval"
+        );
+        std::thread::sleep(PROBE_INTERVAL);
+        assert!(health.may_attempt(4), "then probes again");
         health.record_success(3);
         assert!(health.may_attempt(5));
     }

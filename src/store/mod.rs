@@ -120,6 +120,8 @@ struct Inner {
     nodes: Nodes,
     /// One slot-map refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// The last whole-cluster outage check: when, for which node's failure, and the answer.
+    outage_check: Mutex<Option<(Instant, Arc<str>, bool)>>,
     settings: StoreSettings,
     inflight: Semaphore,
     retry_limiter: DefaultDirectRateLimiter,
@@ -181,6 +183,7 @@ impl Store {
                 connection,
                 nodes: Nodes::new(&settings)?,
                 refreshing: tokio::sync::Mutex::new(()),
+                outage_check: Mutex::new(None),
                 inflight: Semaphore::new(settings.max_inflight_units.max(1)),
                 retry_limiter: RateLimiter::direct(retry_quota),
                 unit_limiter: per_second(settings.max_units_per_second).map(RateLimiter::direct),
@@ -265,7 +268,10 @@ impl Store {
         }
         let policy = &inner.settings.retry;
         let command = wire::unit_command(unit);
-        let started = Instant::now();
+        // The budget starts now, and again each time the whole cluster is found down (the unit
+        // waits through an outage, then gets a full budget once the cluster is back).
+        let mut budget_started = Instant::now();
+        let mut budget_attempts = 0u32;
         let mut attempts = 0u32;
         let mut first_failure = None;
         let mut backoff = policy.initial_backoff;
@@ -275,6 +281,7 @@ impl Store {
             let attempted = inner.health.may_attempt(unit.slot);
             let attempt = if attempted {
                 attempts += 1;
+                budget_attempts += 1;
                 let _permit = inner
                     .inflight
                     .acquire()
@@ -295,8 +302,12 @@ impl Store {
                 Err(error) => error,
             };
             last_kind = error.kind;
-            if attempted && error.kind.node_unreachable() {
-                inner.health.mark_suspect(unit.slot);
+            if attempted {
+                if error.kind.node_unreachable() {
+                    inner.health.mark_suspect(unit.slot);
+                } else {
+                    inner.health.end_probe(unit.slot);
+                }
             }
             let now = SystemTime::now();
             let first = *first_failure.get_or_insert(now);
@@ -320,22 +331,27 @@ impl Store {
                 let _ = self.load_library().await;
             }
             let failing = inner.health.is_failing(unit.slot);
-            let over_budget = started.elapsed() >= policy.budget || attempts >= policy.max_attempts;
+            let over_budget =
+                budget_started.elapsed() >= policy.budget || budget_attempts >= policy.max_attempts;
             // A node that already used up a budget gets no new one (this was its probe); a
             // unit out of budget gives up — unless the whole cluster is down, then it waits.
-            if (failing || over_budget) && !self.cluster_wide_outage(unit.slot, started).await {
+            if (failing || over_budget) && !self.cluster_wide_outage(unit.slot).await {
                 if over_budget {
                     inner.health.mark_failing(unit.slot);
                 }
                 return Err(self.failed(give_up(error.kind)));
             }
-            if over_budget && !waiting_logged {
-                tracing::warn!(
-                    slot = unit.slot,
-                    error.kind = error.kind.as_str(),
-                    "the whole cluster looks down: waiting for it instead of dead-lettering"
-                );
-                waiting_logged = true;
+            if over_budget {
+                if !waiting_logged {
+                    tracing::warn!(
+                        slot = unit.slot,
+                        error.kind = error.kind.as_str(),
+                        "the whole cluster looks down: waiting for it instead of dead-lettering"
+                    );
+                    waiting_logged = true;
+                }
+                budget_started = Instant::now();
+                budget_attempts = 0;
             }
             inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             if let Some(metrics) = &inner.metrics {
@@ -374,18 +390,31 @@ impl Store {
     }
 
     /// Is the whole cluster unavailable (wait), rather than `slot`'s node (dead-letter)? Yes
-    /// if a node said so more recently than anything succeeded; no if anything succeeded since
-    /// `started`; otherwise ask the other masters for `CLUSTER INFO`: a master answering
-    /// `cluster_state:ok` means only this slot's node is out.
-    async fn cluster_wide_outage(&self, slot: Slot, started: Instant) -> bool {
+    /// if a node said so more recently than anything succeeded; otherwise ask the other
+    /// masters for `CLUSTER INFO` (the answer is reused for [`OUTAGE_CHECK_TTL`]): a master
+    /// answering `cluster_state:ok` means only this slot's node is out; none answering, or
+    /// all saying `fail`, means the cluster is down. (Earlier successes prove nothing: with
+    /// full coverage required, the other masters serve until they agree the node failed.)
+    async fn cluster_wide_outage(&self, slot: Slot) -> bool {
         let health = &self.inner.health;
         if health.cluster_down_reported() {
             return true;
         }
-        if health.succeeded_since(started) {
-            return false;
-        }
         let own = health.domain(slot);
+        {
+            let cached = self
+                .inner
+                .outage_check
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some((at, node, down)) = cached.as_ref()
+                && *node == own
+                && at.elapsed() < OUTAGE_CHECK_TTL
+            {
+                return *down;
+            }
+        }
+        let mut down = true;
         for master in health.masters().into_iter().filter(|m| *m != own) {
             let info = self
                 .on_node(&master, redis::cmd("CLUSTER").arg("INFO").clone())
@@ -395,9 +424,15 @@ impl Store {
                 Ok(Value::VerbatimString { text, .. }) => text,
                 _ => continue,
             };
-            return !text.contains("cluster_state:ok");
+            down = !text.contains("cluster_state:ok");
+            break;
         }
-        true
+        *self
+            .inner
+            .outage_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), own, down));
+        down
     }
 
     /// One command on one node, bounded by the response timeout.
@@ -470,6 +505,8 @@ impl Store {
         for _ in 0..=MAX_REDIRECTS {
             inner.stats.calls.fetch_add(1, Ordering::Relaxed);
             let mut pipe = redis::pipe();
+            // Error replies come back as values, unwrapped, so MOVED/ASK can be followed.
+            pipe.ignore_errors();
             if asking {
                 pipe.cmd("ASKING").ignore();
             }
@@ -540,6 +577,9 @@ impl Store {
         result
     }
 }
+
+/// How long a whole-cluster outage check is reused.
+const OUTAGE_CHECK_TTL: Duration = Duration::from_millis(250);
 
 /// Redirects followed within one attempt.
 const MAX_REDIRECTS: usize = 5;
