@@ -567,6 +567,17 @@ impl RedisCluster {
                     return Err(format!("node {index}: master_link_status:{link}"));
                 }
             }
+            if let Some(stale) = topology.nodes.iter().find(|n| {
+                n.role == Role::Master
+                    && n.slots.is_empty()
+                    && n.index.is_some_and(|i| live.contains(&i))
+            }) {
+                // Gossip has not yet told this node that a rejoined ex-master became a replica.
+                return Err(format!(
+                    "node {index} still sees port {} as a master without slots",
+                    stale.port
+                ));
+            }
             if me.role == Role::Master && me.slots.is_empty() {
                 // A restarted ex-master is one until the others tell it it was failed over; this
                 // harness never creates slot-less masters, so one is a node still rejoining.
