@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::worker::{
     Worker, enrichment_counts, publish_in_background, read_all, start_stack_with, start_worker,
-    test_config, traffic, verification,
+    test_config, traffic, verification, wait_for_enrichment,
 };
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
@@ -127,7 +127,14 @@ impl Scenario {
     /// Waits for the publisher, then for every record to be finished; stops the worker.
     async fn finish(&mut self) -> (Progress, Duration) {
         (&mut self.publishing).await.expect("publisher");
-        let progress = self.wait_finished(self.traffic.events.len() as u64).await;
+        self.wait_finished(self.traffic.events.len() as u64).await;
+        // The worker's counters include redeliveries (after a rebalance or a Kafka outage), so
+        // they can reach the total early: also wait for every transaction to be on a topic.
+        wait_for_enrichment(&self.stack, &self.config, &self.traffic, || {
+            self.dead_lettered_transactions().len()
+        })
+        .await;
+        let progress = self.worker().progress(&self.config);
         let stall = self.stall.take().expect("meter").longest();
         self.worker.take().expect("worker").stop().await;
         assert!(
