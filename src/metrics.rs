@@ -2,6 +2,8 @@
 //! counters, `_seconds` histograms). Labels are low-cardinality: topic, kind, level, error
 //! kind, node — never user ids.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -43,6 +45,130 @@ pub struct BlacklistLabels {
     pub level: String,
 }
 
+/// Labels: a topic and a partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// Label: a Redis node (`host:port`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct NodeLabel {
+    /// The node's address, `host:port`.
+    pub node: String,
+}
+
+/// Labels: a Redis node and its role (`master` or `replica`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct NodeRoleLabels {
+    /// The node's address, `host:port`.
+    pub node: String,
+    /// `master` or `replica`.
+    pub role: String,
+}
+
+/// Label: a slot state of `CLUSTER INFO` (`assigned`, `ok`, `pfail`, `fail`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlotStateLabel {
+    /// `assigned`, `ok`, `pfail` or `fail`.
+    pub state: String,
+}
+
+/// What the cluster monitor ([`crate::monitor`]) exports: the seed's alert inputs. Per-node
+/// series of a node that left the cluster are removed.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMetrics {
+    /// `fds_redis_cluster_state`: 1 when `cluster_state:ok`, else 0.
+    pub state: Gauge,
+    /// `fds_redis_cluster_slots{state}`: `cluster_slots_assigned|ok|pfail|fail`.
+    pub slots: Family<SlotStateLabel, Gauge>,
+    /// `fds_redis_slot_coverage_ratio`: share of the 16384 slots served by a reachable master
+    /// not flagged as failed (0..1).
+    pub slot_coverage_ratio: Gauge<f64, AtomicU64>,
+    /// `fds_redis_known_nodes`: `cluster_known_nodes`.
+    pub known_nodes: Gauge,
+    /// `fds_redis_node_up{node}`: 1 when the node answered the last poll.
+    pub node_up: Family<NodeLabel, Gauge>,
+    /// `fds_redis_node_role{node,role}`: 1 for the node's current role.
+    pub node_role: Family<NodeRoleLabels, Gauge>,
+    /// `fds_redis_used_memory_bytes{node}`.
+    pub used_memory: Family<NodeLabel, Gauge>,
+    /// `fds_redis_maxmemory_bytes{node}` (0 = no limit).
+    pub maxmemory: Family<NodeLabel, Gauge>,
+    /// `fds_redis_connected_clients{node}`.
+    pub connected_clients: Family<NodeLabel, Gauge>,
+    /// `fds_redis_keyspace_hits_total{node}` (the node's own counter, mirrored).
+    pub keyspace_hits: Family<NodeLabel, Counter>,
+    /// `fds_redis_keyspace_misses_total{node}` (the node's own counter, mirrored).
+    pub keyspace_misses: Family<NodeLabel, Counter>,
+}
+
+impl ClusterMetrics {
+    fn register(&self, r: &mut Registry) {
+        use prometheus_client::registry::Unit;
+        r.register(
+            "redis_cluster_state",
+            "1 when CLUSTER INFO says cluster_state:ok",
+            self.state.clone(),
+        );
+        r.register(
+            "redis_cluster_slots",
+            "CLUSTER INFO slot counts by state",
+            self.slots.clone(),
+        );
+        r.register(
+            "redis_slot_coverage_ratio",
+            "Share of slots served by a reachable, non-failed master",
+            self.slot_coverage_ratio.clone(),
+        );
+        r.register(
+            "redis_known_nodes",
+            "CLUSTER INFO cluster_known_nodes",
+            self.known_nodes.clone(),
+        );
+        r.register(
+            "redis_node_up",
+            "1 when the node answered the last poll",
+            self.node_up.clone(),
+        );
+        r.register(
+            "redis_node_role",
+            "1 for the node's current role",
+            self.node_role.clone(),
+        );
+        r.register_with_unit(
+            "redis_used_memory",
+            "INFO used_memory",
+            Unit::Bytes,
+            self.used_memory.clone(),
+        );
+        r.register_with_unit(
+            "redis_maxmemory",
+            "INFO maxmemory (0 = no limit)",
+            Unit::Bytes,
+            self.maxmemory.clone(),
+        );
+        r.register(
+            "redis_connected_clients",
+            "INFO connected_clients",
+            self.connected_clients.clone(),
+        );
+        r.register(
+            "redis_keyspace_hits",
+            "INFO keyspace_hits",
+            self.keyspace_hits.clone(),
+        );
+        r.register(
+            "redis_keyspace_misses",
+            "INFO keyspace_misses",
+            self.keyspace_misses.clone(),
+        );
+    }
+}
+
 /// The worker's metrics. Cheap to clone (every metric is shared).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -80,6 +206,13 @@ pub struct Metrics {
     pub paused: Gauge,
     /// Partitions currently assigned to this worker.
     pub assigned_partitions: Gauge,
+    /// 1 while `/readyz` would answer 200 (see [`crate::monitor::readiness`]).
+    pub ready: Gauge,
+    /// Messages between the high watermark and the stored offset, per assigned partition
+    /// (from librdkafka statistics).
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// The cluster monitor's gauges.
+    pub cluster: ClusterMetrics,
     /// All dead letters, any topic or reason (for in-process summaries; not exported —
     /// `sum(fds_events_dead_lettered_total)` is the same).
     pub dead_lettered_sum: Counter,
@@ -106,6 +239,9 @@ impl Metrics {
             inflight_batches: Gauge::default(),
             paused: Gauge::default(),
             assigned_partitions: Gauge::default(),
+            ready: Gauge::default(),
+            consumer_lag: Family::default(),
+            cluster: ClusterMetrics::default(),
             dead_lettered_sum: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("fds");
@@ -191,6 +327,22 @@ impl Metrics {
             "1 while consumption is paused",
             metrics.paused.clone(),
         );
+        r.register(
+            "assigned_partitions",
+            "Partitions assigned to this worker",
+            metrics.assigned_partitions.clone(),
+        );
+        r.register(
+            "ready",
+            "1 while /readyz answers 200",
+            metrics.ready.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages between the high watermark and the stored offset",
+            metrics.consumer_lag.clone(),
+        );
+        metrics.cluster.register(r);
         metrics
     }
 

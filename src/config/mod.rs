@@ -145,6 +145,7 @@ impl Config {
         self.blacklist.validate(&mut check);
         self.limits.validate(&mut check);
         self.replay.validate(&mut check);
+        self.metrics.validate(&mut check);
         self.log.validate(&mut check);
         check.finish()
     }

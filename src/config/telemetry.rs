@@ -1,6 +1,7 @@
 //! `[metrics]` and `[log]`: where the worker reports how it is doing.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,13 +14,24 @@ use super::de;
 pub struct MetricsConfig {
     /// Address to listen on (`0.0.0.0:9464` in a container). Default: `"127.0.0.1:9464"`.
     pub listen: SocketAddr,
+    /// How often the cluster monitor polls every Redis node (`CLUSTER INFO`, `CLUSTER SHARDS`,
+    /// `INFO`) and librdkafka reports consumer lag (`statistics.interval.ms`). Default: `"5s"`.
+    #[serde(with = "de::duration")]
+    pub poll_interval: Duration,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            poll_interval: Duration::from_secs(5),
         }
+    }
+}
+
+impl MetricsConfig {
+    pub(crate) fn validate(&self, check: &mut Check) {
+        check.positive("metrics.poll_interval", self.poll_interval);
     }
 }
 
