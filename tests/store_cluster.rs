@@ -26,6 +26,7 @@ fn settings(cluster: &RedisCluster) -> StoreSettings {
         nodes: cluster.seed_urls(),
         username: None,
         password: None,
+        tls: Default::default(),
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(1000),
         max_inflight_units: 32,

@@ -254,6 +254,21 @@ impl RedisConfig {
             "redis.tls.key_file",
             "`cert_file` and `key_file` must be set together",
         );
+        // A CA or client certificate that is silently unused would leave the operator
+        // believing the connection is verified.
+        if !self.tls.enabled {
+            for (name, set) in [
+                ("ca_file", self.tls.ca_file.is_some()),
+                ("cert_file", self.tls.cert_file.is_some()),
+                ("key_file", self.tls.key_file.is_some()),
+            ] {
+                check.ensure(
+                    !set,
+                    format!("redis.tls.{name}"),
+                    "is only used with `redis.tls.enabled = true`",
+                );
+            }
+        }
         check.positive("redis.connect_timeout", self.connect_timeout);
         check.positive("redis.response_timeout", self.response_timeout);
         check.at_least(

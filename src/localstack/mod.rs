@@ -15,6 +15,7 @@
 //! | `node.rs` | one `redis-server` process: config file, spawn, readiness |
 //! | `topology.rs` | parsing `CLUSTER NODES` / `CLUSTER INFO` into [`Topology`] (pure) |
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
+//! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (openssl CLI) for TLS clusters |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
 //!
 //! # Sync API
@@ -37,10 +38,12 @@ pub mod kafka;
 mod node;
 mod ports;
 pub mod redis_cluster;
+pub mod tls;
 pub mod topology;
 
 pub use kafka::{MockKafka, STANDARD_TOPICS};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
+pub use tls::{ClusterTls, TestPki};
 pub use topology::{NodeView, Role, Topology};
 
 /// What went wrong while starting or driving the local stack.

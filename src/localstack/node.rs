@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo};
 
+use super::tls::ClusterTls;
 use super::topology::info_field;
 use super::{LocalStackError, Result};
 
@@ -24,6 +25,17 @@ pub(crate) struct NodeConfig<'a> {
     pub require_full_coverage: bool,
     pub password: Option<&'a str>,
     pub extra: &'a [(String, String)],
+    /// ACL rules, each written as a `user <rule>` line.
+    pub acl_users: &'a [String],
+    /// TLS-only node (`port 0`, `tls-port <port>`, TLS on the bus and for replication).
+    pub tls: Option<&'a ClusterTls>,
+}
+
+/// How the harness reaches a node: its password and, for a TLS cluster, its TLS files.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Access<'a> {
+    pub password: Option<&'a str>,
+    pub tls: Option<&'a ClusterTls>,
 }
 
 impl NodeConfig<'_> {
@@ -45,7 +57,9 @@ impl NodeConfig<'_> {
              save \"\"\n\
              repl-diskless-sync-delay 0\n\
              enable-debug-command local\n",
-            port = self.port,
+            // A TLS node has no plaintext port; the TLS port is the leased one (and the bus is
+            // at it + 10000, as for a plaintext node).
+            port = if self.tls.is_some() { 0 } else { self.port },
             dir = quote(&dir),
             log = quote(&self.dir.join("redis.log").to_string_lossy()),
             timeout = self.node_timeout.as_millis(),
@@ -62,6 +76,25 @@ impl NodeConfig<'_> {
                 "requirepass {p}\nmasterauth {p}\n",
                 p = quote(password)
             ));
+        }
+        if let Some(tls) = self.tls {
+            text.push_str(&format!(
+                "tls-port {port}\n\
+                 tls-cert-file {cert}\n\
+                 tls-key-file {key}\n\
+                 tls-ca-cert-file {ca}\n\
+                 tls-auth-clients {auth}\n\
+                 tls-cluster yes\n\
+                 tls-replication yes\n",
+                port = self.port,
+                cert = quote(&tls.cert_file.to_string_lossy()),
+                key = quote(&tls.key_file.to_string_lossy()),
+                ca = quote(&tls.ca_file.to_string_lossy()),
+                auth = if tls.auth_clients { "yes" } else { "no" },
+            ));
+        }
+        for rule in self.acl_users {
+            text.push_str(&format!("user {rule}\n"));
         }
         for (key, value) in self.extra {
             text.push_str(&format!("{key} {value}\n"));
@@ -195,7 +228,7 @@ pub(crate) enum NotReady {
 pub(crate) fn wait_ready(
     child: &mut Child,
     port: u16,
-    password: Option<&str>,
+    access: Access<'_>,
     log: &Path,
     timeout: Duration,
 ) -> Result<(), NotReady> {
@@ -212,7 +245,7 @@ pub(crate) fn wait_ready(
             Ok(None) => {}
             Err(e) => return Err(NotReady::Failed(format!("cannot poll the process: {e}"))),
         }
-        let last = match process_id(port, password) {
+        let last = match process_id(port, access) {
             Ok(pid) if pid == child.id() => return Ok(()),
             Ok(pid) => format!("port {port} is answered by another process ({pid})"),
             Err(e) => e.to_string(),
@@ -226,8 +259,8 @@ pub(crate) fn wait_ready(
     }
 }
 
-fn process_id(port: u16, password: Option<&str>) -> redis::RedisResult<u32> {
-    let mut con = connect(port, password, Duration::from_millis(500))?;
+fn process_id(port: u16, access: Access<'_>) -> redis::RedisResult<u32> {
+    let mut con = connect(port, access, Duration::from_millis(500))?;
     let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
     info_field(&info, "process_id")
         .and_then(|p| p.parse().ok())
@@ -235,20 +268,38 @@ fn process_id(port: u16, password: Option<&str>) -> redis::RedisResult<u32> {
 }
 
 /// A synchronous connection to `127.0.0.1:port` whose connect, read and write timeouts are all
-/// `timeout` (a paused node accepts TCP connections but never answers).
+/// `timeout` (a paused node accepts TCP connections but never answers); over TLS for a TLS
+/// cluster.
 pub(crate) fn connect(
     port: u16,
-    password: Option<&str>,
+    access: Access<'_>,
     timeout: Duration,
 ) -> redis::RedisResult<redis::Connection> {
     let mut settings = RedisConnectionInfo::default();
-    if let Some(password) = password {
+    if let Some(password) = access.password {
         settings = settings.set_password(password);
     }
-    let info = ConnectionAddr::Tcp("127.0.0.1".into(), port)
-        .into_connection_info()?
-        .set_redis_settings(settings);
-    let con = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+    let client = match access.tls {
+        None => {
+            let info = ConnectionAddr::Tcp("127.0.0.1".into(), port)
+                .into_connection_info()?
+                .set_redis_settings(settings);
+            redis::Client::open(info)?
+        }
+        Some(tls) => {
+            crate::store::tls::install_crypto_provider();
+            let info = ConnectionAddr::TcpTls {
+                host: "127.0.0.1".into(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+            .into_connection_info()?
+            .set_redis_settings(settings);
+            redis::Client::build_with_tls(info, super::tls::client_certificates(tls)?)?
+        }
+    };
+    let con = client.get_connection_with_timeout(timeout)?;
     con.set_read_timeout(Some(timeout))?;
     con.set_write_timeout(Some(timeout))?;
     Ok(con)

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::node::{self, NodeConfig, NotReady};
+use super::node::{self, Access, NodeConfig, NotReady};
 use super::ports::{PortLease, reserve_port_pair};
+use super::tls::{self, ClusterTls};
 use super::topology::{Role, Topology, info_field};
 use super::{LocalStackError, Result};
 use crate::slot::{SLOT_COUNT, Slot};
@@ -44,6 +45,14 @@ pub struct ClusterOptions {
     /// More `redis.conf` lines as `(directive, value)`, written verbatim after the defaults
     /// (later lines win), e.g. `("maxmemory".into(), "64mb".into())`.
     pub extra_config: Vec<(String, String)>,
+    /// ACL users, each an `ACL SETUSER`-style rule written as a `user <rule>` line, e.g.
+    /// `"fds-worker on >secret ~vel:* +get"`. The harness itself uses the `default` user (with
+    /// `password`, if set). Default: none.
+    pub acl_users: Vec<String>,
+    /// TLS-only nodes (`port 0`, `tls-port`, `tls-cluster yes`, `tls-replication yes`) with
+    /// these files (see [`TestPki`](super::TestPki)); the harness then talks TLS too and
+    /// [`RedisCluster::seed_urls`] are `rediss://`. Default: `None` (plaintext).
+    pub tls: Option<ClusterTls>,
 }
 
 impl Default for ClusterOptions {
@@ -56,6 +65,8 @@ impl Default for ClusterOptions {
             password: None,
             start_timeout: Duration::from_secs(30),
             extra_config: Vec::new(),
+            acl_users: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -181,10 +192,10 @@ impl RedisCluster {
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         let remaining = cluster.opts.start_timeout.saturating_sub(started.elapsed());
-        cluster_create_with_replicas(
+        create_cluster(
             &addrs,
             cluster.opts.replicas_per_master,
-            cluster.opts.password.as_deref(),
+            cluster.access(),
             remaining,
         )?;
         let remaining = cluster.opts.start_timeout.saturating_sub(started.elapsed());
@@ -252,13 +263,31 @@ impl RedisCluster {
         self.ports.iter().position(|&p| p == port)
     }
 
-    /// `redis://127.0.0.1:PORT` for every node, without credentials (pass
-    /// [`RedisCluster::password`] to the client separately, so URLs can be logged).
+    /// `redis://127.0.0.1:PORT` for every node (`rediss://` for a TLS cluster), without
+    /// credentials (pass [`RedisCluster::password`] to the client separately, so URLs can be
+    /// logged).
     pub fn seed_urls(&self) -> Vec<String> {
+        let scheme = if self.opts.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect()
+    }
+
+    /// The TLS files of a TLS cluster.
+    pub fn tls(&self) -> Option<&ClusterTls> {
+        self.opts.tls.as_ref()
+    }
+
+    fn access(&self) -> Access<'_> {
+        Access {
+            password: self.password(),
+            tls: self.opts.tls.as_ref(),
+        }
     }
 
     /// The password every node requires, if any.
@@ -346,7 +375,7 @@ impl RedisCluster {
         let ready = node::wait_ready(
             &mut child,
             n.port,
-            self.password(),
+            self.access(),
             &n.log(),
             NODE_READY_TIMEOUT,
         );
@@ -470,7 +499,7 @@ impl RedisCluster {
     /// authenticated if the cluster has a password. Not cluster-aware: it talks to that node only.
     pub fn connection(&self, index: usize) -> Result<redis::Connection> {
         let port = self.port(index)?;
-        let con = node::connect(port, self.password(), Duration::from_secs(1))?;
+        let con = node::connect(port, self.access(), Duration::from_secs(1))?;
         con.set_read_timeout(Some(Duration::from_secs(5)))?;
         con.set_write_timeout(Some(Duration::from_secs(5)))?;
         Ok(con)
@@ -489,6 +518,9 @@ impl RedisCluster {
         let port = self.port(index)?;
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some(tls) = self.tls() {
+            cmd.args(tls::cli_args(tls));
+        }
         cmd.args(args.iter().map(AsRef::as_ref));
         if let Some(password) = self.password() {
             cmd.env("REDISCLI_AUTH", password);
@@ -532,7 +564,7 @@ impl RedisCluster {
         let mut agreed: Option<Topology> = None;
         for &index in &live {
             let port = self.ports[index];
-            let mut con = node::connect(port, self.password(), PROBE_TIMEOUT)
+            let mut con = node::connect(port, self.access(), PROBE_TIMEOUT)
                 .map_err(|e| format!("node {index}: {e}"))?;
             let info: String = redis::cmd("CLUSTER")
                 .arg("INFO")
@@ -608,7 +640,7 @@ impl RedisCluster {
     }
 
     fn view_of(&self, index: usize) -> Result<Topology> {
-        let mut con = node::connect(self.port(index)?, self.password(), PROBE_TIMEOUT)?;
+        let mut con = node::connect(self.port(index)?, self.access(), PROBE_TIMEOUT)?;
         self.view_from(index, &mut con)
     }
 
@@ -646,6 +678,8 @@ impl RedisCluster {
             require_full_coverage: self.opts.require_full_coverage,
             password: self.password(),
             extra: &self.opts.extra_config,
+            acl_users: &self.opts.acl_users,
+            tls: self.opts.tls.as_ref(),
         }
         .write()?;
         let child = node::spawn(&self.redis_server, &conf)?;
@@ -669,7 +703,7 @@ impl RedisCluster {
             let Some(child) = n.child.as_mut() else {
                 return Err(node_start_error(index, n, "not started".into()));
             };
-            match node::wait_ready(child, port, self.password(), &log, NODE_READY_TIMEOUT) {
+            match node::wait_ready(child, port, self.access(), &log, NODE_READY_TIMEOUT) {
                 Ok(()) => return Ok(()),
                 Err(NotReady::Failed(reason)) => return Err(node_start_error(index, n, reason)),
                 Err(NotReady::AddressInUse) => {
@@ -732,13 +766,30 @@ pub fn cluster_create_with_replicas(
     password: Option<&str>,
     timeout: Duration,
 ) -> Result<()> {
+    let access = Access {
+        password,
+        tls: None,
+    };
+    create_cluster(nodes, replicas_per_master, access, timeout)
+}
+
+/// [`cluster_create_with_replicas`], over TLS for a TLS cluster.
+fn create_cluster(
+    nodes: &[String],
+    replicas_per_master: usize,
+    access: Access<'_>,
+    timeout: Duration,
+) -> Result<()> {
     node::require_program("redis-cli", INSTALL_CLI)?;
     let mut cmd = Command::new("redis-cli");
+    if let Some(tls) = access.tls {
+        cmd.args(tls::cli_args(tls));
+    }
     cmd.args(["--cluster", "create"])
         .args(nodes)
         .args(["--cluster-replicas", &replicas_per_master.to_string()])
         .arg("--cluster-yes");
-    if let Some(password) = password {
+    if let Some(password) = access.password {
         cmd.env("REDISCLI_AUTH", password);
     }
     let shown = format!(

@@ -47,6 +47,11 @@ pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
         nodes: redis.nodes.clone(),
         username: redis.username.clone(),
         password: redis.password.as_ref().map(|p| p.expose().to_owned()),
+        tls: crate::store::TlsFiles {
+            ca_file: redis.tls.ca_file.clone(),
+            cert_file: redis.tls.cert_file.clone(),
+            key_file: redis.tls.key_file.clone(),
+        },
         connect_timeout: redis.connect_timeout,
         response_timeout: redis.response_timeout,
         max_inflight_units: redis.max_inflight_units.max(1) as usize,

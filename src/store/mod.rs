@@ -14,9 +14,11 @@
 //! so an entity's apply-once marks only ever see increasing offsets; units of different slots
 //! run concurrently up to `max_inflight_units`.
 
+pub mod acl;
 pub mod error;
 pub mod health;
 mod nodes;
+pub mod tls;
 pub mod wire;
 
 use std::sync::atomic::Ordering;
@@ -35,7 +37,8 @@ use tokio::sync::{Semaphore, oneshot};
 pub use error::{FailureKind, StoreError};
 pub use health::Health;
 
-use nodes::Nodes;
+pub use nodes::Nodes;
+pub use tls::TlsFiles;
 
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::plan::{SlotUnit, UnitAnswer};
@@ -65,6 +68,8 @@ pub struct StoreSettings {
     pub username: Option<String>,
     /// Password.
     pub password: Option<String>,
+    /// CA and client certificate files for `rediss://` nodes (none set: web PKI roots).
+    pub tls: TlsFiles,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Per-request response timeout.
@@ -166,15 +171,18 @@ impl Store {
         if let Some(password) = &settings.password {
             builder = builder.password(password);
         }
-        let client = builder.build()?;
+        tls::install_crypto_provider();
+        if let Some(certificates) = settings.tls.certificates()? {
+            builder = builder.certs(certificates);
+        }
+        let client = builder.build().map_err(at_start)?;
         let connection = tokio::time::timeout(
             settings.connect_timeout * 4 + settings.response_timeout,
             client.get_async_connection(),
         )
         .await
-        .map_err(|_| {
-            StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out")
-        })??;
+        .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?
+        .map_err(at_start)?;
         let per_second = |n: u32| std::num::NonZeroU32::new(n).map(Quota::per_second);
         let retry_quota = per_second(settings.retry.max_retries_per_second)
             .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MAX));
@@ -194,7 +202,10 @@ impl Store {
                 settings,
             }),
         };
-        store.load_library().await?;
+        store.load_library().await.map_err(|e| StoreError {
+            message: format!("FUNCTION LOAD: {}", e.message),
+            ..e
+        })?;
         store.refresh_owners(true).await;
         Ok(store)
     }
@@ -576,6 +587,28 @@ impl Store {
         }
         result
     }
+}
+
+/// A connect-time error with a hint at the setting to check: authentication and TLS failures
+/// are configuration problems, not outages.
+fn at_start(error: redis::RedisError) -> StoreError {
+    let error = StoreError::from(error);
+    let text = error.message.to_ascii_lowercase();
+    let hint = if error.kind == FailureKind::Auth
+        || text.contains("wrongpass")
+        || text.contains("noauth")
+        || text.contains("authentication")
+    {
+        "check redis.username and redis.password (and the user's ACL on the nodes)"
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        "check redis.tls (ca_file must sign the nodes' certificates; rediss:// nodes need TLS)"
+    } else {
+        return error;
+    };
+    StoreError::new(
+        error.kind,
+        format!("connecting to the cluster: {} ({hint})", error.message),
+    )
 }
 
 /// How long a whole-cluster outage check is reused.

@@ -45,6 +45,17 @@ impl Nodes {
             redis = redis.set_password(password);
         }
         template = template.set_redis_settings(redis);
+        // A private CA and client certificate ride along in the template's TLS parameters, so
+        // every node's connection verifies and presents them.
+        super::tls::install_crypto_provider();
+        if matches!(template.addr(), ConnectionAddr::TcpTls { .. })
+            && let Some(certificates) = settings.tls.certificates()?
+        {
+            template = Client::build_with_tls(template, certificates)
+                .map_err(StoreError::from)?
+                .get_connection_info()
+                .clone();
+        }
         let seeds = settings
             .nodes
             .iter()

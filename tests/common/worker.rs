@@ -222,11 +222,24 @@ pub async fn wait_for_enrichment(
 /// Compares Redis with the ground truth.
 pub async fn verification(stack: &LocalStack, traffic: &Traffic) -> Verification {
     // Bounded: a read of a slot nobody serves fails instead of retrying forever.
-    let client = redis::cluster::ClusterClient::builder(stack.cluster.seed_urls())
+    let mut builder = redis::cluster::ClusterClient::builder(stack.cluster.seed_urls())
         .connection_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+        .response_timeout(Duration::from_secs(5));
+    // As the cluster's admin (the `default` user), over TLS for a TLS cluster.
+    if let Some(password) = stack.cluster.password() {
+        builder = builder.password(password);
+    }
+    if let Some(tls) = stack.cluster.tls() {
+        fds_worker::store::tls::install_crypto_provider();
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(&tls.cert_file).unwrap(),
+                client_key: std::fs::read(&tls.key_file).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(&tls.ca_file).unwrap()),
+        });
+    }
+    let client = builder.build().unwrap();
     let connection = client.get_async_connection().await.unwrap();
     verify(&connection, &traffic.truth).await.unwrap()
 }
