@@ -13,6 +13,7 @@ mod common;
 use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::worker::{
@@ -353,53 +354,97 @@ async fn tls_cluster_works_and_untrusted_certificates_fail_at_start() {
     );
 }
 
-/// Runs `fds-worker` with `args` and `env` (nothing inherited from `FDS_*`), returning
-/// `(status, stdout + stderr)`; killed after [`START_BOUND`].
+/// A running `fds-worker` process and everything it printed so far (stdout + stderr).
+struct Process {
+    child: std::process::Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    /// Starts `fds-worker` with `args` and `env` (no `FDS_*` or `RUST_LOG` inherited) in the
+    /// repository (so `config/fds-worker.toml` and the schemas are found).
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fds-worker"));
+        cmd.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FDS_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut pipe in pipes {
+            let output = Arc::clone(&output);
+            readers.push(std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buffer[..n]);
+                    output.lock().unwrap().push_str(&text);
+                }
+            }));
+        }
+        Process {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    /// Waits (bounded) until the output contains `text`.
+    fn wait_for_output(&self, text: &str) -> bool {
+        common::wait_until(START_BOUND, || self.output.lock().unwrap().contains(text))
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit (killed after [`START_BOUND`]): `(exit code, output)`.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + START_BOUND;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers {
+            let _ = reader.join();
+        }
+        let output = self.output.lock().unwrap().clone();
+        (status, output)
+    }
+}
+
+/// Runs `fds-worker` to its end: `(exit code, output)`.
 fn fds_worker(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fds-worker"));
-    cmd.args(args)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FDS_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + START_BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status,
-        format!("{}{}", out.join().unwrap(), err.join().unwrap()),
-    )
+    Process::start(args, env).finish()
 }
 
 const SASL_SECRET: &str = "kafka-Pa55-never-logged";
@@ -455,21 +500,23 @@ fn help_and_config_dump_never_show_secrets() {
     }
 }
 
-/// The worker's logs at `debug` (and librdkafka's) carry no secret, while the Kafka SASL
-/// settings demonstrably reach librdkafka: the mock broker offers no SASL, and librdkafka says
-/// so. A wrong Redis password then stops the worker at start with the reason.
+/// The worker's logs at `debug` (its own, redis-rs's and librdkafka's) carry no secret: a
+/// worker that starts (Redis as the ACL user; Kafka with SASL, which the mock refuses) and one
+/// stopped at start by a wrong Redis password, which names the setting to check.
 #[test]
-fn logs_never_show_secrets_and_sasl_settings_reach_librdkafka() {
+fn logs_never_show_secrets() {
     common::init_tracing();
     let stack =
         LocalStack::start(acl_cluster_options(), common::worker::PARTITIONS).expect("local stack");
     let nodes = stack.cluster.seed_urls().join(",");
     let brokers = stack.kafka.bootstrap_servers().to_owned();
     let wrong = "wrong-Pa55-never-logged";
-    let common_env = [
+    let secrets = [wrong, WORKER_PASSWORD, SASL_SECRET, ADMIN_PASSWORD];
+    let base = [
         ("RUST_LOG", "debug"),
         ("FDS_LOG__FORMAT", "json"),
         ("FDS_METRICS__LISTEN", "127.0.0.1:0"),
+        ("FDS_PIPELINE__SHUTDOWN_DEADLINE", "1s"),
         ("FDS_KAFKA__BROKERS", brokers.as_str()),
         ("FDS_REDIS__NODES", nodes.as_str()),
         ("FDS_REDIS__USERNAME", WORKER_USER),
@@ -478,7 +525,24 @@ fn logs_never_show_secrets_and_sasl_settings_reach_librdkafka() {
         ("FDS_KAFKA__SECURITY__SASL_USERNAME", "fds"),
         ("FDS_KAFKA__SECURITY__SASL_PASSWORD", SASL_SECRET),
     ];
-    let mut env = common_env.to_vec();
+
+    let mut env = base.to_vec();
+    env.push(("FDS_REDIS__PASSWORD", WORKER_PASSWORD));
+    let worker = Process::start(&["run"], &env);
+    let started = worker.wait_for_output("worker started");
+    let sasl_heard = worker.wait_for_output("SASL");
+    worker.terminate();
+    let (status, output) = worker.finish();
+    println!(
+        "[security] run with SASL to the mock: exit {status:?}, {} bytes of debug logs",
+        output.len()
+    );
+    assert!(started && sasl_heard, "{output}");
+    for secret in secrets {
+        assert!(!output.contains(secret), "a secret in the logs:\n{output}");
+    }
+
+    let mut env = base.to_vec();
     env.push(("FDS_REDIS__PASSWORD", wrong));
     let (status, output) = fds_worker(&["run"], &env);
     println!("[security] run with a wrong Redis password: exit {status:?}");
@@ -487,10 +551,157 @@ fn logs_never_show_secrets_and_sasl_settings_reach_librdkafka() {
         output.contains("redis.password"),
         "names the setting:\n{output}"
     );
-    for secret in [wrong, WORKER_PASSWORD, SASL_SECRET, ADMIN_PASSWORD] {
+    for secret in secrets {
         assert!(
             !output.contains(secret),
             "a secret in the output:\n{output}"
         );
     }
+}
+
+/// Records what librdkafka says (logs and errors).
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl rdkafka::ClientContext for Heard {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0.lock().unwrap().push(format!("{fac}: {message}"));
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("error {error}: {reason}"));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Heard {}
+
+/// Builds a consumer from the worker's own consumer config for `kafka` and returns what
+/// librdkafka reported within a bounded wait for a line containing `expect`.
+fn librdkafka_reports(kafka: &fds_worker::config::KafkaConfig, expect: &str) -> String {
+    use rdkafka::consumer::Consumer as _;
+    let consumer: rdkafka::consumer::BaseConsumer<Heard> =
+        fds_worker::source::consumer_config(kafka)
+            .create_with_context(Heard::default())
+            .expect("librdkafka accepts the security settings");
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(2));
+    assert!(
+        metadata.is_err(),
+        "the mock broker offers neither SASL nor TLS"
+    );
+    // Errors reach the context through the event queue.
+    common::wait_until(START_BOUND, || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let heard = consumer.context().0.lock().unwrap();
+        heard.iter().any(|m| m.contains(expect))
+    });
+    let heard = consumer.context().0.lock().unwrap().join("\n");
+    heard
+}
+
+/// `[kafka.security]` reaches librdkafka and the wire: against the mock broker (which speaks
+/// neither SASL nor TLS) librdkafka attempts the SASL handshake with `sasl_plaintext`, and the
+/// TLS handshake with `sasl_ssl` + SCRAM + a CA and client certificate — so the build has TLS
+/// and SCRAM support and the files are loaded. A CA path that does not exist is refused when
+/// the client is created. Nothing librdkafka says contains a secret.
+#[test]
+fn kafka_sasl_and_ssl_settings_reach_librdkafka() {
+    use fds_worker::config::{SaslMechanism, SecurityProtocol};
+    common::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path(), "kafka").expect("openssl makes the PKI");
+    let kafka = common::start_kafka(1);
+    let mut config = Config::default();
+    config.kafka.brokers = kafka.bootstrap_servers().to_owned();
+    let security = &mut config.kafka.security;
+    security.protocol = SecurityProtocol::SaslPlaintext;
+    security.sasl_mechanism = Some(SaslMechanism::Plain);
+    security.sasl_username = Some("fds".into());
+    security.sasl_password = Some(Secret::new(SASL_SECRET));
+    config.validate().unwrap();
+    let heard = librdkafka_reports(&config.kafka, "SASL Handshake not supported");
+    println!("[security] SASL PLAIN against the mock:\n{heard}");
+    assert!(heard.contains("required by mechanism PLAIN"), "{heard}");
+    assert!(!heard.contains(SASL_SECRET), "{heard}");
+
+    let security = &mut config.kafka.security;
+    security.protocol = SecurityProtocol::SaslSsl;
+    security.sasl_mechanism = Some(SaslMechanism::ScramSha512);
+    security.ssl_ca_location = Some(pki.ca_cert.clone());
+    security.ssl_certificate_location = Some(pki.client_cert.clone());
+    security.ssl_key_location = Some(pki.client_key.clone());
+    config.validate().unwrap();
+    let heard = librdkafka_reports(&config.kafka, "SSL handshake failed");
+    println!("[security] SASL_SSL SCRAM-SHA-512 against the mock:\n{heard}");
+    assert!(heard.contains("sasl_ssl://"), "{heard}");
+    assert!(!heard.contains(SASL_SECRET), "{heard}");
+
+    config.kafka.security.ssl_ca_location = Some(dir.path().join("missing-ca.pem"));
+    let error = fds_worker::source::consumer_config(&config.kafka)
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .err()
+        .expect("a missing CA file is refused")
+        .to_string();
+    println!("[security] missing CA: {error}");
+    assert!(error.contains("ssl.ca.location"), "{error}");
+}
+
+/// Unit test of the mapping: every `[kafka.security]` setting lands in the consumer's and the
+/// producer's librdkafka config under its librdkafka name; `*_file` secrets are read at load;
+/// the configs' `Debug` (what a log line would show) hides the secrets.
+#[test]
+fn kafka_security_maps_to_librdkafka_options_with_secrets_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sasl_file = dir.path().join("sasl-password");
+    let key_file = dir.path().join("key-password");
+    std::fs::write(&sasl_file, format!("{SASL_SECRET}\n")).unwrap();
+    std::fs::write(&key_file, KEY_SECRET).unwrap();
+    let toml = format!(
+        "[kafka.security]\n\
+         protocol = \"sasl_ssl\"\n\
+         sasl_mechanism = \"SCRAM-SHA-256\"\n\
+         sasl_username = \"fds\"\n\
+         sasl_password_file = {sasl:?}\n\
+         ssl_ca_location = \"/tls/ca.pem\"\n\
+         ssl_certificate_location = \"/tls/client.pem\"\n\
+         ssl_key_location = \"/tls/client.key\"\n\
+         ssl_key_password_file = {key:?}\n",
+        sasl = sasl_file.to_string_lossy(),
+        key = key_file.to_string_lossy(),
+    );
+    let path = dir.path().join("fds.toml");
+    std::fs::write(&path, toml).unwrap();
+    let config = Config::load(Some(&path)).unwrap();
+    let expected = [
+        ("security.protocol", "sasl_ssl"),
+        ("sasl.mechanism", "SCRAM-SHA-256"),
+        ("sasl.username", "fds"),
+        ("sasl.password", SASL_SECRET),
+        ("ssl.ca.location", "/tls/ca.pem"),
+        ("ssl.certificate.location", "/tls/client.pem"),
+        ("ssl.key.location", "/tls/client.key"),
+        ("ssl.key.password", KEY_SECRET),
+    ];
+    for (name, client) in [
+        (
+            "consumer",
+            fds_worker::source::consumer_config(&config.kafka),
+        ),
+        ("producer", fds_worker::sink::producer_config(&config.kafka)),
+    ] {
+        for (key, value) in expected {
+            assert_eq!(client.get(key), Some(value), "{name} {key}");
+        }
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains(SASL_SECRET) && !shown.contains(KEY_SECRET),
+            "{name}: {shown}"
+        );
+    }
+    let shown = format!("{config:?}\n{}", config.redacted_toml().unwrap());
+    assert!(
+        !shown.contains(SASL_SECRET) && !shown.contains(KEY_SECRET),
+        "{shown}"
+    );
 }
