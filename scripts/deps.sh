@@ -11,6 +11,9 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s libsasl2-dev >/dev/null 2>&1 || need+=(libsasl2-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+# openssl: the TLS tests make their certificates with it; c++: libFuzzer (scripts/fuzz.sh).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
