@@ -29,6 +29,7 @@ use fds_worker::metrics::Metrics;
 use fds_worker::pipeline::{RunError, run};
 use fds_worker::sink::dead_letter::header;
 use fds_worker::store::acl::worker_acl_rule;
+use proptest::prelude::*;
 use rdkafka::producer::FutureRecord;
 
 /// The cluster admin's password (`requirepass`, `masterauth`; the harness's `default` user).
@@ -704,4 +705,69 @@ fn kafka_security_maps_to_librdkafka_options_with_secrets_from_files() {
         !shown.contains(SASL_SECRET) && !shown.contains(KEY_SECRET),
         "{shown}"
     );
+}
+
+/// Pieces an attacker builds ids from: braces, another entity's tag text, the escape
+/// character, line breaks, NUL and non-ASCII.
+fn hostile_id() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just("{u:victim}".to_owned()),
+        Just("}{u:victim".to_owned()),
+        Just("%7B".to_owned()),
+        Just("%".to_owned()),
+        Just("\n".to_owned()),
+        Just("\r\n".to_owned()),
+        Just("\0".to_owned()),
+        Just("victim".to_owned()),
+        Just("u:".to_owned()),
+        "\\PC{0,3}",
+        any::<char>().prop_map(String::from),
+        // Very long ids (validation would reject them; keys must stay safe regardless).
+        (1usize..20_000).prop_map(|n| "{".repeat(n)),
+    ];
+    proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Hash-tag injection: whatever an id contains, every key built for it hashes exactly the
+    /// tag the key builder wrote, so it can never land in another entity's slot by way of the
+    /// tag, and it never equals another entity's key.
+    #[test]
+    fn hostile_ids_cannot_move_keys_into_another_entitys_tag(
+        attacker in hostile_id(),
+        victim in "[a-z0-9]{1,8}",
+        namespace in prop_oneof![Just(String::new()), hostile_id()],
+    ) {
+        use fds_worker::slot::keys::{Entity, KeyBuilder};
+        use fds_worker::slot::{hash_tag, key_slot};
+        let keys = KeyBuilder::namespaced(&namespace);
+        for kind in EntityKind::ALL {
+            let own = Entity::new(kind, attacker.clone());
+            let tag = own.tag();
+            let inner = &tag.as_bytes()[1..tag.len() - 1];
+            // The tag's content is the kind prefix and printable ASCII without braces.
+            let printable = inner
+                .iter()
+                .all(|b| (0x21..=0x7e).contains(b) && !matches!(b, b'{' | b'}'));
+            prop_assert!(printable, "tag {:?}", tag);
+            let target = Entity::new(kind, victim.clone());
+            let their = [
+                keys.velocity(&target.tag(), 60, 1),
+                keys.blacklist(&target.tag()),
+                keys.applied(&target.tag()),
+            ];
+            for key in [keys.velocity(&tag, 60, 1), keys.blacklist(&tag), keys.applied(&tag)] {
+                prop_assert_eq!(hash_tag(key.as_bytes()), inner, "{:?}", key);
+                prop_assert_eq!(key_slot(key.as_bytes()), key_slot(inner));
+                if attacker != victim {
+                    prop_assert!(!their.contains(&key), "{:?} collides with the victim", key);
+                    prop_assert_ne!(hash_tag(key.as_bytes()), hash_tag(their[0].as_bytes()));
+                }
+            }
+        }
+    }
 }
