@@ -771,3 +771,31 @@ proptest! {
         }
     }
 }
+
+/// The deployment files grant the worker user exactly the permissions the code needs
+/// (`store::acl::worker_acl_permissions`): the chart's `redisCluster.workerAcl` and the compose
+/// file's `REDIS_WORKER_ACL`.
+#[test]
+fn deployment_files_grant_exactly_the_workers_acl() {
+    let expected = fds_worker::store::acl::worker_acl_permissions();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, key) in [
+        ("helm/fds-worker/values.yaml", "workerAcl:"),
+        ("docker-compose.yml", "REDIS_WORKER_ACL:"),
+    ] {
+        // Checked where present (the deployment files are optional to the crate).
+        let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+            eprintln!("{file} is not there: not checked");
+            continue;
+        };
+        let values: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(key))
+            .map(|value| value.trim().trim_matches('"'))
+            .collect();
+        assert!(!values.is_empty(), "{file} has no {key}");
+        for value in values {
+            assert_eq!(value, expected, "{file} {key}");
+        }
+    }
+}

@@ -44,15 +44,12 @@ pub const WORKER_COMMANDS: &[&str] = &[
 /// live (`vel:{u:42}:…`) and in a replay namespace (`shadow:vel:{u:42}:…`).
 pub const WORKER_KEY_PATTERNS: &[&str] = &["vel:*", "bl:*", "ao:*", "*:vel:*", "*:bl:*", "*:ao:*"];
 
-/// The ACL rule for a worker user (the part after `ACL SETUSER` or `user` in `redis.conf` /
-/// an ACL file): enabled, `password`, only [`WORKER_KEY_PATTERNS`], no Pub/Sub channels,
-/// only [`WORKER_COMMANDS`].
-///
-/// The password is in the rule as `>password`: build it where secrets may be (a Kubernetes
-/// Secret, an ACL file with mode 0600), never log it. Use `#<sha256-hex>` instead of
-/// `>password` to keep the clear text out of the file.
-pub fn worker_acl_rule(user: &str, password: &str) -> String {
-    let mut rule = format!("{user} on >{password} resetkeys");
+/// The worker user's permissions: only [`WORKER_KEY_PATTERNS`], no Pub/Sub channels, only
+/// [`WORKER_COMMANDS`]: `resetkeys ~vel:* … resetchannels -@all +fcall …`. This is the part of
+/// the rule that deployments keep in their own files (the chart's `redisCluster.workerAcl`,
+/// `docker-compose.yml`); `tests/security.rs` checks they are equal to it.
+pub fn worker_acl_permissions() -> String {
+    let mut rule = String::from("resetkeys");
     for pattern in WORKER_KEY_PATTERNS {
         rule.push_str(" ~");
         rule.push_str(pattern);
@@ -63,6 +60,16 @@ pub fn worker_acl_rule(user: &str, password: &str) -> String {
         rule.push_str(command);
     }
     rule
+}
+
+/// The whole ACL rule for a worker user (the part after `ACL SETUSER` or `user` in
+/// `redis.conf` / an ACL file): `<user> on >password` then [`worker_acl_permissions`].
+///
+/// The password is in the rule as `>password`: build it where secrets may be (a Kubernetes
+/// Secret, an ACL file with mode 0600), never log it. Use `#<sha256-hex>` instead of
+/// `>password` to keep the clear text out of the file.
+pub fn worker_acl_rule(user: &str, password: &str) -> String {
+    format!("{user} on >{password} {}", worker_acl_permissions())
 }
 
 #[cfg(test)]
