@@ -337,4 +337,15 @@ mod tests {
         assert!(parse_node("http://127.0.0.1:7000").is_err());
         assert!(parse_node("unix:///tmp/redis.sock").is_err());
     }
+
+    #[test]
+    fn tls_files_need_tls_enabled() {
+        let mut config = crate::config::Config::default();
+        config.redis.tls.ca_file = Some("/etc/ca.pem".into());
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.keys(), vec!["redis.tls.ca_file"]);
+        config.redis.tls.enabled = true;
+        config.redis.nodes = vec!["rediss://127.0.0.1:7000".into()];
+        config.validate().unwrap();
+    }
 }
