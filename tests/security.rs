@@ -799,3 +799,54 @@ fn deployment_files_grant_exactly_the_workers_acl() {
         }
     }
 }
+
+/// A valid verdict on a topic that is not in `kafka.verdict_topics` (had the worker been
+/// subscribed to it by mistake) is poison, not a blacklist change.
+#[test]
+fn verdicts_count_only_from_configured_verdict_topics() {
+    // Schemas resolve against the repository, as for the shipped config file.
+    let mut decoder = fds_worker::pipeline::decoder_from_config(&Config {
+        source_file: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/fds-worker.toml")),
+        ..Config::default()
+    })
+    .expect("decoder");
+    decoder.max_future_skew_ms = i64::MAX / 2;
+    let verdict = FraudVerdict {
+        verdict_id: "v-1".into(),
+        subject: Subject {
+            kind: EntityKind::User,
+            value: "victim".into(),
+        },
+        action: VerdictAction::Add,
+        threat_level: ThreatLevel::Permanent,
+        reason: "r".into(),
+        source: "s".into(),
+        event_time_ms: common::worker::now_ms(),
+    };
+    let payload = decoder.codec.encode_verdict(&verdict).unwrap();
+    let record = |topic: &str| fds_worker::source::SourceMessage {
+        topic: Arc::from(topic),
+        partition: 0,
+        offset: 0,
+        key: None,
+        payload: Some(payload.clone()),
+        headers: Vec::new(),
+        timestamp_ms: None,
+    };
+    let now = common::worker::now_ms();
+    let accepted = fds_worker::pipeline::decode(&decoder, &record("fraud-verdicts"), now);
+    assert!(accepted.is_ok(), "{accepted:?}");
+    for topic in ["fraud-verdicts-staging", "transactions"] {
+        let poison = fds_worker::pipeline::decode(&decoder, &record(topic), now).unwrap_err();
+        println!(
+            "[security] verdict on {topic}: {} ({})",
+            poison.kind, poison.message
+        );
+        let expected = if topic == "transactions" {
+            "resolution"
+        } else {
+            "unexpected_topic"
+        };
+        assert_eq!(poison.kind, expected, "{}", poison.message);
+    }
+}
