@@ -197,7 +197,16 @@ async fn acl_user_runs_the_worker_exactly_and_spoofed_verdicts_change_nothing() 
     // No command of the run was denied, and the user can do nothing beyond the worker's job.
     for node in cluster.masters() {
         let log: Vec<redis::Value> = cluster.query(node, redis::cmd("ACL").arg("LOG")).unwrap();
-        assert!(log.is_empty(), "node {node} denied the worker: {log:?}");
+        // redis-rs's `CLIENT SETINFO` (Redis >= 7.2) is optional and its refusal ignored.
+        let denied: Vec<String> = log
+            .iter()
+            .map(|entry| format!("{entry:?}"))
+            .filter(|entry| !entry.contains("setinfo"))
+            .collect();
+        assert!(
+            denied.is_empty(),
+            "node {node} denied the worker: {denied:?}"
+        );
     }
     let node = cluster.masters()[0];
     let port = cluster.port(node).unwrap();
