@@ -19,6 +19,8 @@
 //! | [`sink`] | the Kafka producers: enrichment records and dead letters |
 //! | [`pipeline`] | `run`: wires source → plan → store → sink with bounded queues |
 //! | [`metrics`] | every exported metric, in one place |
+//! | [`monitor`] | the cluster monitor (nodes, roles, slot coverage, memory) and readiness |
+//! | [`http`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`redrive`] | re-processing dead letters through the normal path |
 //! | [`generate`] | synthetic traffic with ground truth |
 //! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
@@ -31,8 +33,10 @@ pub mod config;
 pub mod demo;
 pub mod event;
 pub mod generate;
+pub mod http;
 pub mod localstack;
 pub mod metrics;
+pub mod monitor;
 pub mod pipeline;
 pub mod plan;
 pub mod redrive;

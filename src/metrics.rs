@@ -351,3 +351,102 @@ impl Metrics {
         Metrics::register(&mut Registry::default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    /// The exported names are a contract (alert rules and dashboards are written against them):
+    /// every metric, with a series in each family, encodes under exactly these names.
+    #[test]
+    fn every_metric_is_exported_under_its_contract_name() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let topic = TopicLabel { topic: "t".into() };
+        let reason = TopicReasonLabels {
+            topic: "t".into(),
+            reason: "r".into(),
+        };
+        let error = ErrorLabels {
+            kind: "k".into(),
+            node: "n".into(),
+        };
+        let bl = BlacklistLabels {
+            kind: "user".into(),
+            level: "FRAUD".into(),
+        };
+        let node = NodeLabel { node: "n:1".into() };
+        m.events_consumed.get_or_create(&topic).inc();
+        m.events_enriched.get_or_create(&topic).inc();
+        m.verdicts_applied.get_or_create(&topic).inc();
+        m.events_dead_lettered.get_or_create(&reason).inc();
+        m.blacklist_hits.get_or_create(&bl).inc();
+        m.blacklist_adds.get_or_create(&bl).inc();
+        m.blacklist_removes.get_or_create(&bl).inc();
+        m.redis_units_retried.get_or_create(&error).inc();
+        m.redis_units_failed.get_or_create(&error).inc();
+        m.consumer_lag
+            .get_or_create(&PartitionLabels {
+                topic: "t".into(),
+                partition: 0,
+            })
+            .set(1);
+        let c = &m.cluster;
+        c.slots
+            .get_or_create(&SlotStateLabel { state: "ok".into() })
+            .set(1);
+        c.node_up.get_or_create(&node).set(1);
+        c.node_role
+            .get_or_create(&NodeRoleLabels {
+                node: "n:1".into(),
+                role: "master".into(),
+            })
+            .set(1);
+        c.used_memory.get_or_create(&node).set(1);
+        c.maxmemory.get_or_create(&node).set(1);
+        c.connected_clients.get_or_create(&node).set(1);
+        c.keyspace_hits.get_or_create(&node).inc();
+        c.keyspace_misses.get_or_create(&node).inc();
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for series in [
+            "fds_events_consumed_total{topic=",
+            "fds_events_enriched_total{topic=",
+            "fds_verdicts_applied_total{topic=",
+            "fds_events_dead_lettered_total{topic=\"t\",reason=",
+            "fds_late_events_total ",
+            "fds_velocity_breaches_total ",
+            "fds_blacklist_hits_total{kind=\"user\",level=",
+            "fds_blacklist_adds_total{kind=\"user\",level=",
+            "fds_blacklist_removes_total{kind=\"user\",level=",
+            "fds_redis_units_sent_total ",
+            "fds_redis_units_retried_total{kind=\"k\",node=",
+            "fds_redis_units_failed_total{kind=\"k\",node=",
+            "fds_batch_duration_seconds_bucket{",
+            "fds_event_to_enriched_seconds_bucket{",
+            "fds_inflight_batches ",
+            "fds_paused ",
+            "fds_assigned_partitions ",
+            "fds_ready ",
+            "fds_consumer_lag{topic=\"t\",partition=\"0\"} 1",
+            "fds_redis_cluster_state ",
+            "fds_redis_cluster_slots{state=\"ok\"} 1",
+            "fds_redis_slot_coverage_ratio ",
+            "fds_redis_known_nodes ",
+            "fds_redis_node_up{node=\"n:1\"} 1",
+            "fds_redis_node_role{node=\"n:1\",role=\"master\"} 1",
+            "fds_redis_used_memory_bytes{node=",
+            "fds_redis_maxmemory_bytes{node=",
+            "fds_redis_connected_clients{node=",
+            "fds_redis_keyspace_hits_total{node=",
+            "fds_redis_keyspace_misses_total{node=",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(series)),
+                "{series} in:\n{text}"
+            );
+        }
+    }
+}

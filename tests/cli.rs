@@ -270,3 +270,46 @@ fn help_of_every_subcommand_works_and_shows_examples() {
         assert!(top.contains(sub), "{top}");
     }
 }
+
+#[test]
+fn help_of_the_ops_commands_shows_examples() {
+    for args in [
+        &["run", "--help"][..],
+        &["cluster", "status", "--help"],
+        &["blacklist", "check", "--help"],
+        &["blacklist", "add", "--help"],
+        &["blacklist", "remove", "--help"],
+        &["tail", "--help"],
+    ] {
+        let text = stdout(&fds_worker(args));
+        assert!(text.contains("Usage: fds-worker"), "{args:?}: {text}");
+        assert!(text.contains("Examples:"), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("fds-worker {}", args[0])),
+            "{args:?}: {text}"
+        );
+    }
+    let top = stdout(&fds_worker(&["--help"]));
+    for sub in ["cluster", "blacklist", "tail"] {
+        assert!(top.contains(sub), "{top}");
+    }
+    for args in [&["cluster", "--help"][..], &["blacklist", "--help"]] {
+        let text = stdout(&fds_worker(args));
+        assert!(text.contains("Commands:"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn blacklist_rejects_unknown_kinds_and_levels_naming_the_choices() {
+    let out = fds_worker(&["blacklist", "check", "phone", "123"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("user, card_bin, ip, device, email"),
+        "{stderr}"
+    );
+    let out = fds_worker(&["blacklist", "add", "ip", "1.2.3.4", "--level", "HIGH"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("PERMANENT"), "{stderr}");
+}

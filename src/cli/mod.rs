@@ -14,7 +14,9 @@
 //! Errors: return `anyhow` errors with context; a [`ConfigError`] anywhere in the chain makes
 //! the process exit 2, anything else 1.
 
+pub mod blacklist;
 pub mod check_config;
+pub mod cluster;
 pub mod demo;
 pub mod generate;
 pub mod keyslot;
@@ -22,6 +24,7 @@ pub mod logging;
 pub mod redrive;
 pub mod run;
 pub mod signals;
+pub mod tail;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,10 @@ Examples:
   fds-worker generate --count 10000 --rate 2000
   fds-worker check-config --print          validate and show the effective configuration
   fds-worker keyslot '{u:42}:x' foo        hash slot of keys
+  fds-worker cluster status                nodes, roles, slot coverage, memory
+  fds-worker blacklist check ip 203.0.113.7
+  fds-worker blacklist add user 42 --level FRAUD --reason 'chargeback'
+  fds-worker tail --user 42                follow enrichment records as JSON
   fds-worker --config prod.toml keyslot --cluster redis://10.0.0.1:7000 'bl:{ip:1.2.3.4}'
 
 Configuration: built-in defaults <- the TOML file <- FDS_* environment variables
@@ -77,6 +84,12 @@ pub enum Command {
     Keyslot(keyslot::KeyslotArgs),
     /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
     CheckConfig(check_config::CheckConfigArgs),
+    /// Show the Redis Cluster: nodes, roles, slot ranges, coverage, failing slots, memory.
+    Cluster(cluster::ClusterArgs),
+    /// Check, add or remove a blacklist entry (via the verdict topic, or --direct).
+    Blacklist(blacklist::BlacklistArgs),
+    /// Follow a topic (enrichment records by default), decoded, as JSON lines.
+    Tail(tail::TailArgs),
 }
 
 impl Cli {
@@ -107,6 +120,9 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Redrive(args) => redrive::run(args, config).await,
         Command::Keyslot(args) => keyslot::run(args, &config).await,
         Command::CheckConfig(args) => check_config::run(args, &config),
+        Command::Cluster(args) => cluster::run(args, &config).await,
+        Command::Blacklist(args) => blacklist::run(args, &config).await,
+        Command::Tail(args) => tail::run(args, &config).await,
     }
 }
 

@@ -79,8 +79,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let stage = Arc::new(Stage::from_config(config, "", metrics, None).await?);
-    let consumer: SourceConsumer =
-        consumer_config(&config.kafka).create_with_context(SourceContext::default())?;
+    let mut client_config = consumer_config(&config.kafka);
+    // Consumer lag comes from librdkafka's statistics (unless the operator set their own).
+    if client_config.get("statistics.interval.ms").is_none() {
+        let interval = config.metrics.poll_interval.as_millis().max(1);
+        client_config.set("statistics.interval.ms", interval.to_string());
+    }
+    let consumer: SourceConsumer = client_config
+        .create_with_context(SourceContext::with_lag(stage.metrics.consumer_lag.clone()))?;
     let topics = config.kafka.source_topics();
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.kafka.group_id, "worker started");
@@ -116,6 +122,8 @@ pub async fn run(
             () = sleep_until(linger), if linger.is_some() && !worker.paused => {
                 worker.dispatch(&done_tx);
             }
+            // A rebalance happened while polling: applied at the top of the loop.
+            () = worker.consumer.context().noted() => {}
             message = worker.consumer.recv() => match message {
                 Ok(message) => {
                     let record = worker.own(&message);

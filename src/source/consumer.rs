@@ -1,5 +1,6 @@
 //! The consumer: its librdkafka settings and a context that records rebalances.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientConfig;
@@ -7,10 +8,18 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::watermark::Partition;
 use crate::config::KafkaConfig;
+use crate::metrics::PartitionLabels;
+
+/// The per-partition lag gauge family the context keeps up to date.
+pub type LagGauges = prometheus_client::metrics::family::Family<
+    PartitionLabels,
+    prometheus_client::metrics::gauge::Gauge,
+>;
 
 /// A partition assignment change, for the consumer loop to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,16 +31,36 @@ pub enum RebalanceNote {
 }
 
 /// Consumer context: logs rebalances, commits stored offsets before partitions are revoked,
-/// and queues [`RebalanceNote`]s for the consumer loop.
+/// and queues [`RebalanceNote`]s for the consumer loop. With [`SourceContext::with_lag`] it
+/// also turns librdkafka's statistics (`statistics.interval.ms`) into consumer-lag gauges.
 #[derive(Debug, Default)]
 pub struct SourceContext {
     notes: Mutex<Vec<RebalanceNote>>,
+    noted: tokio::sync::Notify,
+    lag: Option<LagGauges>,
+    lag_exported: Mutex<HashSet<PartitionLabels>>,
 }
 
 impl SourceContext {
+    /// A context that exports per-partition consumer lag into `lag` on every statistics
+    /// report, and removes the series of partitions no longer assigned.
+    pub fn with_lag(lag: LagGauges) -> SourceContext {
+        SourceContext {
+            lag: Some(lag),
+            ..SourceContext::default()
+        }
+    }
+
     /// Takes the notes queued since the last call.
     pub fn take_notes(&self) -> Vec<RebalanceNote> {
         std::mem::take(&mut *self.notes.lock().expect("notes lock is never poisoned"))
+    }
+
+    /// Resolves when a note was queued since the last call (at once if one was queued while
+    /// nobody waited), so the consumer loop applies an assignment without waiting for a
+    /// record (an idle worker must still report its partitions).
+    pub async fn noted(&self) {
+        self.noted.notified().await;
     }
 
     fn note(&self, note: RebalanceNote) {
@@ -39,6 +68,7 @@ impl SourceContext {
             .lock()
             .expect("notes lock is never poisoned")
             .push(note);
+        self.noted.notify_one();
     }
 }
 
@@ -49,7 +79,57 @@ fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(gauges) = &self.lag else {
+            return;
+        };
+        let mut now = HashSet::new();
+        for (topic, stats) in &statistics.topics {
+            for partition in stats.partitions.values() {
+                // Partition -1 is librdkafka's internal "unassigned" queue.
+                if partition.partition < 0 || !partition.desired {
+                    continue;
+                }
+                let Some(lag) = partition_lag(
+                    partition.hi_offset,
+                    partition.lo_offset,
+                    partition.consumer_lag_stored,
+                    partition.consumer_lag,
+                ) else {
+                    continue;
+                };
+                let labels = PartitionLabels {
+                    topic: topic.clone(),
+                    partition: partition.partition,
+                };
+                gauges.get_or_create(&labels).set(lag);
+                now.insert(labels);
+            }
+        }
+        let mut exported = self.lag_exported.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in exported.difference(&now) {
+            gauges.remove(gone);
+        }
+        *exported = now;
+    }
+}
+
+/// A partition's lag from librdkafka's figures: to the stored offset (finished work), else to
+/// the committed one, else — nothing stored or committed yet — the whole retained partition.
+/// `None` while the high watermark is unknown.
+fn partition_lag(hi: i64, lo: i64, lag_stored: i64, lag_committed: i64) -> Option<i64> {
+    if hi < 0 {
+        return None;
+    }
+    if lag_stored >= 0 {
+        Some(lag_stored)
+    } else if lag_committed >= 0 {
+        Some(lag_committed)
+    } else {
+        Some(hi - lo.max(0))
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -91,11 +171,27 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // A payment stream wants records as they arrive, not in 500 ms (librdkafka's default)
+        // fetch rounds; override with kafka.consumer_options."fetch.wait.max.ms".
+        .set("fetch.wait.max.ms", "10");
     for (key, value) in kafka.consumer_client_options() {
         config.set(key, value);
     }
     // Offsets are stored only for finished work (the contiguous watermark).
     config.set("enable.auto.offset.store", "false");
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_lag;
+
+    #[test]
+    fn lag_prefers_the_stored_offset_then_the_committed_one_then_the_whole_partition() {
+        assert_eq!(partition_lag(100, 0, 7, 20), Some(7));
+        assert_eq!(partition_lag(100, 0, -1, 20), Some(20));
+        assert_eq!(partition_lag(100, 30, -1, -1), Some(70));
+        assert_eq!(partition_lag(-1, -1, -1, -1), None);
+    }
 }

@@ -6,6 +6,6 @@ mod consumer;
 mod message;
 pub mod watermark;
 
-pub use consumer::{RebalanceNote, SourceConsumer, SourceContext, consumer_config};
+pub use consumer::{LagGauges, RebalanceNote, SourceConsumer, SourceContext, consumer_config};
 pub use message::SourceMessage;
 pub use watermark::{Partition, Watermarks};

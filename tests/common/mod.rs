@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
 pub mod worker;
 
 use std::future::Future;
