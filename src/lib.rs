@@ -22,6 +22,7 @@
 //! | [`monitor`] | the cluster monitor (nodes, roles, slot coverage, memory) and readiness |
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`redrive`] | re-processing dead letters through the normal path |
+//! | [`replay`] | re-processing a historical, event-time-bounded range into live or shadow keys |
 //! | [`generate`] | synthetic traffic with ground truth |
 //! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
 //! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Kafka mock cluster |
@@ -40,6 +41,7 @@ pub mod monitor;
 pub mod pipeline;
 pub mod plan;
 pub mod redrive;
+pub mod replay;
 pub mod sink;
 pub mod slot;
 pub mod source;

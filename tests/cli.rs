@@ -313,3 +313,49 @@ fn blacklist_rejects_unknown_kinds_and_levels_naming_the_choices() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("PERMANENT"), "{stderr}");
 }
+
+#[test]
+fn replay_help_documents_every_flag_and_bad_bounds_are_refused() {
+    let text = stdout(&fds_worker(&["replay", "--help"]));
+    for expected in [
+        "--topic",
+        "--from",
+        "--to",
+        "--namespace",
+        "--rate",
+        "--max-lateness",
+        "--dry-run",
+        "--publish-enrichment",
+        "--json",
+        "Examples:",
+        "fds-worker replay --from",
+        "fds.replay",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert!(stdout(&fds_worker(&["--help"])).contains("replay"));
+
+    let out = fds_worker(&["replay", "--from", "yesterday"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+    // Refused before anything is contacted.
+    for (args, reason) in [
+        (
+            &["--to", "2024-05-01T00:00:00Z", "--namespace", "shadow"][..],
+            "must be after",
+        ),
+        (&["--namespace", "sh:adow"][..], "namespace `sh:adow`"),
+        (
+            &["--topic", "transactions-enriched"][..],
+            "not a source topic",
+        ),
+    ] {
+        let mut all = vec!["replay", "--from", "2024-05-02T00:00:00Z"];
+        all.extend_from_slice(args);
+        let out = fds_worker(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}

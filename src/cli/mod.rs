@@ -22,6 +22,7 @@ pub mod generate;
 pub mod keyslot;
 pub mod logging;
 pub mod redrive;
+pub mod replay;
 pub mod run;
 pub mod signals;
 pub mod tail;
@@ -38,6 +39,7 @@ Examples:
   fds-worker demo                          local stack + synthetic traffic + ground-truth check
   fds-worker run                           the live worker
   fds-worker generate --count 10000 --rate 2000
+  fds-worker replay --from 2024-05-01T00:00:00Z --to 2024-05-02T00:00:00Z --namespace shadow
   fds-worker check-config --print          validate and show the effective configuration
   fds-worker keyslot '{u:42}:x' foo        hash slot of keys
   fds-worker cluster status                nodes, roles, slot coverage, memory
@@ -80,6 +82,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Re-process a dead-letter topic through the normal path (idempotent).
     Redrive(redrive::RedriveArgs),
+    /// Re-process a historical range (event-time bounds) into the live keys or a namespace.
+    Replay(replay::ReplayArgs),
     /// Show the hash tag and Redis Cluster slot of keys (and the node owning it, with --cluster).
     Keyslot(keyslot::KeyslotArgs),
     /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
@@ -118,6 +122,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, config).await,
         Command::Generate(args) => generate::run(args, config).await,
         Command::Redrive(args) => redrive::run(args, config).await,
+        Command::Replay(args) => replay::run(args, config).await,
         Command::Keyslot(args) => keyslot::run(args, &config).await,
         Command::CheckConfig(args) => check_config::run(args, &config),
         Command::Cluster(args) => cluster::run(args, &config).await,

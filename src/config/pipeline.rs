@@ -91,6 +91,10 @@ pub struct ReplayConfig {
     /// every partition has passed `--to` by this much. Default: `5m`.
     #[serde(with = "de::duration")]
     pub max_lateness: Duration,
+    /// How often a replay logs its progress when stderr is not a terminal (on a terminal it
+    /// shows progress bars). Default: `10s`.
+    #[serde(with = "de::duration")]
+    pub log_interval: Duration,
 }
 
 impl Default for ReplayConfig {
@@ -98,6 +102,7 @@ impl Default for ReplayConfig {
         ReplayConfig {
             rate: 2000,
             max_lateness: Duration::from_secs(300),
+            log_interval: Duration::from_secs(10),
         }
     }
 }
@@ -105,5 +110,6 @@ impl Default for ReplayConfig {
 impl ReplayConfig {
     pub(crate) fn validate(&self, check: &mut Check) {
         check.at_least("replay.rate", self.rate.into(), 1);
+        check.positive("replay.log_interval", self.log_interval);
     }
 }

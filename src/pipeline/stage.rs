@@ -35,6 +35,9 @@ pub struct Stage {
     pub metrics: Metrics,
     /// Set by replays: the namespace, recorded on their dead letters.
     pub replay_marker: Option<String>,
+    /// Publish enrichment records (true for the live worker and redrive; a replay withholds
+    /// them unless asked, so downstream consumers do not see history again).
+    pub publish_enrichment: bool,
     /// Keeps dead letters in batch order across concurrent batches.
     pub dead_letter_order: DeadLetterOrder,
 }
@@ -61,6 +64,12 @@ pub struct BatchDone {
     pub dead_lettered: u64,
     /// Units sent.
     pub units: u64,
+    /// Transactions applied whose enrichment record was withheld (`publish_enrichment` off).
+    pub withheld: u64,
+    /// Writes (event × entity) the units applied now.
+    pub writes_applied: u64,
+    /// Writes the units skipped as already applied (apply-once).
+    pub writes_skipped: u64,
 }
 
 impl Stage {
@@ -86,6 +95,7 @@ impl Stage {
             dlq_suffix: config.kafka.dlq_suffix.clone(),
             metrics,
             replay_marker,
+            publish_enrichment: true,
             dead_letter_order: DeadLetterOrder::default(),
         })
     }
@@ -165,6 +175,7 @@ impl Stage {
         };
         let processed_at_ms = unix_ms(SystemTime::now());
         let outcomes = assemble(&batch.events, &plan, &answers, processed_at_ms);
+        let (writes_applied, writes_skipped) = count_writes(&plan, &answers);
         self.count_units(&answers);
         self.count_blacklist(&batch.events, &plan, &answers, &outcomes);
 
@@ -183,7 +194,10 @@ impl Stage {
                 },
             };
             publishes.push(match outcome {
-                Ok(Some(enrichment)) => self.publish_enrichment(message, enrichment),
+                Ok(Some(enrichment)) if self.publish_enrichment => {
+                    self.publish_enrichment(message, enrichment)
+                }
+                Ok(Some(_)) => Box::pin(async { Published::Withheld }),
                 Ok(None) => {
                     self.metrics
                         .verdicts_applied
@@ -219,12 +233,15 @@ impl Stage {
         let (published, ()) = futures::join!(join_all(publishes), dead_letters);
         let mut done = BatchDone {
             units: units_sent,
+            writes_applied,
+            writes_skipped,
             ..BatchDone::default()
         };
         for (message, result) in batch.messages.iter().zip(published) {
             match result {
                 Published::Enrichment => done.enriched += 1,
                 Published::DeadLetter => done.dead_lettered += 1,
+                Published::Withheld => done.withheld += 1,
                 Published::Nothing => {}
             }
             done.finished
@@ -389,7 +406,29 @@ impl Stage {
 enum Published {
     Enrichment,
     DeadLetter,
+    Withheld,
     Nothing,
+}
+
+/// Writes (ops with an apply-once mark) the units applied, and skipped as already applied.
+fn count_writes(plan: &BatchPlan, answers: &[Result<UnitAnswer, UnitFailure>]) -> (u64, u64) {
+    let (mut applied, mut skipped) = (0, 0);
+    for (unit, answer) in plan.units.iter().zip(answers) {
+        let Ok(answer) = answer else { continue };
+        for (entity, ops) in unit.entities.iter().zip(&answer.entities) {
+            for (op, op_answer) in entity.ops.iter().zip(ops) {
+                if op.mark.is_none() {
+                    continue;
+                }
+                if op_answer.applied {
+                    applied += 1;
+                } else {
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    (applied, skipped)
 }
 
 /// Unix milliseconds of `at`.

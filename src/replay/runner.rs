@@ -1,0 +1,474 @@
+//! The replay loop: assign the partitions at their start offsets, read until every partition
+//! reached its end bound, keep the records inside the event-time range, and send them in
+//! batches — rate-limited — through the same [`Stage`] as the live worker (or, in a dry run,
+//! through the planner only).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::bounds::{Cursor, Decision, TimeWindow};
+use super::progress::{ReplayProgress, TopicProgress};
+use super::seek::{PartitionRange, partition_ranges};
+use super::summary::{KeyCounter, PartitionSummary, ReplaySummary, TopicSummary};
+use super::{LIVE_NAMESPACE, ReplayError, ReplayOptions, key_namespace};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{
+    Decoder, RunError, Stage, decode, decoder_from_config, plan_settings, unix_ms,
+};
+use crate::plan::{EventBody, Planner};
+use crate::source::SourceMessage;
+
+/// How long the loop waits for a record before it treats the consumer as idle (flushes the
+/// batch, checks positions, reports progress).
+const IDLE: Duration = Duration::from_millis(200);
+
+/// What batches go through.
+enum Engine {
+    /// Decode and plan only.
+    DryRun {
+        decoder: Box<Decoder>,
+        planner: Planner,
+    },
+    /// The live path, paced.
+    Apply {
+        stage: Box<Stage>,
+        limiter: DefaultDirectRateLimiter,
+    },
+}
+
+impl Engine {
+    fn decoder(&self) -> &Decoder {
+        match self {
+            Engine::DryRun { decoder, .. } => decoder,
+            Engine::Apply { stage, .. } => &stage.decoder,
+        }
+    }
+}
+
+/// One partition being read.
+struct PartitionState {
+    range: PartitionRange,
+    topic: usize,
+    cursor: Cursor,
+    next: i64,
+    stopped: Option<String>,
+}
+
+impl PartitionState {
+    /// Records counted as read for progress: all of them once stopped.
+    fn progress(&self) -> u64 {
+        if self.stopped.is_some() {
+            self.range.len()
+        } else {
+            (self.next - self.range.start).max(0) as u64
+        }
+    }
+}
+
+struct Replay<'a> {
+    consumer: StreamConsumer,
+    engine: Engine,
+    batch: Vec<SourceMessage>,
+    batch_size: usize,
+    topics: Vec<Arc<str>>,
+    partitions: Vec<PartitionState>,
+    index: HashMap<(Arc<str>, i32), usize>,
+    summary: ReplaySummary,
+    keys: KeyCounter,
+    progress: &'a mut dyn ReplayProgress,
+}
+
+pub(super) async fn run(
+    config: &Config,
+    options: &ReplayOptions,
+    metrics: Metrics,
+    progress: &mut dyn ReplayProgress,
+) -> Result<ReplaySummary, ReplayError> {
+    let started = Instant::now();
+    let namespace = key_namespace(&options.namespace)?;
+    for topic in &options.topics {
+        if topic != &config.kafka.transactions_topic && !config.kafka.is_verdict_topic(topic) {
+            return Err(ReplayError::NotASourceTopic(topic.clone()));
+        }
+    }
+    let lateness_ms = options.max_lateness.as_millis() as i64;
+    let window = TimeWindow::new(&options.from, options.to, lateness_ms)?;
+    let consumer = replay_consumer(config)?;
+    let live = namespace.is_empty();
+    let ranges = partition_ranges(
+        &consumer,
+        config,
+        &options.topics,
+        &options.from,
+        options.max_lateness,
+        live,
+    )?;
+    let shown_namespace = if live {
+        LIVE_NAMESPACE.to_owned()
+    } else {
+        namespace.clone()
+    };
+    let engine = if options.dry_run {
+        Engine::DryRun {
+            decoder: Box::new(decoder_from_config(config).map_err(RunError::Schemas)?),
+            planner: Planner::new(plan_settings(config, &namespace)),
+        }
+    } else {
+        let mut stage =
+            Stage::from_config(config, &namespace, metrics, Some(shown_namespace.clone())).await?;
+        stage.publish_enrichment = options.publish_enrichment;
+        Engine::Apply {
+            stage: Box::new(stage),
+            limiter: RateLimiter::direct(Quota::per_second(options.rate)),
+        }
+    };
+    let topics: Vec<Arc<str>> = options
+        .topics
+        .iter()
+        .map(|t| Arc::from(t.as_str()))
+        .collect();
+    let mut summary = ReplaySummary {
+        namespace: shown_namespace,
+        dry_run: options.dry_run,
+        from: match &options.from {
+            super::StartBound::Time(time) => time.to_string(),
+            super::StartBound::Earliest => "earliest".to_owned(),
+            super::StartBound::Offsets(_) => "given offsets".to_owned(),
+        },
+        to: options.to.map(|t| t.to_string()),
+        ..ReplaySummary::default()
+    };
+    summary.topics = topics
+        .iter()
+        .map(|t| TopicSummary {
+            topic: t.to_string(),
+            ..TopicSummary::default()
+        })
+        .collect();
+    let mut partitions = Vec::with_capacity(ranges.len());
+    let mut index = HashMap::new();
+    for range in ranges {
+        let topic = topics
+            .iter()
+            .position(|t| **t == *range.topic)
+            .expect("ranges are of the replayed topics");
+        summary.topics[topic].partitions += 1;
+        summary.topics[topic].total += range.len();
+        tracing::info!(
+            topic = %range.topic,
+            partition = range.partition,
+            start = range.start,
+            end = range.end,
+            start_reason = %range.start_reason,
+            end_reason = %range.end_reason,
+            "replay range"
+        );
+        index.insert(
+            (Arc::clone(&topics[topic]), range.partition),
+            partitions.len(),
+        );
+        partitions.push(PartitionState {
+            next: range.start,
+            stopped: range.is_empty().then(|| range.end_reason.to_string()),
+            cursor: Cursor::new(window),
+            topic,
+            range,
+        });
+    }
+    let mut replay = Replay {
+        consumer,
+        engine,
+        batch: Vec::new(),
+        batch_size: options.batch_size.clamp(1, options.rate.get() as usize),
+        topics,
+        partitions,
+        index,
+        summary,
+        keys: KeyCounter::default(),
+        progress,
+    };
+    replay.assign()?;
+    replay.read().await;
+    let mut summary = replay.finish().await?;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// A consumer that is assigned partitions, never joins a group and never commits.
+fn replay_consumer(config: &Config) -> Result<StreamConsumer, ReplayError> {
+    let mut client = ClientConfig::new();
+    for (key, value) in config.kafka.consumer_client_options() {
+        client.set(key, value);
+    }
+    // A group id of its own: librdkafka wants one, and nothing is ever committed to it.
+    client
+        .set("group.id", format!("{}-replay", config.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|source| ReplayError::Kafka {
+            what: "the replay consumer".to_owned(),
+            source,
+        })
+}
+
+fn event_time_ms(body: &EventBody) -> i64 {
+    match body {
+        EventBody::Transaction(tx) => tx.event_time_ms,
+        EventBody::Verdict(verdict) => verdict.event_time_ms,
+    }
+}
+
+impl Replay<'_> {
+    fn assign(&self) -> Result<(), ReplayError> {
+        let mut list = TopicPartitionList::new();
+        for state in self.partitions.iter().filter(|s| s.stopped.is_none()) {
+            let range = &state.range;
+            list.add_partition_offset(&range.topic, range.partition, Offset::Offset(range.start))
+                .map_err(|source| ReplayError::Kafka {
+                    what: format!("assigning {}/{}", range.topic, range.partition),
+                    source,
+                })?;
+        }
+        self.consumer
+            .assign(&list)
+            .map_err(|source| ReplayError::Kafka {
+                what: "assigning the replayed partitions".to_owned(),
+                source,
+            })
+    }
+
+    fn reading(&self) -> bool {
+        self.partitions.iter().any(|s| s.stopped.is_none())
+    }
+
+    /// Reads until every partition stopped, sending full batches as they fill.
+    async fn read(&mut self) {
+        self.report();
+        while self.reading() {
+            let record = match tokio::time::timeout(IDLE, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    use rdkafka::Message as _;
+                    let topic = self
+                        .topics
+                        .iter()
+                        .find(|t| ***t == *message.topic())
+                        .cloned();
+                    topic.map(|topic| SourceMessage::from_borrowed(&message, topic))
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "replay consumer");
+                    None
+                }
+                Err(_) => None,
+            };
+            let idle = record.is_none();
+            if let Some(record) = record {
+                self.receive(record);
+            } else {
+                self.check_positions();
+            }
+            if !self.batch.is_empty()
+                && (self.batch.len() >= self.batch_size || idle || !self.reading())
+            {
+                self.send_batch().await;
+                self.report();
+            } else if idle {
+                self.report();
+            }
+        }
+    }
+
+    fn receive(&mut self, record: SourceMessage) {
+        let Some(&at) = self
+            .index
+            .get(&(Arc::clone(&record.topic), record.partition))
+        else {
+            return;
+        };
+        if self.partitions[at].stopped.is_some() {
+            return;
+        }
+        if record.offset >= self.partitions[at].range.end {
+            self.stop(at, None);
+            return;
+        }
+        let now_ms = unix_ms(SystemTime::now());
+        let decision = {
+            let state = &mut self.partitions[at];
+            state.next = record.offset + 1;
+            match decode(self.engine.decoder(), &record, now_ms) {
+                Ok(event) => state.cursor.event(event_time_ms(&event.body)),
+                Err(_) => state.cursor.poison(),
+            }
+        };
+        let topic = &mut self.summary.topics[self.partitions[at].topic];
+        topic.scanned += 1;
+        match decision {
+            Decision::Replay => {
+                topic.replayed += 1;
+                self.batch.push(record);
+            }
+            Decision::Before => topic.before_range += 1,
+            Decision::After => topic.after_range += 1,
+            Decision::Stop => {
+                topic.after_range += 1;
+                let reason = format!(
+                    "an event past --to + max lateness at offset {}",
+                    record.offset
+                );
+                self.stop(at, Some(reason));
+                return;
+            }
+        }
+        if self.partitions[at].next >= self.partitions[at].range.end {
+            self.stop(at, None);
+        }
+    }
+
+    /// Finishes partition `at` (`None`: it reached its end offset) and pauses its fetching.
+    fn stop(&mut self, at: usize, reason: Option<String>) {
+        let state = &mut self.partitions[at];
+        if state.stopped.is_some() {
+            return;
+        }
+        state.stopped = Some(reason.unwrap_or_else(|| state.range.end_reason.to_string()));
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&state.range.topic, state.range.partition);
+        if let Err(error) = self.consumer.pause(&list) {
+            tracing::debug!(%error, "pausing a finished partition");
+        }
+    }
+
+    /// Partitions whose position passed their end without a record to show it (control
+    /// records of transactions, compacted offsets) are finished.
+    fn check_positions(&mut self) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        for element in positions.elements() {
+            let Offset::Offset(position) = element.offset() else {
+                continue;
+            };
+            let key = (Arc::from(element.topic()), element.partition());
+            if let Some(&at) = self.index.get(&key) {
+                let state = &mut self.partitions[at];
+                if state.stopped.is_none() && position >= state.range.end {
+                    state.next = state.next.max(position.min(state.range.end));
+                    self.stop(at, None);
+                }
+            }
+        }
+    }
+
+    async fn send_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let now_ms = unix_ms(SystemTime::now());
+        match &self.engine {
+            Engine::DryRun { decoder, planner } => {
+                let mut events = Vec::with_capacity(batch.len());
+                for record in &batch {
+                    match decode(decoder, record, now_ms) {
+                        Ok(event) => events.push(event),
+                        Err(_) => self.summary.dead_lettered += 1,
+                    }
+                }
+                let plan = planner.plan(&events, now_ms);
+                let late: u32 = plan.events.iter().map(|e| e.late_windows).sum();
+                self.keys.add(&plan.units, u64::from(late));
+            }
+            Engine::Apply { stage, limiter } => {
+                let n = NonZeroU32::new(batch.len() as u32).unwrap_or(NonZeroU32::MIN);
+                // `n` ≤ batch_size ≤ rate, the limiter's burst, so this cannot fail.
+                let _ = limiter.until_n_ready(n).await;
+                let late_before = stage.metrics.late_events.get();
+                let redrives = vec![None; batch.len()];
+                let (prepared, units) = stage.prepare(batch, redrives, now_ms);
+                self.keys
+                    .add(&units, stage.metrics.late_events.get() - late_before);
+                let results = stage.store.submit(units);
+                let done = stage.complete(prepared, results).await;
+                let summary = &mut self.summary;
+                summary.dead_lettered += done.dead_lettered;
+                summary.enrichment_published += done.enriched;
+                summary.enrichment_withheld += done.withheld;
+                summary.writes_applied += done.writes_applied;
+                summary.writes_skipped += done.writes_skipped;
+                summary.units += done.units;
+            }
+        }
+    }
+
+    fn topic_progress(&self) -> Vec<TopicProgress> {
+        let mut topics: Vec<TopicProgress> = self
+            .summary
+            .topics
+            .iter()
+            .map(|t| TopicProgress {
+                topic: t.topic.clone(),
+                total: t.total,
+                scanned: 0,
+                replayed: t.replayed,
+            })
+            .collect();
+        for state in &self.partitions {
+            topics[state.topic].scanned += state.progress();
+        }
+        topics
+    }
+
+    fn report(&mut self) {
+        let topics = self.topic_progress();
+        self.progress.update(&topics);
+    }
+
+    async fn finish(mut self) -> Result<ReplaySummary, ReplayError> {
+        if !self.batch.is_empty() {
+            self.send_batch().await;
+        }
+        let topics = self.topic_progress();
+        self.progress.finish(&topics);
+        if let Engine::Apply { stage, .. } = &self.engine {
+            stage
+                .sink
+                .flush(Duration::from_secs(10))
+                .map_err(|source| ReplayError::Kafka {
+                    what: "flushing the producer".to_owned(),
+                    source,
+                })?;
+        }
+        let mut summary = self.summary;
+        summary.planned = self.keys.counts();
+        summary.partitions = self
+            .partitions
+            .into_iter()
+            .map(|state| PartitionSummary {
+                topic: state.range.topic.clone(),
+                partition: state.range.partition,
+                start: state.range.start,
+                start_reason: state.range.start_reason.to_string(),
+                end: state.range.end,
+                end_reason: state.range.end_reason.to_string(),
+                next: state.next,
+                stopped: state.stopped.unwrap_or_default(),
+            })
+            .collect();
+        tracing::info!(
+            namespace = %summary.namespace,
+            replayed = summary.replayed(),
+            read = summary.scanned(),
+            dead_lettered = summary.dead_lettered,
+            "replay finished"
+        );
+        Ok(summary)
+    }
+}
