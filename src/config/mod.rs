@@ -151,8 +151,13 @@ impl Config {
     }
 
     /// The configuration as TOML, secrets shown as `***` (for `check-config --print`).
+    /// A password inside a `redis.nodes` URL (`redis://:pw@host:7000`) is shown as `***` too.
     pub fn redacted_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string_pretty(self).map_err(|e| ConfigError::Render(e.to_string()))
+        let mut shown = self.clone();
+        for node in &mut shown.redis.nodes {
+            *node = redis::redact_url(node);
+        }
+        toml::to_string_pretty(&shown).map_err(|e| ConfigError::Render(e.to_string()))
     }
 
     /// The schema catalog with relative paths resolved (see [`SchemasConfig`]).
@@ -194,6 +199,16 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn redacted_toml_hides_passwords_in_node_urls() {
+        let mut c = Config::default();
+        c.redis.nodes = vec!["redis://u:hunter2@h:7000".into(), "redis://h:7001".into()];
+        let text = c.redacted_toml().unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redis://u:***@h:7000"), "{text}");
+        assert!(text.contains("redis://h:7001"), "{text}");
     }
 
     #[test]

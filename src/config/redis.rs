@@ -171,27 +171,39 @@ pub struct NodeAddr {
     pub port: u16,
 }
 
+/// `url` with its password (if any) replaced by `***`, for display.
+pub fn redact_url(url: &str) -> String {
+    match ::redis::parse_redis_url(url) {
+        Some(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some(super::REDACTED));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Parses a seed node URL; the reason on failure is user-facing.
 pub fn parse_node(url: &str) -> Result<NodeAddr, String> {
+    let shown = redact_url(url);
     let parsed = redis::parse_redis_url(url)
-        .ok_or_else(|| format!("`{url}` is not a redis:// or rediss:// URL"))?;
+        .ok_or_else(|| format!("`{shown}` is not a redis:// or rediss:// URL"))?;
     let tls = match parsed.scheme() {
         "redis" | "valkey" => false,
         "rediss" | "valkeys" => true,
         other => {
             return Err(format!(
-                "`{url}`: scheme `{other}` is not a TCP node address"
+                "`{shown}`: scheme `{other}` is not a TCP node address"
             ));
         }
     };
     let host = parsed
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("`{url}` has no host"))?;
+        .ok_or_else(|| format!("`{shown}` has no host"))?;
     let port = parsed
         .port()
-        .ok_or_else(|| format!("`{url}` has no port (cluster nodes have no default port)"))?;
-    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| format!("`{url}`: {e}"))?;
+        .ok_or_else(|| format!("`{shown}` has no port (cluster nodes have no default port)"))?;
+    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| format!("`{shown}`: {e}"))?;
     Ok(NodeAddr {
         tls,
         host: host
