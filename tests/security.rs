@@ -606,8 +606,7 @@ fn librdkafka_reports(kafka: &fds_worker::config::KafkaConfig, expect: &str) -> 
         let heard = consumer.context().0.lock().unwrap();
         heard.iter().any(|m| m.contains(expect))
     });
-    let heard = consumer.context().0.lock().unwrap().join("\n");
-    heard
+    consumer.context().0.lock().unwrap().join("\n")
 }
 
 /// `[kafka.security]` reaches librdkafka and the wire: against the mock broker (which speaks
