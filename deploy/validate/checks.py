@@ -8,6 +8,9 @@ with its tool virtualenv's Python, which has PyYAML).
       Secrets), *_FILE variables point into mounted volumes, the security context holds, the
       probes hit /healthz and /readyz, the PrometheusRule and dashboard equal files/, and the
       worker's effective config (ConfigMap + env) passes `fds-worker check-config`.
+  checks.py dockerfile Dockerfile .dockerignore
+      Every COPY source (not --from a stage) exists and is let through by .dockerignore (an
+      allow-list: `*`, then `!path` entries).
   checks.py compose CONFIG.json WORKER_BIN
       `docker-compose config --format json` output: bind mounts exist, published ports are
       loopback-only, one-shot services gate the worker, and the worker's and generator's config
@@ -249,13 +252,34 @@ def check_compose(config_json, worker_bin):
                 problem(f"compose: worker kafka.brokers {effective['kafka']['brokers']} is not a service")
 
 
+def check_dockerfile(dockerfile, dockerignore):
+    import glob
+    allowed = [l.strip()[1:].rstrip("/") for l in open(dockerignore)
+               if l.strip().startswith("!")]
+    lines = open(dockerfile).read().replace("\\\n", " ").splitlines()
+    for line in lines:
+        words = line.split()
+        if not words or words[0].upper() != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources = [w for w in words[1:-1] if not w.startswith("--")]
+        for src in sources:
+            if not glob.glob(os.path.join(ROOT, src)):
+                problem(f"Dockerfile: COPY source {src} does not exist")
+            top = src.rstrip("/")
+            if not any(top == a or top.startswith(a + "/") for a in allowed):
+                problem(f"Dockerfile: COPY source {src} is excluded by .dockerignore")
+
+
 def main():
-    if len(sys.argv) < 4 or sys.argv[1] not in ("chart", "compose"):
+    commands = {"chart": 4, "compose": 4, "dockerfile": 4}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands or len(sys.argv) < commands[sys.argv[1]]:
         sys.exit(__doc__)
     if sys.argv[1] == "chart":
         check_chart(sys.argv[2], sys.argv[3], set(sys.argv[4:]))
-    else:
+    elif sys.argv[1] == "compose":
         check_compose(sys.argv[2], sys.argv[3])
+    else:
+        check_dockerfile(sys.argv[2], sys.argv[3])
     for p in problems:
         print(f"  FAIL {p}", file=sys.stderr)
     sys.exit(1 if problems else 0)
