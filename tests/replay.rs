@@ -26,7 +26,7 @@ use fds_worker::generate::{
 };
 use fds_worker::metrics::Metrics;
 use fds_worker::pipeline::plan_settings;
-use fds_worker::replay::progress::Quiet;
+use fds_worker::replay::progress::{Bars, LogLines, Quiet, ReplayProgress};
 use fds_worker::replay::{EventTime, ReplayOptions, ReplaySummary, StartBound, replay};
 use fds_worker::sink::dead_letter::header;
 use rdkafka::producer::FutureRecord;
@@ -112,7 +112,15 @@ fn options(config: &Config, from: StartBound, namespace: &str) -> ReplayOptions 
 }
 
 async fn run_replay(config: &Config, options: &ReplayOptions) -> ReplaySummary {
-    let summary = replay(config, options, Metrics::unregistered(), &mut Quiet)
+    run_replay_with(config, options, &mut Quiet).await
+}
+
+async fn run_replay_with(
+    config: &Config,
+    options: &ReplayOptions,
+    progress: &mut dyn ReplayProgress,
+) -> ReplaySummary {
+    let summary = replay(config, options, Metrics::unregistered(), progress)
         .await
         .expect("replay runs");
     eprintln!("{summary}");
@@ -211,9 +219,11 @@ async fn a_replay_into_a_shadow_namespace_reproduces_every_live_key() {
     run_live(&config, &traffic).await;
     assert_ground_truth(&stack, &traffic).await;
 
-    let summary = run_replay(
+    // Progress as log lines (stderr is not a terminal here), every update.
+    let summary = run_replay_with(
         &config,
         &options(&config, StartBound::Time(EventTime(start_ms)), "shadow"),
+        &mut LogLines::new(Duration::ZERO),
     )
     .await;
     assert_eq!(summary.replayed(), traffic.events.len() as u64);
@@ -346,7 +356,8 @@ async fn event_time_bounds_select_exactly_the_events_in_range() {
 
     let mut replay_options = options(&config, StartBound::Time(EventTime(from)), "window");
     replay_options.to = Some(EventTime(to));
-    let summary = run_replay(&config, &replay_options).await;
+    // Progress bars (drawn only on a terminal).
+    let summary = run_replay_with(&config, &replay_options, &mut Bars::default()).await;
     assert_eq!(summary.replayed(), expected.events.len() as u64);
     assert_eq!(
         summary.topics.iter().map(|t| t.before_range).sum::<u64>(),

@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Progress of one topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,9 +57,15 @@ impl Bars {
         if self.bars.len() != topics.len() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix:>24} {bar:30} {pos}/{len} records  {per_sec}  eta {eta}  {msg}",
+                "{prefix:>24} {bar:30} {pos}/{len} records  {rate} records/s  eta {eta}  {msg}",
             )
-            .expect("valid template");
+            .expect("valid template")
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}", state.per_sec());
+                },
+            );
             self.bars = topics
                 .iter()
                 .map(|t| {
