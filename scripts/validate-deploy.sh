@@ -183,6 +183,10 @@ schema_rejects() {
   expect_failure 'Additional property kafak is not allowed' helm template fds "$chart" --set kafak.brokers=k:9092
   expect_failure 'redis.nodes.0: Does not match pattern' helm template fds "$chart" --set 'redis.nodes[0]=redis://no-port'
   expect_failure 'config.env: Does not match pattern' helm template fds "$chart" --set config.env.KAFKA_BROKERS=k:9092
+  # SASL without a Secret for its password would only fail when the worker starts.
+  expect_failure 'kafka.security.existingSecret: String length must be greater than or equal to 1' \
+    helm template fds "$chart" --set kafka.security.protocol=sasl_ssl \
+    --set kafka.security.saslMechanism=SCRAM-SHA-512 --set kafka.security.saslUsername=fds
 }
 check "values.schema.json rejects bad values" schema_rejects
 check "helm package" helm package "$chart" --destination "$work/package"
