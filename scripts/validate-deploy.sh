@@ -83,7 +83,7 @@ cleanup() {
   # The smoke test's Redis nodes (throwaway data: no shutdown save, which would fail once the
   # directory is gone and keep the server running).
   local pidfile
-  for pidfile in "$work"/redis/*/pid; do
+  for pidfile in "$work"/worker.pid "$work"/redis/*/pid; do
     [ -s "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null
   done
   rm -rf "$work"
@@ -216,6 +216,8 @@ while len(found) < 6:
 print(" ".join(map(str, found)))
 EOF
 )"
+  mkdir -p "$work/redis"
+  echo "$ports" >"$work/redis/ports"
   acl="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["redisCluster"]["workerAcl"])' "$chart/values.yaml")"
   i=0
   for port in $ports; do
@@ -257,6 +259,40 @@ EOF
   cat "$work/status.txt" >&2
 }
 check "Redis start + cluster-create scripts, worker ACL, cluster status (6 real nodes)" redis_smoke
+
+# The image's HEALTHCHECK script against the real worker, run on that cluster as the ACL user
+# (it loads its Redis function with the ACL's permissions); no Kafka: alive but not ready.
+healthcheck_smoke() {
+  [ -s "$work/redis/0/pid" ] || { echo "needs the Redis cluster of the previous check"; return 1; }
+  local port listen first
+  port="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  listen="127.0.0.1:$port"
+  first="$(cut -d ' ' -f 1 "$work/redis/ports")"
+  FDS_KAFKA__BROKERS=127.0.0.1:1 FDS_REDIS__NODES="redis://127.0.0.1:$first" FDS_REDIS__USERNAME=fds-worker \
+    FDS_REDIS__PASSWORD=worker-pw FDS_METRICS__LISTEN="$listen" FDS_LOG__FORMAT=json \
+    "$worker_bin" run >"$work/worker.log" 2>&1 &
+  echo $! >"$work/worker.pid"
+  local waited=0
+  until FDS_METRICS__LISTEN="$listen" bash deploy/docker/healthcheck.sh 2>/dev/null; do
+    waited=$((waited + 1))
+    if [ "$waited" -gt 60 ] || ! kill -0 "$(cat "$work/worker.pid")" 2>/dev/null; then
+      echo "the worker never became healthy"; tail -20 "$work/worker.log"; return 1
+    fi
+    sleep 0.5
+  done
+  if FDS_METRICS__LISTEN="$listen" FDS_HEALTHCHECK_PATH=/readyz bash deploy/docker/healthcheck.sh 2>/dev/null; then
+    echo "/readyz answered 200 without Kafka"; return 1
+  fi
+  kill -TERM "$(cat "$work/worker.pid")"
+  local rc=0
+  wait "$(cat "$work/worker.pid")" || rc=$?
+  rm -f "$work/worker.pid"
+  [ "$rc" -eq 0 ] || { echo "the worker exited $rc on SIGTERM"; tail -20 "$work/worker.log"; return 1; }
+  if FDS_METRICS__LISTEN="$listen" bash deploy/docker/healthcheck.sh 2>/dev/null; then
+    echo "healthy after the worker stopped"; return 1
+  fi
+}
+check "HEALTHCHECK script: healthy, not ready without Kafka, clean SIGTERM (real worker)" healthcheck_smoke
 
 log "$passed passed, $failed failed"
 if [ "$failed" -gt 0 ]; then
