@@ -123,7 +123,7 @@ def check_chart(rendered, worker_bin, external_secrets):
         psc = spec.get("securityContext", {})
         if spec.get("automountServiceAccountToken") is not False:
             problem(f"{tag}: {wname}: automountServiceAccountToken should be false")
-        for c in spec["containers"]:
+        for c in spec.get("initContainers", []) + spec["containers"]:
             cname = f"{wname}/{c['name']}"
             sc = c.get("securityContext", {})
             if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
