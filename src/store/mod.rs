@@ -9,6 +9,8 @@
 //!   node fails only its own units (redis-rs's cluster connection can stall every request
 //!   while it repairs its map).
 //! - [`Store`]: connects, loads the library on every master, and runs units.
+//! - [`tls`]: the CA and client certificate for `rediss://` nodes; [`acl`]: the least-privilege
+//!   ACL rule for the worker's Redis user.
 //!
 //! Units of one slot run in submission order (a unit waits for the previous unit of its slot),
 //! so an entity's apply-once marks only ever see increasing offsets; units of different slots
