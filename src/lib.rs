@@ -26,8 +26,10 @@
 //! | [`generate`] | synthetic traffic with ground truth |
 //! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
 //! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Kafka mock cluster |
+//! | [`bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
 //! | [`cli`] | the `fds-worker` command line |
 
+pub mod bench;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -259,6 +259,7 @@ fn help_of_every_subcommand_works_and_shows_examples() {
         &["--help"][..],
         &["keyslot", "--help"],
         &["check-config", "--help"],
+        &["bench", "--help"],
         &["help", "keyslot"],
     ] {
         let text = stdout(&fds_worker(args));

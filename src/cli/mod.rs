@@ -14,6 +14,7 @@
 //! Errors: return `anyhow` errors with context; a [`ConfigError`] anywhere in the chain makes
 //! the process exit 2, anything else 1.
 
+pub mod bench;
 pub mod blacklist;
 pub mod check_config;
 pub mod cluster;
@@ -40,6 +41,7 @@ Examples:
   fds-worker run                           the live worker
   fds-worker generate --count 10000 --rate 2000
   fds-worker replay --from 2024-05-01T00:00:00Z --to 2024-05-02T00:00:00Z --namespace shadow
+  fds-worker bench                         throughput, latency, RSS vs redis-benchmark
   fds-worker check-config --print          validate and show the effective configuration
   fds-worker keyslot '{u:42}:x' foo        hash slot of keys
   fds-worker cluster status                nodes, roles, slot coverage, memory
@@ -86,6 +88,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Show the hash tag and Redis Cluster slot of keys (and the node owning it, with --cluster).
     Keyslot(keyslot::KeyslotArgs),
+    /// Measure the worker against the cluster's own ceiling (the figures in BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
     CheckConfig(check_config::CheckConfigArgs),
     /// Show the Redis Cluster: nodes, roles, slot ranges, coverage, failing slots, memory.
@@ -128,6 +132,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Cluster(args) => cluster::run(args, &config).await,
         Command::Blacklist(args) => blacklist::run(args, &config).await,
         Command::Tail(args) => tail::run(args, &config).await,
+        Command::Bench(args) => bench::run(args, config).await,
     }
 }
 

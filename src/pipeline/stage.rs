@@ -167,6 +167,7 @@ impl Stage {
         units: BoxFuture<'static, Vec<(SlotUnit, Result<UnitAnswer, UnitFailure>)>>,
     ) -> BatchDone {
         let results = units.await;
+        let units_done = batch.dispatched.elapsed();
         let (units, answers): (Vec<SlotUnit>, Vec<_>) = results.into_iter().unzip();
         let units_sent = units.len() as u64;
         let plan = BatchPlan {
@@ -231,6 +232,11 @@ impl Stage {
             turn.pass();
         };
         let (published, ()) = futures::join!(join_all(publishes), dead_letters);
+        tracing::debug!(
+            units_ms = units_done.as_millis() as u64,
+            total_ms = batch.dispatched.elapsed().as_millis() as u64,
+            "batch timing"
+        );
         let mut done = BatchDone {
             units: units_sent,
             writes_applied,
