@@ -14,6 +14,8 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 # openssl: the TLS tests make their certificates with it; c++: libFuzzer (scripts/fuzz.sh).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
+# kill(1) (procps; `command -v kill` finds the shell builtin): tests signal the worker binary.
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
