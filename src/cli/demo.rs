@@ -4,14 +4,13 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 use crate::demo::{LocalStack, Progress, wait_until_finished};
 use crate::generate::{generate, produce, verify};
 use crate::localstack::ClusterOptions;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, decoder_from_config, plan_settings};
+use crate::pipeline::{decoder_from_config, plan_settings};
 
 use super::generate::{GenerateArgs, traffic_settings};
 
@@ -24,8 +23,9 @@ Examples:
   fds-worker demo                        20,000 transactions at 2,000/s
   fds-worker demo --count 100000 --rate 10000
 
-Exits 0 when every counter equals the ground truth and every blacklist entry has its tier's
-expiry; 1 otherwise.")]
+While it runs, the worker serves /metrics, /healthz and /readyz on metrics.listen (default
+127.0.0.1:9464; FDS_METRICS__LISTEN=127.0.0.1:0 picks a free port). Exits 0 when every counter
+equals the ground truth and every blacklist entry has its tier's expiry; 1 otherwise.")]
 pub struct DemoArgs {
     /// Transactions to generate.
     #[arg(long, default_value_t = 20_000)]
@@ -92,18 +92,17 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         produce(&producer, &codec, &events, &topics.0, &topics.1, rate).await
     });
 
-    let metrics = Metrics::register(&mut Registry::default());
+    // The worker with its endpoint and cluster monitor, as `fds-worker run` has them.
+    let service = super::run::Service::start(&config).await?;
+    println!(
+        "  metrics: http://{0}/metrics  (also /healthz, /readyz)",
+        service.addr()
+    );
+    let metrics: Metrics = service.metrics().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = {
-        let config = config.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            pipeline::run(&config, metrics, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
+    let worker = tokio::spawn(service.run(async {
+        let _ = stopped.await;
+    }));
     let mut last = Progress::default();
     let (progress, finished) = wait_until_finished(
         &metrics,
