@@ -103,19 +103,8 @@ fn verdict(
 
 /// `cmdstat_fcall` calls summed over every master.
 fn fcall_count(cluster: &RedisCluster) -> u64 {
-    cluster
-        .masters()
-        .into_iter()
-        .map(|node| {
-            let info: String = cluster
-                .query(node, redis::cmd("INFO").arg("commandstats"))
-                .unwrap();
-            info.lines()
-                .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
-                .and_then(|rest| rest.split(',').next())
-                .map_or(0, |n| n.parse::<u64>().unwrap())
-        })
-        .sum()
+    let calls = fds_worker::bench::redis_stats::command_calls(cluster).unwrap();
+    calls.get("fcall").copied().unwrap_or(0)
 }
 
 async fn get(store: &Store, key: &str) -> Option<String> {

@@ -12,12 +12,12 @@
 //! 4. **Memory**: `MEMORY USAGE` of the apply-once marks per tracked user and per event.
 
 mod process;
-mod redis_stats;
+pub mod redis_stats;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rdkafka::Message as _;
@@ -169,19 +169,7 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
 
 /// Seeded traffic whose event times end now.
 fn make_traffic(config: &Config, transactions: usize, seed: u64, span: Duration) -> Traffic {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64;
-    let settings = TrafficSettings {
-        seed,
-        transactions,
-        users: (transactions / 10).max(1),
-        burst_probability: 0.01,
-        verdict_ratio: 0.02,
-        start_ms: now - span.as_millis() as i64,
-        span_ms: span.as_millis() as i64,
-    };
+    let settings = TrafficSettings::ending_now(transactions, seed, span);
     generate(&settings, &plan_settings(config, ""))
 }
 

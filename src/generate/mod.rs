@@ -44,6 +44,30 @@ pub struct TrafficSettings {
     pub span_ms: i64,
 }
 
+impl TrafficSettings {
+    /// `transactions` spread over `span` ending now: one user per ten transactions, 2 % bursts,
+    /// 5 % verdicts (what the tests and `bench` use).
+    pub fn ending_now(
+        transactions: usize,
+        seed: u64,
+        span: std::time::Duration,
+    ) -> TrafficSettings {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        TrafficSettings {
+            seed,
+            transactions,
+            users: (transactions / 10).max(1),
+            burst_probability: 0.02,
+            verdict_ratio: 0.05,
+            start_ms: now_ms - span.as_millis() as i64,
+            span_ms: span.as_millis() as i64,
+        }
+    }
+}
+
 impl Default for TrafficSettings {
     fn default() -> Self {
         TrafficSettings {

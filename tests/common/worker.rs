@@ -57,15 +57,7 @@ pub fn test_config(stack: &LocalStack) -> Config {
 
 /// Seeded traffic whose event times end now.
 pub fn traffic(config: &Config, transactions: usize, seed: u64, span: Duration) -> Traffic {
-    let settings = TrafficSettings {
-        seed,
-        transactions,
-        users: transactions / 10,
-        burst_probability: 0.02,
-        verdict_ratio: 0.05,
-        start_ms: now_ms() - span.as_millis() as i64,
-        span_ms: span.as_millis() as i64,
-    };
+    let settings = TrafficSettings::ending_now(transactions, seed, span);
     generate(&settings, &plan_settings(config, ""))
 }
 
@@ -283,19 +275,6 @@ pub fn assert_enriched(counts: &HashMap<String, usize>, traffic: &Traffic, exact
 
 /// `cmdstat_<command>` calls summed over every master.
 pub fn command_calls(stack: &LocalStack, command: &str) -> u64 {
-    let cluster = &stack.cluster;
-    let prefix = format!("cmdstat_{command}:calls=");
-    cluster
-        .masters()
-        .into_iter()
-        .map(|node| {
-            let info: String = cluster
-                .query(node, redis::cmd("INFO").arg("commandstats"))
-                .unwrap();
-            info.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .and_then(|rest| rest.split(',').next())
-                .map_or(0, |n| n.parse::<u64>().unwrap())
-        })
-        .sum()
+    let calls = fds_worker::bench::redis_stats::command_calls(&stack.cluster).unwrap();
+    calls.get(command).copied().unwrap_or(0)
 }
