@@ -197,20 +197,25 @@ pub async fn check(target: &Target, config: &Config) -> anyhow::Result<Shown> {
     let tag = Entity::new(target.kind, target.value.clone()).tag();
     let key = KeyBuilder::namespaced(&target.namespace).blacklist(&tag);
     let slot = key_slot(key.as_bytes());
-    let redis = &config.redis;
-    let mut builder = redis::cluster::ClusterClientBuilder::new(redis.nodes.clone())
+    // The store's connection settings: credentials, timeouts, TLS files.
+    let settings = store_settings(&config.redis);
+    let mut builder = redis::cluster::ClusterClientBuilder::new(settings.nodes.clone())
         .retries(2)
-        .connection_timeout(redis.connect_timeout)
-        .response_timeout(redis.response_timeout);
-    if let Some(username) = &redis.username {
+        .connection_timeout(settings.connect_timeout)
+        .response_timeout(settings.response_timeout);
+    if let Some(username) = &settings.username {
         builder = builder.username(username);
     }
-    if let Some(password) = &redis.password {
-        builder = builder.password(password.expose());
+    if let Some(password) = &settings.password {
+        builder = builder.password(password);
+    }
+    crate::store::tls::install_crypto_provider();
+    if let Some(certificates) = settings.tls.certificates()? {
+        builder = builder.certs(certificates);
     }
     let client = builder.build().context("redis.nodes")?;
     let mut connection = tokio::time::timeout(
-        redis.connect_timeout * 4 + redis.response_timeout,
+        settings.connect_timeout * 4 + settings.response_timeout,
         client.get_async_connection(),
     )
     .await
