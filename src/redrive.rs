@@ -46,6 +46,9 @@ pub struct RedriveSummary {
     pub filtered_out: u64,
     /// Without origin headers (not a dead letter of ours): left alone.
     pub not_ours: u64,
+    /// Dead-lettered by a replay into a namespace other than the live keys (`fds.replay`
+    /// header): left alone, since redrive writes the live keys — re-run that replay instead.
+    pub other_namespace: u64,
     /// Re-processed.
     pub redriven: u64,
     /// Of those, enrichment records published.
@@ -152,6 +155,10 @@ pub async fn redrive(
                     .all(|(name, value)| record.header(name) == Some(value))
                 {
                     summary.filtered_out += 1;
+                } else if record.header(header::REPLAY).is_some_and(|namespace| {
+                    namespace != crate::replay::LIVE_NAMESPACE && !namespace.is_empty()
+                }) {
+                    summary.other_namespace += 1;
                 } else if let Some((original, redrive)) = original_of(record) {
                     batch.push(original);
                     redrives.push(Some(redrive));

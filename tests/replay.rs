@@ -499,4 +499,24 @@ async fn a_poison_record_in_the_range_is_dead_lettered_with_the_replay_marker() 
     assert_eq!(dead_letter.key.as_deref(), Some(&b"inside"[..]));
     // The rest of the range was applied.
     assert_ground_truth(&stack, &truth_in(&config, traffic.events.clone(), "shadow")).await;
+
+    // A redrive (which writes the live keys) leaves a shadow replay's dead letter alone.
+    let redrive_options = fds_worker::redrive::RedriveOptions {
+        topic: "transactions.dlq".into(),
+        filters: Vec::new(),
+        batch_size: 100,
+    };
+    let redriven = fds_worker::redrive::redrive(
+        &config,
+        &redrive_options,
+        Metrics::unregistered(),
+        |_, _| {},
+    )
+    .await
+    .expect("redrive");
+    assert_eq!(
+        (redriven.read, redriven.other_namespace, redriven.redriven),
+        (1, 1, 0),
+        "{redriven:?}"
+    );
 }

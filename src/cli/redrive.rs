@@ -65,13 +65,15 @@ pub async fn run(args: RedriveArgs, config: Config) -> anyhow::Result<()> {
     .context("redrive")?;
     bar.finish_and_clear();
     println!(
-        "read {}  redriven {}  enriched {}  dead-lettered again {}  filtered out {}  not ours {}",
+        "read {}  redriven {}  enriched {}  dead-lettered again {}  filtered out {}  not ours {}  \
+         from replays into another namespace (left alone) {}",
         summary.read,
         summary.redriven,
         summary.enriched,
         summary.dead_lettered_again,
         summary.filtered_out,
-        summary.not_ours
+        summary.not_ours,
+        summary.other_namespace
     );
     Ok(())
 }
