@@ -127,8 +127,8 @@ struct Inner {
     nodes: Nodes,
     /// One slot-map refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
-    /// The last whole-cluster outage check: when, for which node's failure, and the answer.
-    outage_check: Mutex<Option<(Instant, Arc<str>, bool)>>,
+    /// The last outage check: when, for which node's failure, and the answer.
+    outage_check: Mutex<Option<(Instant, Arc<str>, Outage)>>,
     settings: StoreSettings,
     inflight: Semaphore,
     retry_limiter: DefaultDirectRateLimiter,
@@ -285,6 +285,7 @@ impl Store {
         // waits through an outage, then gets a full budget once the cluster is back).
         let mut budget_started = Instant::now();
         let mut budget_attempts = 0u32;
+        let mut undecided_since: Option<Instant> = None;
         let mut attempts = 0u32;
         let mut first_failure = None;
         let mut backoff = policy.initial_backoff;
@@ -347,19 +348,33 @@ impl Store {
             let over_budget =
                 budget_started.elapsed() >= policy.budget || budget_attempts >= policy.max_attempts;
             // A node that already used up a budget gets no new one (this was its probe); a
-            // unit out of budget gives up — unless the whole cluster is down, then it waits.
-            if (failing || over_budget) && !self.cluster_wide_outage(unit.slot).await {
-                if over_budget {
-                    inner.health.mark_failing(unit.slot);
+            // unit out of budget gives up if the cluster agrees its node failed (or has not
+            // decided within another budget); while the whole cluster is down it waits.
+            if failing || over_budget {
+                let give_up_now = match self.outage(unit.slot).await {
+                    Outage::NodeFailed => true,
+                    Outage::Undecided => {
+                        undecided_since.get_or_insert_with(Instant::now).elapsed() >= policy.budget
+                    }
+                    Outage::ClusterDown => {
+                        undecided_since = None;
+                        false
+                    }
+                };
+                if give_up_now {
+                    if over_budget {
+                        inner.health.mark_failing(unit.slot);
+                    }
+                    return Err(self.failed(give_up(error.kind)));
                 }
-                return Err(self.failed(give_up(error.kind)));
             }
             if over_budget {
                 if !waiting_logged {
                     tracing::warn!(
                         slot = unit.slot,
                         error.kind = error.kind.as_str(),
-                        "the whole cluster looks down: waiting for it instead of dead-lettering"
+                        "waiting instead of dead-lettering: the whole cluster is down, or has not \
+                         yet agreed that the slot's node failed"
                     );
                     waiting_logged = true;
                 }
@@ -402,16 +417,18 @@ impl Store {
         failure
     }
 
-    /// Is the whole cluster unavailable (wait), rather than `slot`'s node (dead-letter)? Yes
-    /// if a node said so more recently than anything succeeded; otherwise ask the other
-    /// masters for `CLUSTER INFO` (the answer is reused for [`OUTAGE_CHECK_TTL`]): a master
-    /// answering `cluster_state:ok` means only this slot's node is out; none answering, or
-    /// all saying `fail`, means the cluster is down. (Earlier successes prove nothing: with
-    /// full coverage required, the other masters serve until they agree the node failed.)
-    async fn cluster_wide_outage(&self, slot: Slot) -> bool {
+    /// What is wrong when `slot`'s units keep failing: the whole cluster (wait), its node by
+    /// the cluster's own verdict (dead-letter), or not decided yet. A node said `CLUSTERDOWN`
+    /// more recently than anything succeeded → down. Otherwise the other masters are asked
+    /// (the answer is reused for [`OUTAGE_CHECK_TTL`]): `cluster_state` other than `ok`, or no
+    /// master answering → down; `ok` and their `CLUSTER NODES` flags the node `fail` (the
+    /// majority agreed) or no node serves the slot → node failed; `ok` but the node only
+    /// suspected (`fail?`) or still connected → undecided: the cluster has not finished its own
+    /// failure detection, and with full coverage required it may yet go down as a whole.
+    async fn outage(&self, slot: Slot) -> Outage {
         let health = &self.inner.health;
         if health.cluster_down_reported() {
-            return true;
+            return Outage::ClusterDown;
         }
         let own = health.domain(slot);
         {
@@ -420,32 +437,40 @@ impl Store {
                 .outage_check
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if let Some((at, node, down)) = cached.as_ref()
+            if let Some((at, node, outage)) = cached.as_ref()
                 && *node == own
                 && at.elapsed() < OUTAGE_CHECK_TTL
             {
-                return *down;
+                return *outage;
             }
         }
-        let mut down = true;
+        let mut outage = Outage::ClusterDown;
         for master in health.masters().into_iter().filter(|m| *m != own) {
-            let info = self
-                .on_node(&master, redis::cmd("CLUSTER").arg("INFO").clone())
-                .await;
-            let text = match info {
-                Ok(Value::BulkString(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                Ok(Value::VerbatimString { text, .. }) => text,
-                _ => continue,
+            let Some(info) = text_of(
+                self.on_node(&master, redis::cmd("CLUSTER").arg("INFO").clone())
+                    .await,
+            ) else {
+                continue;
             };
-            down = !text.contains("cluster_state:ok");
+            if !info.contains("cluster_state:ok") {
+                break;
+            }
+            let nodes = text_of(
+                self.on_node(&master, redis::cmd("CLUSTER").arg("NODES").clone())
+                    .await,
+            );
+            outage = match nodes {
+                None => continue,
+                Some(nodes) => node_verdict(&nodes, &own),
+            };
             break;
         }
         *self
             .inner
             .outage_check
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), own, down));
-        down
+            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), own, outage));
+        outage
     }
 
     /// One command on one node, bounded by the response timeout.
@@ -613,7 +638,47 @@ fn at_start(error: redis::RedisError) -> StoreError {
     )
 }
 
-/// How long a whole-cluster outage check is reused.
+/// What [`Store::outage`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// The cluster as a whole refuses: wait.
+    ClusterDown,
+    /// The other masters agree the slot's node failed (or nobody serves the slot).
+    NodeFailed,
+    /// The other masters serve, but have not yet agreed on the node.
+    Undecided,
+}
+
+/// The text of a bulk or verbatim string reply.
+fn text_of(reply: Result<Value, StoreError>) -> Option<String> {
+    match reply.ok()? {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+/// The cluster's verdict on `node` (`host:port`, or `slot N` when nobody serves the slot) from
+/// a `CLUSTER NODES` reply.
+fn node_verdict(nodes: &str, node: &str) -> Outage {
+    let line = nodes.lines().find(|line| {
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|addr| addr.split('@').next())
+            .is_some_and(|addr| addr == node)
+    });
+    let Some(line) = line else {
+        return Outage::NodeFailed;
+    };
+    let flags = line.split_whitespace().nth(2).unwrap_or_default();
+    if flags.split(',').any(|flag| flag == "fail") {
+        Outage::NodeFailed
+    } else {
+        Outage::Undecided
+    }
+}
+
+/// How long an outage check is reused.
 const OUTAGE_CHECK_TTL: Duration = Duration::from_millis(250);
 
 /// Redirects followed within one attempt.
@@ -689,4 +754,24 @@ pub fn slot_ranges(reply: &Value) -> Vec<(Slot, Slot, String)> {
 fn jitter(backoff: Duration) -> Duration {
     let half = backoff / 2;
     half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODES: &str = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master,fail - 1 1 2 disconnected 5461-10922
+c3 127.0.0.1:7002@17002 master,fail? - 1 1 3 connected 10923-16383
+d4 127.0.0.1:7003@17003 slave a1 0 1 1 connected
+";
+
+    #[test]
+    fn the_cluster_verdict_on_a_node_comes_from_its_flags() {
+        assert_eq!(node_verdict(NODES, "127.0.0.1:7001"), Outage::NodeFailed);
+        assert_eq!(node_verdict(NODES, "127.0.0.1:7002"), Outage::Undecided);
+        assert_eq!(node_verdict(NODES, "127.0.0.1:7003"), Outage::Undecided);
+        assert_eq!(node_verdict(NODES, "slot 42"), Outage::NodeFailed);
+    }
 }
