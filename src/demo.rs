@@ -41,6 +41,27 @@ impl LocalStack {
     pub fn producer(&self) -> Result<FutureProducer, rdkafka::error::KafkaError> {
         self.kafka.client_config().set("linger.ms", "5").create()
     }
+
+    /// Publishes generated `events` in order to `config`'s transaction topic and first verdict
+    /// topic, at `rate` events/s (`None`: as fast as possible); returns once all are acked.
+    pub async fn publish(
+        &self,
+        config: &Config,
+        events: &[crate::generate::GeneratedEvent],
+        rate: Option<std::num::NonZeroU32>,
+    ) -> anyhow::Result<()> {
+        let producer = self.producer()?;
+        crate::generate::produce(
+            &producer,
+            &crate::codec::Codec::builtin(),
+            events,
+            &config.kafka.transactions_topic,
+            &config.kafka.verdict_topics[0],
+            rate,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// What the worker has finished so far, read from its metrics.

@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::demo::LocalStack;
-use crate::generate::{Traffic, TrafficSettings, generate, produce};
+use crate::generate::{Traffic, TrafficSettings, generate};
 use crate::localstack::ClusterOptions;
 use crate::pipeline::plan_settings;
 
@@ -179,17 +179,7 @@ async fn publish(
     traffic: &Traffic,
     rate: Option<NonZeroU32>,
 ) -> anyhow::Result<()> {
-    let producer = stack.producer()?;
-    produce(
-        &producer,
-        &Codec::builtin(),
-        &traffic.events,
-        &config.kafka.transactions_topic,
-        &config.kafka.verdict_topics[0],
-        rate,
-    )
-    .await?;
-    Ok(())
+    stack.publish(config, &traffic.events, rate).await
 }
 
 fn reader(stack: &LocalStack) -> anyhow::Result<BaseConsumer> {

@@ -18,7 +18,9 @@ Examples:
 Prints a Markdown table on stdout (progress on stderr). Needs redis-server and redis-benchmark
 (apt-get install -y redis-server redis-tools). Build with --release for meaningful numbers.")]
 pub struct BenchArgs {
-    /// Transactions in the throughput run (published first, then consumed from the start).
+    /// Transactions in the throughput run (published first, then consumed from the start). The
+    /// rate is taken from the first to the last enrichment record, so use many batches' worth
+    /// (≥ 10 × pipeline.batch_size).
     #[arg(long, default_value_t = 100_000)]
     pub transactions: usize,
     /// Offered rate (events/s) of the latency run.

@@ -199,28 +199,9 @@ pub async fn check(target: &Target, config: &Config) -> anyhow::Result<Shown> {
     let slot = key_slot(key.as_bytes());
     // The store's connection settings: credentials, timeouts, TLS files.
     let settings = store_settings(&config.redis);
-    let mut builder = redis::cluster::ClusterClientBuilder::new(settings.nodes.clone())
-        .retries(2)
-        .connection_timeout(settings.connect_timeout)
-        .response_timeout(settings.response_timeout);
-    if let Some(username) = &settings.username {
-        builder = builder.username(username);
-    }
-    if let Some(password) = &settings.password {
-        builder = builder.password(password);
-    }
-    crate::store::tls::install_crypto_provider();
-    if let Some(certificates) = settings.tls.certificates()? {
-        builder = builder.certs(certificates);
-    }
-    let client = builder.build().context("redis.nodes")?;
-    let mut connection = tokio::time::timeout(
-        settings.connect_timeout * 4 + settings.response_timeout,
-        client.get_async_connection(),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connecting to the Redis Cluster timed out"))?
-    .map_err(|e| anyhow::anyhow!("connecting to the Redis Cluster: {e}"))?;
+    let mut connection = crate::store::connect_cluster(&settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the Redis Cluster: {e}"))?;
     let (raw, pttl): (Option<String>, i64) = redis::pipe()
         .get(&key)
         .pttl(&key)

@@ -156,35 +156,7 @@ impl Store {
         settings: StoreSettings,
         metrics: Option<Metrics>,
     ) -> Result<Store, StoreError> {
-        let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
-            // The client's own retries only follow redirects and ride over blips; the budget
-            // and backoff are ours (the default of 16 retries would hide failures).
-            .retries(2)
-            .min_retry_wait(10)
-            .max_retry_wait(200)
-            // Stop background reconnects to a dead node after a few tries; it returns to the
-            // map with the next topology refresh.
-            .max_connection_attempts(std::num::NonZeroUsize::new(3).expect("3 > 0"))
-            .connection_timeout(settings.connect_timeout)
-            .response_timeout(settings.response_timeout);
-        if let Some(username) = &settings.username {
-            builder = builder.username(username);
-        }
-        if let Some(password) = &settings.password {
-            builder = builder.password(password);
-        }
-        tls::install_crypto_provider();
-        if let Some(certificates) = settings.tls.certificates()? {
-            builder = builder.certs(certificates);
-        }
-        let client = builder.build().map_err(at_start)?;
-        let connection = tokio::time::timeout(
-            settings.connect_timeout * 4 + settings.response_timeout,
-            client.get_async_connection(),
-        )
-        .await
-        .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?
-        .map_err(at_start)?;
+        let connection = connect_cluster(&settings).await?;
         let per_second = |n: u32| std::num::NonZeroU32::new(n).map(Quota::per_second);
         let retry_quota = per_second(settings.retry.max_retries_per_second)
             .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MAX));
@@ -636,6 +608,41 @@ fn at_start(error: redis::RedisError) -> StoreError {
         error.kind,
         format!("connecting to the cluster: {} ({hint})", error.message),
     )
+}
+
+/// A cluster connection with the store's settings (credentials, TLS files, timeouts, few
+/// client-side retries), bounded in time: for the store and for tools that read the cluster.
+pub async fn connect_cluster(settings: &StoreSettings) -> Result<ClusterConnection, StoreError> {
+    let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
+        // The client's own retries only follow redirects and ride over blips; the budget
+        // and backoff are ours (the default of 16 retries would hide failures).
+        .retries(2)
+        .min_retry_wait(10)
+        .max_retry_wait(200)
+        // Stop background reconnects to a dead node after a few tries; it returns to the
+        // map with the next topology refresh.
+        .max_connection_attempts(std::num::NonZeroUsize::new(3).expect("3 > 0"))
+        .connection_timeout(settings.connect_timeout)
+        .response_timeout(settings.response_timeout);
+    if let Some(username) = &settings.username {
+        builder = builder.username(username);
+    }
+    if let Some(password) = &settings.password {
+        builder = builder.password(password);
+    }
+    tls::install_crypto_provider();
+    if let Some(certificates) = settings.tls.certificates()? {
+        builder = builder.certs(certificates);
+    }
+    let client = builder.build().map_err(at_start)?;
+    let connection = tokio::time::timeout(
+        settings.connect_timeout * 4 + settings.response_timeout,
+        client.get_async_connection(),
+    )
+    .await
+    .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?
+    .map_err(at_start)?;
+    Ok(connection)
 }
 
 /// What [`Store::outage`] found.

@@ -63,17 +63,10 @@ pub fn traffic(config: &Config, transactions: usize, seed: u64, span: Duration) 
 
 /// Publishes `traffic` at `rate` events/s (`None` = at once).
 pub async fn publish(stack: &LocalStack, config: &Config, traffic: &Traffic, rate: Option<u32>) {
-    let producer = stack.producer().unwrap();
-    produce(
-        &producer,
-        &Codec::builtin(),
-        &traffic.events,
-        &config.kafka.transactions_topic,
-        &config.kafka.verdict_topics[0],
-        rate.and_then(NonZeroU32::new),
-    )
-    .await
-    .expect("traffic published");
+    stack
+        .publish(config, &traffic.events, rate.and_then(NonZeroU32::new))
+        .await
+        .expect("publish traffic");
 }
 
 /// [`publish`] in the background.
