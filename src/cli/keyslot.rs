@@ -7,7 +7,7 @@ use clap::Args;
 use redis::IntoConnectionInfo as _;
 use serde::Serialize;
 
-use crate::config::{Config, RedisConfig};
+use crate::config::{Config, RedisConfig, redact_url};
 use crate::slot::{Slot, hash_tag, key_slot};
 
 /// Arguments of `fds-worker keyslot`.
@@ -242,17 +242,6 @@ fn parse_cluster_slots(
         owners.ranges.push((start, end, node));
     }
     Ok(owners)
-}
-
-/// The URL with any password replaced, for error messages.
-fn redact_url(url: &str) -> String {
-    match redis::parse_redis_url(url) {
-        Some(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some(crate::config::REDACTED));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]

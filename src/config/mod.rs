@@ -53,7 +53,7 @@ pub use error::{ConfigError, Problem};
 pub use kafka::{KafkaConfig, MANAGED_KEYS};
 pub use kafka_security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 pub use pipeline::{LimitsConfig, PipelineConfig, ReplayConfig};
-pub use redis::{NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node};
+pub use redis::{NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node, redact_url};
 pub use schemas::{SchemaEntry, SchemasConfig};
 pub use secret::{REDACTED, Secret};
 pub use telemetry::{LogConfig, LogFormat, MetricsConfig};

@@ -169,13 +169,6 @@ impl Health {
         }
     }
 
-    /// Did any unit succeed within the last `window`?
-    pub fn succeeded_within(&self, window: Duration) -> bool {
-        let now = self.nanos(Instant::now());
-        let last = self.last_success_nanos.load(Ordering::Relaxed);
-        last > 0 && now.saturating_sub(last) < window.as_nanos() as u64
-    }
-
     /// A node answered that the whole cluster is down.
     pub fn record_cluster_down(&self) {
         self.last_cluster_down_nanos
@@ -217,12 +210,6 @@ impl Health {
         let domain = self.domain(slot);
         let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         failing.contains(&domain)
-    }
-
-    /// Nodes (or slots) marked failing.
-    pub fn failing(&self) -> Vec<Arc<str>> {
-        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        failing.iter().cloned().collect()
     }
 }
 

@@ -14,15 +14,31 @@ use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoC
 
 use super::{FailureKind, StoreError, StoreSettings};
 
-/// One node's connection, made on first use and dropped after a connection error.
-type Slot = Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>;
+/// One node's connection, made on first use and dropped after a connection error. The
+/// connection itself sits behind a plain mutex (held only to clone or clear it, so every unit
+/// gets it without waiting and [`Nodes::forget`] always takes effect); connecting is serialized
+/// by its own async mutex, so a node is dialled once at a time.
+#[derive(Default)]
+struct Slot {
+    connection: Mutex<Option<MultiplexedConnection>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
 
 /// Connections to cluster nodes by `host:port`.
 pub struct Nodes {
     template: ConnectionInfo,
     seeds: Vec<Arc<str>>,
     config: AsyncConnectionConfig,
-    connections: Mutex<HashMap<Arc<str>, Slot>>,
+    connections: Mutex<HashMap<Arc<str>, Arc<Slot>>>,
 }
 
 impl Nodes {
@@ -81,20 +97,21 @@ impl Nodes {
 
     /// The connection to `node` (`host:port`), connecting if needed.
     pub async fn connection(&self, node: &Arc<str>) -> Result<MultiplexedConnection, StoreError> {
-        let slot = {
-            let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(connections.entry(Arc::clone(node)).or_default())
-        };
-        let mut slot = slot.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
+        let slot = self.slot(node);
+        if let Some(connection) = slot.current() {
+            return Ok(connection);
+        }
+        let _connecting = slot.connecting.lock().await;
+        // Someone else may have connected while this task waited.
+        if let Some(connection) = slot.current() {
+            return Ok(connection);
         }
         let client = self.client(node)?;
         let connection = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
             .map_err(StoreError::from)?;
-        *slot = Some(connection.clone());
+        *slot.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.clone());
         Ok(connection)
     }
 
@@ -106,11 +123,14 @@ impl Nodes {
             .unwrap_or_else(|e| e.into_inner())
             .get(node)
             .cloned();
-        if let Some(slot) = slot
-            && let Ok(mut slot) = slot.try_lock()
-        {
-            *slot = None;
+        if let Some(slot) = slot {
+            *slot.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
+    }
+
+    fn slot(&self, node: &Arc<str>) -> Arc<Slot> {
+        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(connections.entry(Arc::clone(node)).or_default())
     }
 
     /// The seed nodes as `host:port` (to find the cluster when no known master answers).
