@@ -35,7 +35,7 @@ pub async fn produce(
     verdict_topic: &str,
     rate: Option<NonZeroU32>,
 ) -> Result<(), ProduceError> {
-    let limiter = rate.map(|r| RateLimiter::direct(Quota::per_second(r)));
+    let limiter = rate.map(|r| RateLimiter::direct(even_pace(r)));
     // Records are enqueued one by one, in order (a rate limiter shared by concurrent sends
     // would let later records overtake earlier ones); acks are awaited in the background.
     let mut acks = futures::stream::FuturesOrdered::new();
@@ -88,6 +88,13 @@ pub async fn produce(
 /// Records in flight before publishing waits for acks.
 const MAX_UNACKED: usize = 10_000;
 
+/// `rate` events per second, evenly: a burst of at most 10 ms worth. (`Quota::per_second`
+/// alone allows a whole second's events at once, which a fixed-rate benchmark must not offer.)
+fn even_pace(rate: NonZeroU32) -> Quota {
+    let burst = NonZeroU32::new(rate.get() / 100).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
 fn settle(
     ack: Result<
         rdkafka::producer::future_producer::OwnedDeliveryResult,
@@ -98,5 +105,22 @@ fn settle(
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, _))) => Err(ProduceError::Kafka(error)),
         Err(_) => Err(ProduceError::Kafka(KafkaError::Canceled)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use governor::RateLimiter;
+
+    use super::*;
+
+    #[test]
+    fn an_even_pace_allows_10_ms_of_events_at_once_not_a_second() {
+        let limiter = RateLimiter::direct(even_pace(NonZeroU32::new(5_000).unwrap()));
+        assert!(limiter.check_n(NonZeroU32::new(51).unwrap()).is_err());
+        assert!(limiter.check_n(NonZeroU32::new(50).unwrap()).is_ok());
+        let slow = RateLimiter::direct(even_pace(NonZeroU32::new(10).unwrap()));
+        assert!(slow.check().is_ok());
+        assert!(slow.check().is_err());
     }
 }

@@ -4,8 +4,13 @@
 //! offsets up to the contiguous watermark of finished records.
 //!
 //! Bounds: at most `pipeline.max_inflight_batches` batches are in flight; at the bound the
-//! loop pauses the assigned partitions and keeps polling (rebalances are still served) until a
-//! batch finishes. Finished-batch reports are handled before new records (`biased` select).
+//! next batch keeps filling (up to `pipeline.batch_size`: a worker that falls behind catches up
+//! with bigger batches). Once it is full the loop stops taking records (librdkafka's bounded
+//! prefetch queue holds the next ones, and its fetcher waits); if that lasts
+//! [`PAUSE_AFTER_STALL`] (an outage, not a busy moment) it pauses the assigned partitions and
+//! goes on polling, so rebalances are served, until a batch finishes. (Pausing is not the first
+//! resort: a paused partition's prefetched records are dropped and, measured against the mock
+//! broker, records flowed again only ~0.9 s after the resume.) Finished-batch reports are handled before new records (`biased` select).
 
 mod decode;
 mod settings;
@@ -104,6 +109,7 @@ pub async fn run(
         linger: config.pipeline.batch_linger,
         marks: Watermarks::default(),
         paused: false,
+        stalled_since: None,
         draining: false,
         summary: RunSummary::default(),
     };
@@ -115,16 +121,20 @@ pub async fn run(
             worker.dispatch(&done_tx);
         }
         let linger = worker.batch_deadline;
+        let pause_at = worker.stalled_since.map(|since| since + PAUSE_AFTER_STALL);
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(done) = done_rx.recv() => worker.finish(done),
-            () = sleep_until(linger), if linger.is_some() && !worker.paused => {
+            () = sleep_until(linger), if linger.is_some() && worker.has_permit() => {
                 worker.dispatch(&done_tx);
+            }
+            () = sleep_until(pause_at), if pause_at.is_some() && !worker.paused => {
+                worker.set_paused(true);
             }
             // A rebalance happened while polling: applied at the top of the loop.
             () = worker.consumer.context().noted() => {}
-            message = worker.consumer.recv() => match message {
+            message = worker.consumer.recv(), if worker.accepting() => match message {
                 Ok(message) => {
                     let record = worker.own(&message);
                     drop(message);
@@ -157,6 +167,10 @@ fn offset_ranges(messages: &[SourceMessage]) -> String {
         .join(" ")
 }
 
+/// How long the next batch may wait, full, for an in-flight slot before the loop pauses the
+/// partitions (so it can go on polling without taking records).
+pub const PAUSE_AFTER_STALL: Duration = Duration::from_secs(1);
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -176,6 +190,8 @@ struct Loop {
     linger: Duration,
     marks: Watermarks,
     paused: bool,
+    /// Since when the next batch has been full with every in-flight slot taken.
+    stalled_since: Option<Instant>,
     draining: bool,
     summary: RunSummary,
 }
@@ -207,16 +223,33 @@ impl Loop {
         self.batch.len() >= self.batch_size
     }
 
-    /// Sends the current batch on if a slot is free; otherwise pauses consumption.
+    fn has_permit(&self) -> bool {
+        self.permits.available_permits() > 0
+    }
+
+    /// Takes records unless the next batch is full and waiting for an in-flight slot (while
+    /// paused it keeps polling: paused partitions deliver nothing, rebalances are served).
+    fn accepting(&self) -> bool {
+        self.paused || self.stalled_since.is_none()
+    }
+
+    /// Sends the current batch on if an in-flight slot is free. Otherwise the batch keeps
+    /// growing while earlier batches run (so a worker that falls behind catches up with bigger
+    /// batches), and consumption pauses only once it is full.
     fn dispatch(&mut self, done_tx: &mpsc::UnboundedSender<BatchDone>) {
         if self.batch.is_empty() {
             self.batch_deadline = None;
             return;
         }
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            self.set_paused(true);
+            if self.draining {
+                self.set_paused(true);
+            } else if self.batch_ready() && self.stalled_since.is_none() {
+                self.stalled_since = Some(Instant::now());
+            }
             return;
         };
+        self.stalled_since = None;
         let messages = std::mem::take(&mut self.batch);
         self.batch_deadline = None;
         let span = tracing::info_span!(
@@ -258,7 +291,8 @@ impl Loop {
         self.summary.units += done.units;
         self.summary.batches += 1;
         self.store_offsets();
-        if self.paused && !self.draining && self.permits.available_permits() > 0 {
+        if !self.draining && self.has_permit() {
+            self.stalled_since = None;
             self.set_paused(false);
         }
     }

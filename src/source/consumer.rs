@@ -174,7 +174,15 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // A payment stream wants records as they arrive, not in 500 ms (librdkafka's default)
         // fetch rounds; override with kafka.consumer_options."fetch.wait.max.ms".
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", "10")
+        // librdkafka prefetches up to 64 MiB (and 100k records per partition) by default: most
+        // of the worker's memory while it is behind, for no gain at a few thousand records per
+        // batch. 8 MiB is still seconds of a payment stream.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("queued.min.messages", "10000")
+        // With a full prefetch queue librdkafka postpones the partition's next fetch by this
+        // much (1 s by default): a worker that drains its queue in 100 ms then idled for 900.
+        .set("fetch.queue.backoff.ms", "10");
     for (key, value) in kafka.consumer_client_options() {
         config.set(key, value);
     }
