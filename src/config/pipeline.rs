@@ -11,13 +11,17 @@ use super::de;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Most events in one batch (one plan, one set of per-slot units). Default: `2000` (bigger batches share more per-slot units; `bench` measured 2.5k events/s at 500, 8.8k at 2000).
+    /// Most events in one batch (one plan, one set of per-slot units). Default: `2000`
+    /// (a worker that is behind fills its batches, and bigger batches share more per-slot
+    /// units; see BENCHMARKS.md).
     pub batch_size: u32,
-    /// Longest wait for a batch to fill before it is sent part-full. Default: `5ms`.
+    /// Longest wait for a batch to fill before it is sent part-full. Default: `1ms` (while
+    /// every in-flight slot is taken a batch goes on filling anyway).
     #[serde(with = "de::duration")]
     pub batch_linger: Duration,
-    /// Most batches between source and sink at once; when full, the source pauses its
-    /// partitions (and keeps polling). Default: `4`.
+    /// Most batches between source and sink at once. At the bound the next batch goes on
+    /// filling; once it is full the source stops taking records, and pauses its partitions
+    /// (polling on) if that lasts a second. Default: `4`.
     pub max_inflight_batches: u32,
     /// On SIGTERM, how long in-flight batches may take to finish and commit before the worker
     /// exits anyway (uncommitted events are re-read by the next owner). Default: `30s`.
@@ -29,7 +33,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             batch_size: 2000,
-            batch_linger: Duration::from_millis(5),
+            batch_linger: Duration::from_millis(1),
             max_inflight_batches: 4,
             shutdown_deadline: Duration::from_secs(30),
         }
