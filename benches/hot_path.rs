@@ -78,7 +78,12 @@ fn planning(c: &mut Criterion) {
     group.bench_function("encode every unit as FCALL", |b| {
         b.iter_batched(
             || plan.units.clone(),
-            |units| units.iter().map(unit_command).count(),
+            |units| {
+                units
+                    .iter()
+                    .map(|unit| unit_command(unit, "fds_apply_v1"))
+                    .collect::<Vec<_>>()
+            },
             BatchSize::SmallInput,
         )
     });

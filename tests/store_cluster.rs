@@ -40,6 +40,7 @@ fn settings(cluster: &RedisCluster) -> StoreSettings {
         wait_replicas: 0,
         wait_timeout: Duration::from_millis(100),
         max_units_per_second: 0,
+        library: Default::default(),
     }
 }
 
@@ -314,4 +315,53 @@ async fn blacklist_adds_never_lower_or_shorten_and_removes_respect_event_time() 
     )])
     .await;
     assert_eq!(get(&store, &key).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_under_another_library_name_loads_its_own_function_beside_the_default() {
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let default = Store::connect(settings(&cluster)).await.unwrap();
+    let mut other_settings = settings(&cluster);
+    other_settings.library = fds_worker::store::wire::Library::named("fds_other");
+    let other = Store::connect(other_settings).await.unwrap();
+
+    // Both libraries on every master; the function names do not collide.
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    for master in masters {
+        let listed = tokio::task::block_in_place(|| {
+            let mut node = cluster.connection(master).unwrap();
+            let listed: redis::Value = redis::cmd("FUNCTION").arg("LIST").query(&mut node).unwrap();
+            format!("{listed:?}")
+        });
+        for name in ["fds_apply_v1", "fds_other_apply_v1"] {
+            assert!(listed.contains(name), "{name} on node {master}: {listed}");
+        }
+    }
+
+    // Units run through the other library's function, once.
+    let ns = common::random_name("ns");
+    let t = now_ms();
+    let events: Vec<_> = (0..6).map(|i| tx("lib-user", "10.9.0.1", t, i)).collect();
+    let plan = planner(&ns).plan(&events, t);
+    let results = other.submit(plan.units.clone()).await;
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+    let again = default.submit(plan.units).await;
+    assert!(
+        again
+            .iter()
+            .flat_map(|(_, r)| r.as_ref().unwrap().entities.iter().flatten())
+            .all(|op| !op.applied),
+        "the same apply-once marks, whichever library applied them"
+    );
+    let keys = KeyBuilder::namespaced(&ns);
+    let user = Entity::new(EntityKind::User, "lib-user").tag();
+    assert_eq!(
+        get(&other, &keys.velocity(&user, 60, t.div_euclid(60_000)))
+            .await
+            .as_deref(),
+        Some("6")
+    );
 }

@@ -49,8 +49,9 @@ pub struct RedisConfig {
     /// Timeout of the `WAIT` above. Default: `100ms`.
     #[serde(with = "de::duration")]
     pub wait_timeout: Duration,
-    /// Name of the Redis Function library (`FUNCTION LOAD`) holding the worker's units.
-    /// Default: `"fds"`.
+    /// Name of the Redis Function library (`FUNCTION LOAD`) holding the worker's units; its
+    /// function is `<name>_apply_v1` (function names are global on a server, so deployments
+    /// sharing a cluster need different names). Default: `"fds"`.
     #[serde(deserialize_with = "de::string")]
     pub function_library: String,
 }
@@ -91,7 +92,7 @@ fn default_wait_timeout() -> Duration {
     Duration::from_millis(100)
 }
 fn default_function_library() -> String {
-    "fds".into()
+    crate::store::wire::DEFAULT_LIBRARY.into()
 }
 
 /// TLS settings for every Redis node. Paths are used as given (relative to the working

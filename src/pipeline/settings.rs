@@ -65,6 +65,7 @@ pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
         wait_replicas: redis.wait_replicas,
         wait_timeout: redis.wait_timeout,
         max_units_per_second: redis.max_units_per_second,
+        library: crate::store::wire::Library::named(&redis.function_library),
     }
 }
 

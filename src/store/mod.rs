@@ -86,6 +86,8 @@ pub struct StoreSettings {
     pub wait_timeout: Duration,
     /// Units per second (`governor`); 0 = unlimited.
     pub max_units_per_second: u32,
+    /// The function library, under its configured name.
+    pub library: wire::Library,
 }
 
 /// A unit that could not be applied: everything a dead-letter record says about it.
@@ -190,7 +192,7 @@ impl Store {
         let _: Value = redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg("REPLACE")
-            .arg(wire::LIBRARY_SOURCE)
+            .arg(&self.inner.settings.library.source)
             .query_async(&mut connection)
             .await?;
         Ok(())
@@ -252,7 +254,7 @@ impl Store {
             limiter.until_ready().await;
         }
         let policy = &inner.settings.retry;
-        let command = wire::unit_command(unit);
+        let command = wire::unit_command(unit, &inner.settings.library.function);
         // The budget starts now, and again each time the whole cluster is found down (the unit
         // waits through an outage, then gets a full budget once the cluster is back).
         let mut budget_started = Instant::now();

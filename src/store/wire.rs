@@ -8,17 +8,61 @@ use serde::ser::{SerializeSeq, Serializer};
 use crate::event::ThreatLevel;
 use crate::plan::{BlacklistAdd, BlacklistEntry, EventOp, OpAnswer, SlotUnit, UnitAnswer};
 
-/// The Lua library's source, loaded with `FUNCTION LOAD REPLACE`.
+/// The Lua library's source as written (library `fds`, function `fds_apply_v1`).
 pub const LIBRARY_SOURCE: &str = include_str!("fds.lua");
 
-/// The function every unit calls. The version suffix lets an upgraded worker load a new
-/// library while old workers still run.
-pub const FUNCTION_NAME: &str = "fds_apply_v1";
+/// The library name in [`LIBRARY_SOURCE`], and the default of `redis.function_library`.
+pub const DEFAULT_LIBRARY: &str = "fds";
 
-/// The `FCALL` command for `unit`.
-pub fn unit_command(unit: &SlotUnit) -> redis::Cmd {
+/// The function's name after the library's: function names are global on a Redis server, so
+/// two deployments sharing a cluster under different library names do not collide. The
+/// version suffix lets an upgraded worker load a new library while old workers still run.
+const FUNCTION_SUFFIX: &str = "_apply_v1";
+
+/// The function library under a configured name (`redis.function_library`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Library {
+    /// The library's name (`FUNCTION LIST LIBRARYNAME`).
+    pub name: String,
+    /// The function every unit calls.
+    pub function: String,
+    /// The source to `FUNCTION LOAD REPLACE`.
+    pub source: String,
+}
+
+impl Library {
+    /// The library named `name` (letters, digits and `_`, checked by the config).
+    pub fn named(name: &str) -> Library {
+        let function = format!("{name}{FUNCTION_SUFFIX}");
+        let source = LIBRARY_SOURCE
+            .replacen(
+                &format!("#!lua name={DEFAULT_LIBRARY}\n"),
+                &format!("#!lua name={name}\n"),
+                1,
+            )
+            .replacen(
+                &format!("redis.register_function('{DEFAULT_LIBRARY}{FUNCTION_SUFFIX}'"),
+                &format!("redis.register_function('{function}'"),
+                1,
+            );
+        Library {
+            name: name.to_owned(),
+            function,
+            source,
+        }
+    }
+}
+
+impl Default for Library {
+    fn default() -> Library {
+        Library::named(DEFAULT_LIBRARY)
+    }
+}
+
+/// The `FCALL` of `function` for `unit`.
+pub fn unit_command(unit: &SlotUnit, function: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("FCALL");
-    cmd.arg(FUNCTION_NAME).arg(unit.keys.len());
+    cmd.arg(function).arg(unit.keys.len());
     for key in &unit.keys {
         cmd.arg(key.as_str());
     }
@@ -145,7 +189,7 @@ impl Serialize for Add<'_> {
 
 /// A reply that does not have the shape `fds.lua` returns (a version mismatch or a bug).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unexpected reply from {FUNCTION_NAME}: {0}")]
+#[error("unexpected reply from the fds function: {0}")]
 pub struct ReplyShapeError(pub String);
 
 /// Decodes the reply of [`unit_command`] for `unit`.
@@ -254,5 +298,25 @@ fn as_text(value: Value) -> Option<String> {
         Value::SimpleString(text) => Some(text),
         Value::VerbatimString { text, .. } => Some(text),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_library_name_renames_the_library_and_its_function() {
+        assert_eq!(Library::default().source, LIBRARY_SOURCE);
+        assert_eq!(Library::default().function, "fds_apply_v1");
+        let shadow = Library::named("fds_shadow");
+        assert_eq!(shadow.function, "fds_shadow_apply_v1");
+        assert!(shadow.source.starts_with("#!lua name=fds_shadow\n"));
+        assert!(
+            shadow
+                .source
+                .contains("redis.register_function('fds_shadow_apply_v1', apply)")
+        );
+        assert!(!shadow.source.contains("'fds_apply_v1'"));
     }
 }
