@@ -235,7 +235,9 @@ impl Store {
                     if let Some(previous) = previous {
                         let _ = previous.await;
                     }
-                    let result = store.execute(&unit).await;
+                    // Boxed: a batch holds thousands of these futures, most of them waiting
+                    // for their turn, and an unboxed attempt's state made each one kilobytes.
+                    let result = Box::pin(store.execute(&unit)).await;
                     drop(done);
                     (unit, result)
                 });
@@ -275,7 +277,7 @@ impl Store {
                     .acquire()
                     .await
                     .expect("semaphore is never closed");
-                self.call(&command, unit).await
+                Box::pin(self.call(&command, unit)).await
             } else {
                 Err(StoreError::new(
                     last_kind,
