@@ -36,7 +36,9 @@ pub struct RedisConfig {
     /// Timeout of one command (one unit) on an established connection. Default: `1s`.
     #[serde(with = "de::duration")]
     pub response_timeout: Duration,
-    /// Most per-slot units in flight at once, across all nodes. Default: `64`.
+    /// Most per-slot units in flight at once, across all nodes (each node's share is pipelined
+    /// on its connection). Default: `1024` (`bench` measured 16k events/s at 64, 20k at 256,
+    /// 21–23k at 1,024 and no more at 4,096).
     pub max_inflight_units: u32,
     /// Retrying failed units (MOVED/ASK are followed, not counted).
     pub retry: RedisRetry,
@@ -86,7 +88,7 @@ fn default_response_timeout() -> Duration {
     Duration::from_secs(1)
 }
 fn default_max_inflight_units() -> u32 {
-    64
+    1024
 }
 fn default_wait_timeout() -> Duration {
     Duration::from_millis(100)
