@@ -5,4 +5,4 @@ pub mod dead_letter;
 mod producer;
 
 pub use dead_letter::{DeadLetterReason, dead_letter_headers};
-pub use producer::{Sink, producer_config};
+pub use producer::{RECONNECT_BACKOFF_MAX_MS, Sink, producer_config};

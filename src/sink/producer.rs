@@ -12,6 +12,11 @@ use super::dead_letter::{DeadLetterReason, dead_letter_headers};
 use crate::config::KafkaConfig;
 use crate::source::SourceMessage;
 
+/// The longest wait before reconnecting to a broker, for the producer and the consumer.
+/// librdkafka's default (10 s) let a 4 s broker outage cost the consumer its group session
+/// (10 s) and a rebalance; Kafka's Java clients use 1 s.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
 /// librdkafka producer settings: idempotent, acks=all, then the config.
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -19,7 +24,9 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
-        .set("compression.type", "lz4");
+        .set("compression.type", "lz4")
+        // Back to a returning broker within a second (librdkafka backs off up to 10 s).
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     for (key, value) in kafka.producer_client_options() {
         config.set(key, value);
     }

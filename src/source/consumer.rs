@@ -182,7 +182,11 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("queued.min.messages", "10000")
         // With a full prefetch queue librdkafka postpones the partition's next fetch by this
         // much (1 s by default): a worker that drains its queue in 100 ms then idled for 900.
-        .set("fetch.queue.backoff.ms", "10");
+        .set("fetch.queue.backoff.ms", "10")
+        .set(
+            "reconnect.backoff.max.ms",
+            crate::sink::RECONNECT_BACKOFF_MAX_MS,
+        );
     for (key, value) in kafka.consumer_client_options() {
         config.set(key, value);
     }
