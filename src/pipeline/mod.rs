@@ -10,7 +10,8 @@
 //! [`PAUSE_AFTER_STALL`] (an outage, not a busy moment) it pauses the assigned partitions and
 //! goes on polling, so rebalances are served, until a batch finishes. (Pausing is not the first
 //! resort: a paused partition's prefetched records are dropped and, measured against the mock
-//! broker, records flowed again only ~0.9 s after the resume.) Finished-batch reports are handled before new records (`biased` select).
+//! broker, records flowed again only ~0.9 s after the resume.) Finished-batch reports are
+//! handled before new records (`biased` select).
 
 mod decode;
 mod settings;
@@ -235,7 +236,8 @@ impl Loop {
 
     /// Sends the current batch on if an in-flight slot is free. Otherwise the batch keeps
     /// growing while earlier batches run (so a worker that falls behind catches up with bigger
-    /// batches), and consumption pauses only once it is full.
+    /// batches); once it is full the loop stops taking records, and pauses the partitions if
+    /// that lasts [`PAUSE_AFTER_STALL`]. While draining it pauses at once.
     fn dispatch(&mut self, done_tx: &mpsc::UnboundedSender<BatchDone>) {
         if self.batch.is_empty() {
             self.batch_deadline = None;
