@@ -8,7 +8,7 @@ use futures::future::{BoxFuture, join_all};
 
 use crate::config::Config;
 use crate::event::{EntityKind, VerdictAction};
-use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicLabel, TopicReasonLabels};
+use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts, TopicReasonLabels};
 use crate::plan::assemble::{Cause, Outcome, assemble};
 use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
 use crate::sink::{DeadLetterReason, Sink};
@@ -123,14 +123,10 @@ impl Stage {
         let mut events = Vec::with_capacity(messages.len());
         let mut decoded = Vec::with_capacity(messages.len());
         let mut redrives = redrives.into_iter();
+        let mut consumed = TopicCounts::default();
         for message in &messages {
             let redrive = redrives.next().flatten();
-            self.metrics
-                .events_consumed
-                .get_or_create(&TopicLabel {
-                    topic: message.topic.to_string(),
-                })
-                .inc();
+            consumed.add(&message.topic);
             match decode(&self.decoder, message, now_ms) {
                 Ok(mut event) => {
                     event.redrive = redrive;
@@ -142,6 +138,7 @@ impl Stage {
                 }
             }
         }
+        consumed.add_to(&self.metrics.events_consumed);
         let BatchPlan {
             units,
             events: plan_events,
@@ -199,15 +196,7 @@ impl Stage {
                     self.publish_enrichment(message, enrichment)
                 }
                 Ok(Some(_)) => Box::pin(async { Published::Withheld }),
-                Ok(None) => {
-                    self.metrics
-                        .verdicts_applied
-                        .get_or_create(&TopicLabel {
-                            topic: message.topic.to_string(),
-                        })
-                        .inc();
-                    Box::pin(async { Published::Nothing })
-                }
+                Ok(None) => Box::pin(async { Published::Nothing }),
                 Err(mut reason) => {
                     reason.replay = self.replay_marker.clone();
                     dead_letters.push((message, reason));
@@ -243,16 +232,22 @@ impl Stage {
             writes_skipped,
             ..BatchDone::default()
         };
+        let (mut enriched, mut verdicts) = (TopicCounts::default(), TopicCounts::default());
         for (message, result) in batch.messages.iter().zip(published) {
             match result {
-                Published::Enrichment => done.enriched += 1,
+                Published::Enrichment => {
+                    done.enriched += 1;
+                    enriched.add(&message.topic);
+                }
                 Published::DeadLetter => done.dead_lettered += 1,
                 Published::Withheld => done.withheld += 1,
-                Published::Nothing => {}
+                Published::Nothing => verdicts.add(&message.topic),
             }
             done.finished
                 .push(((message.topic.clone(), message.partition), message.offset));
         }
+        enriched.add_to(&self.metrics.events_enriched);
+        verdicts.add_to(&self.metrics.verdicts_applied);
         self.metrics
             .batch_duration
             .observe(batch.dispatched.elapsed().as_secs_f64());
@@ -283,12 +278,6 @@ impl Stage {
         self.sink
             .publish_enrichment(&enrichment.user_id, &payload)
             .await;
-        self.metrics
-            .events_enriched
-            .get_or_create(&TopicLabel {
-                topic: message.topic.to_string(),
-            })
-            .inc();
         let age_ms = unix_ms(SystemTime::now()) - enrichment.event_time_ms;
         self.metrics
             .event_to_enriched

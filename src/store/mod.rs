@@ -256,7 +256,8 @@ impl Store {
             limiter.until_ready().await;
         }
         let policy = &inner.settings.retry;
-        let command = wire::unit_command(unit, &inner.settings.library.function);
+        // Built once: every attempt sends the same bytes (only an `ASK` needs another pipeline).
+        let pipeline = self.unit_pipeline(unit, false);
         // The budget starts now, and again each time the whole cluster is found down (the unit
         // waits through an outage, then gets a full budget once the cluster is back).
         let mut budget_started = Instant::now();
@@ -277,7 +278,7 @@ impl Store {
                     .acquire()
                     .await
                     .expect("semaphore is never closed");
-                Box::pin(self.call(&command, unit)).await
+                Box::pin(self.call(&pipeline, unit)).await
             } else {
                 Err(StoreError::new(
                     last_kind,
@@ -501,9 +502,31 @@ impl Store {
         }
     }
 
-    /// One attempt: `FCALL` (and the optional `WAIT`, pipelined with it) on the slot's master,
-    /// following `MOVED`/`ASK`; then decoding the reply.
-    async fn call(&self, command: &redis::Cmd, unit: &SlotUnit) -> Result<UnitAnswer, StoreError> {
+    /// The unit's `FCALL`, after `ASKING` when `asking`, and followed by the optional `WAIT`.
+    /// Error replies come back as values, unwrapped, so `MOVED`/`ASK` can be followed.
+    fn unit_pipeline(&self, unit: &SlotUnit, asking: bool) -> redis::Pipeline {
+        let settings = &self.inner.settings;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if asking {
+            pipe.cmd("ASKING").ignore();
+        }
+        pipe.add_command(wire::unit_command(unit, &settings.library.function));
+        if settings.wait_replicas > 0 {
+            pipe.cmd("WAIT")
+                .arg(settings.wait_replicas)
+                .arg(settings.wait_timeout.as_millis() as u64);
+        }
+        pipe
+    }
+
+    /// One attempt: `pipeline` (see [`Store::unit_pipeline`]) on the slot's master, following
+    /// `MOVED`/`ASK`; then decoding the reply.
+    async fn call(
+        &self,
+        pipeline: &redis::Pipeline,
+        unit: &SlotUnit,
+    ) -> Result<UnitAnswer, StoreError> {
         let inner = &self.inner;
         let settings = &inner.settings;
         let mut node = match inner.health.owner(unit.slot) {
@@ -515,29 +538,19 @@ impl Store {
                 })?
             }
         };
-        let mut asking = false;
+        // After an `ASK`: the same unit behind `ASKING`, for the one node that asked.
+        let mut asking: Option<redis::Pipeline> = None;
         for _ in 0..=MAX_REDIRECTS {
             inner.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let mut pipe = redis::pipe();
-            // Error replies come back as values, unwrapped, so MOVED/ASK can be followed.
-            pipe.ignore_errors();
-            if asking {
-                pipe.cmd("ASKING").ignore();
-            }
-            pipe.add_command(command.clone());
-            if settings.wait_replicas > 0 {
-                pipe.cmd("WAIT")
-                    .arg(settings.wait_replicas)
-                    .arg(settings.wait_timeout.as_millis() as u64);
-            }
-            let replies = match self.send(&node, &pipe).await {
+            let pipe = asking.as_ref().unwrap_or(pipeline);
+            let replies = match self.send(&node, pipe).await {
                 Ok(replies) => replies,
                 Err(Sent::Redirect { to, ask }) => {
                     if !ask {
                         inner.health.set_owner(unit.slot, &to);
                     }
                     node = to;
-                    asking = ask;
+                    asking = ask.then(|| self.unit_pipeline(unit, true));
                     continue;
                 }
                 Err(Sent::Failed(error)) => return Err(error),
