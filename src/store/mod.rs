@@ -236,7 +236,7 @@ impl Store {
                         let _ = previous.await;
                     }
                     // Boxed: a batch holds thousands of these futures, most of them waiting
-                    // for their turn, and an unboxed attempt's state made each one kilobytes.
+                    // for their turn, and unboxed each would carry a whole attempt's state.
                     let result = Box::pin(store.execute(&unit)).await;
                     drop(done);
                     (unit, result)
