@@ -16,9 +16,10 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
-# librdkafka is built from source (rdkafka's cmake-build feature) with OpenSSL and zlib.
+# librdkafka is built from source (rdkafka's cmake-build feature) with OpenSSL and zlib; its
+# 2.12 sources include curl/curl.h even when built without curl (see scripts/deps.sh).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake libssl-dev libsasl2-dev zlib1g-dev pkg-config \
+ && apt-get install -y --no-install-recommends cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
