@@ -8,6 +8,8 @@
 #   empty/positional  a function that does nothing, given the same unit as 24 plain arguments
 #   decode/positional the 24 arguments parsed into the same Lua tables (tonumber per field)
 #
+# and, in a loop inside one call, cjson.decode against cmsgpack.unpack of the same unit.
+#
 # The unit is a user's transaction op as the planner sends it (apply-once mark, three velocity
 # windows, the breach rule's entry, a lookup). Prints µs per call and what each costs over an
 # empty call.
@@ -65,6 +67,16 @@ end
 redis.register_function('cost_empty', function() return 1 end)
 redis.register_function('cost_json', function(_, args) local unit = cjson.decode(args[1]); return #unit.e end)
 redis.register_function('cost_positional', function(_, args) local unit = positional(args); return #unit.e end)
+-- ARGV[2] decodes of the unit in one call: cjson, or cmsgpack of the same tables.
+redis.register_function('cost_loop_json', function(_, args)
+  for _ = 1, tonumber(args[2]) do cjson.decode(args[1]) end
+  return 1
+end)
+redis.register_function('cost_loop_msgpack', function(_, args)
+  local packed = cmsgpack.pack(cjson.decode(args[1]))
+  for _ = 1, tonumber(args[2]) do cmsgpack.unpack(packed) end
+  return 1
+end)
 LUA
 )" >/dev/null
 
@@ -85,6 +97,15 @@ decode_json=$(per_call_us FCALL cost_json 0 "$json")
 empty_positional=$(per_call_us FCALL cost_empty 0 "${positional[@]}")
 decode_positional=$(per_call_us FCALL cost_positional 0 "${positional[@]}")
 incr=$(per_call_us INCR counter)
+loop_us() {
+  local start end
+  start=$(date +%s%N)
+  redis-cli -p "$port" FCALL "$1" 0 "$json" "$requests" >/dev/null
+  end=$(date +%s%N)
+  awk "BEGIN { printf \"%.2f\", ($end - $start) / 1000 / $requests }"
+}
+loop_json=$(loop_us cost_loop_json)
+loop_msgpack=$(loop_us cost_loop_msgpack)
 
 echo "| case | µs per call | over the empty 1-argument call |"
 echo "|---|---|---|"
@@ -93,3 +114,5 @@ echo "| FCALL, nothing done, unit as 1 JSON argument | $empty_json | |"
 echo "| FCALL, cjson.decode of the unit | $decode_json | $(awk "BEGIN { printf \"%.2f\", $decode_json - $empty_json }") |"
 echo "| FCALL, nothing done, unit as 24 arguments | $empty_positional | |"
 echo "| FCALL, 24 arguments parsed into the same tables | $decode_positional | $(awk "BEGIN { printf \"%.2f\", $decode_positional - $empty_json }") |"
+echo
+echo "Decoding alone, $requests times in one FCALL: cjson $loop_json µs, cmsgpack $loop_msgpack µs per unit."
