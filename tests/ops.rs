@@ -2,7 +2,8 @@
 //! carries every metric of the contract after traffic (and its counters move), `/readyz`
 //! flips to 503 naming the uncovered slots during a real node outage (a master killed after
 //! its replica; a shard paused) and back to 200, and the ops CLI (`cluster status`,
-//! `blacklist check|add|remove [--direct]`, `tail`) works against the stack.
+//! `blacklist check|add|remove [--direct]`, `tail`) works against the stack, including the one
+//! `demo --keep` leaves running with the commands it prints.
 
 mod common;
 
@@ -646,4 +647,127 @@ async fn the_ops_cli_works_against_the_stack() {
         "tail --count 3 exits 0 after 3 records: {status}"
     );
     worker.stop().await;
+}
+
+/// The environment a `demo --keep` line exports: (name, value) pairs.
+fn exported(line: &str) -> Vec<(String, String)> {
+    line.trim()
+        .strip_prefix("export ")
+        .expect("an export line")
+        .split(' ')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
+    let _serial = SERIAL.lock().await;
+    let demo = Process::spawn(
+        &["demo", "--count", "400", "--rate", "2000", "--keep"],
+        &[("FDS_METRICS__LISTEN", "127.0.0.1:0")],
+    );
+    let (mut demo, export) = blocking(move || {
+        let line = demo.wait_for_line("the export line of --keep", WAIT * 2, |l| {
+            l.trim_start().starts_with("export ")
+        });
+        (demo, line)
+    })
+    .await;
+    let output = demo.output().join("\n");
+    assert!(
+        output.contains("OK: every counter equals the ground truth."),
+        "{output}"
+    );
+    let env = exported(&export);
+    let value_of = |name: &str| {
+        env.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} in {export}"))
+    };
+    let (nodes, brokers) = (value_of("FDS_REDIS__NODES"), value_of("FDS_KAFKA__BROKERS"));
+    let run = |args: Vec<String>| {
+        let (nodes, brokers) = (nodes.clone(), brokers.clone());
+        blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
+                .args(&args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env_remove("FDS_CONFIG")
+                .env_remove("RUST_LOG")
+                .env("FDS_REDIS__NODES", nodes)
+                .env("FDS_KAFKA__BROKERS", brokers)
+                .env("FDS_LOG__LEVEL", "warn")
+                .output()
+                .expect("the binary runs");
+            stdout_of(&out)
+        })
+    };
+
+    let status = run(vec!["cluster".into(), "status".into()]).await;
+    assert!(status.starts_with("cluster_state: ok"), "{status}");
+    // The printed `blacklist check` of a subject the traffic listed finds its entry.
+    let check = output
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("fds-worker blacklist check ") && l.ends_with('\''))
+        .unwrap_or_else(|| panic!("a blacklist check of a listed subject: {output}"));
+    let mut words = check.split(' ').skip(3);
+    let kind = words.next().unwrap().to_owned();
+    let value = words
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_matches('\'')
+        .to_owned();
+    let shown = run(vec![
+        "blacklist".into(),
+        "check".into(),
+        kind,
+        value,
+        "--json".into(),
+    ])
+    .await;
+    let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    assert_eq!(shown["listed"], true, "{shown}");
+    // The worker still runs: a verdict published now is applied.
+    let added = run(vec![
+        "blacklist".into(),
+        "add".into(),
+        "ip".into(),
+        "198.51.100.9".into(),
+        "--level".into(),
+        "FRAUD".into(),
+    ])
+    .await;
+    assert!(
+        added.starts_with("published ADD ip 198.51.100.9"),
+        "{added}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = run(vec![
+            "blacklist".into(),
+            "check".into(),
+            "ip".into(),
+            "198.51.100.9".into(),
+            "--json".into(),
+        ])
+        .await;
+        let shown: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        if shown["listed"] == true {
+            assert_eq!(shown["threat_level"], "FRAUD");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never applied: {shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    demo.signal("INT");
+    let status = blocking(move || demo.wait(WAIT)).await;
+    assert!(
+        status.success(),
+        "demo --keep exits 0 on Ctrl-C: {status:?}"
+    );
 }

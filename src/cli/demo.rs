@@ -7,10 +7,12 @@ use anyhow::{Context as _, bail};
 
 use crate::config::Config;
 use crate::demo::{LocalStack, Progress, wait_until_finished};
-use crate::generate::{generate, produce, verify};
+use crate::event::VerdictAction;
+use crate::generate::{GeneratedEvent, GroundTruth, generate, produce, verify};
 use crate::localstack::ClusterOptions;
 use crate::metrics::Metrics;
 use crate::pipeline::{decoder_from_config, plan_settings};
+use crate::slot::keys::{Entity, KeyBuilder};
 
 use super::generate::{GenerateArgs, traffic_settings};
 
@@ -22,6 +24,7 @@ use super::generate::{GenerateArgs, traffic_settings};
 Examples:
   fds-worker demo                        20,000 transactions at 2,000/s
   fds-worker demo --count 100000 --rate 10000
+  fds-worker demo --keep                 then try the ops commands it prints against the stack
 
 While it runs, the worker serves /metrics, /healthz and /readyz on metrics.listen (default
 127.0.0.1:9464; FDS_METRICS__LISTEN=127.0.0.1:0 picks a free port). Exits 0 when every counter
@@ -42,6 +45,11 @@ pub struct DemoArgs {
     /// Give up waiting for the worker after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// After the check, keep the stack and the worker running until SIGINT/SIGTERM (Ctrl-C),
+    /// and print the environment and ops commands (`cluster status`, `blacklist`, `tail`) to
+    /// try against it from another terminal.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Runs the demo.
@@ -99,6 +107,7 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         service.addr()
     );
     let metrics: Metrics = service.metrics().clone();
+    let metrics_addr = service.addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(service.run(async {
         let _ = stopped.await;
@@ -129,9 +138,9 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
     )
     .await;
     publisher.await?.context("publishing traffic")?;
-    let _ = stop.send(());
-    let summary = worker.await?.context("running the worker")?;
     if !finished {
+        let _ = stop.send(());
+        worker.await?.context("running the worker")?;
         bail!(
             "the worker did not finish within {:?}: {progress:?}",
             args.timeout
@@ -143,13 +152,12 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
     let connection = client.get_async_connection().await?;
     let report = verify(&connection, &traffic.truth).await?;
     println!(
-        "  transactions {}  enriched {}  verdicts {}  dead-lettered {}  redis units {} (in {} batches)",
+        "  transactions {}  enriched {}  verdicts {}  dead-lettered {}  redis units {}",
         traffic.truth.transactions,
         progress.enriched,
         progress.verdicts,
         progress.dead_lettered,
-        summary.units,
-        summary.batches
+        metrics.redis_units_sent.get()
     );
     println!(
         "  counters checked {}  lost increments {}  double-counted {}  blacklist entries checked {}  problems {}",
@@ -159,12 +167,82 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         report.blacklist,
         report.blacklist_problems.len()
     );
-    if !report.is_exact() {
+    if report.is_exact() {
+        println!("OK: every counter equals the ground truth.");
+    } else {
         for problem in report.blacklist_problems.iter().take(10) {
             println!("  blacklist: {problem}");
         }
+    }
+    if args.keep {
+        print_try_it(
+            &stack,
+            &config,
+            metrics_addr,
+            &traffic.events,
+            &traffic.truth,
+        );
+        super::signals::shutdown().await;
+    }
+    let _ = stop.send(());
+    worker.await?.context("running the worker")?;
+    if !report.is_exact() {
         bail!("Redis does not match the ground truth");
     }
-    println!("OK: every counter equals the ground truth.");
     Ok(())
+}
+
+/// What `--keep` prints: the environment that points every command at the stack, and ops
+/// commands to try with ids from the generated traffic.
+fn print_try_it(
+    stack: &LocalStack,
+    config: &Config,
+    metrics_addr: std::net::SocketAddr,
+    events: &[GeneratedEvent],
+    truth: &GroundTruth,
+) {
+    let user = events.iter().find_map(|event| match event {
+        GeneratedEvent::Transaction(transaction) => Some(transaction.user_id.as_str()),
+        GeneratedEvent::Verdict(_) => None,
+    });
+    // The last ADD whose entry the ground truth expects to be there at the end.
+    let listed = events.iter().rev().find_map(|event| match event {
+        GeneratedEvent::Verdict(verdict)
+            if verdict.action == VerdictAction::Add
+                && truth.blacklist.contains_key(&KeyBuilder::live().blacklist(
+                    &Entity::new(verdict.subject.kind, verdict.subject.value.clone()).tag(),
+                )) =>
+        {
+            Some(&verdict.subject)
+        }
+        _ => None,
+    });
+    // This binary first on PATH, so the commands run the same build.
+    let path = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(format!("PATH={}:$PATH ", exe.parent()?.display())))
+        .unwrap_or_default();
+    println!(
+        "\nThe stack and the worker keep running until Ctrl-C. In another terminal:\n  \
+         export {path}FDS_REDIS__NODES={} FDS_KAFKA__BROKERS={}\n  \
+         fds-worker cluster status",
+        stack.cluster.seed_urls().join(","),
+        stack.kafka.bootstrap_servers()
+    );
+    if let Some(subject) = listed {
+        println!(
+            "  fds-worker blacklist check {} '{}'",
+            subject.kind.as_str(),
+            subject.value
+        );
+    }
+    println!(
+        "  fds-worker blacklist add ip 203.0.113.7 --level FRAUD --reason 'demo'   # via {}\n  \
+         fds-worker blacklist check ip 203.0.113.7",
+        config.kafka.verdict_topics[0]
+    );
+    if let Some(user) = user {
+        println!("  fds-worker tail --user '{user}' --from-beginning --count 3");
+    }
+    println!("  curl -s http://{}/metrics | grep '^fds_'", metrics_addr);
 }
