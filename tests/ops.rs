@@ -364,13 +364,22 @@ async fn readyz_flips_to_503_naming_uncovered_slots_during_a_node_outage_and_bac
 
 /// Runs the CLI against `stack` (blocking).
 fn cli(stack: &LocalStack, args: &[&str]) -> Output {
+    cli_at(
+        &stack.cluster.seed_urls().join(","),
+        stack.kafka.bootstrap_servers(),
+        args,
+    )
+}
+
+/// Runs the CLI against the Redis `nodes` and Kafka `brokers` (comma-separated; blocking).
+fn cli_at(nodes: &str, brokers: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("FDS_CONFIG")
         .env_remove("RUST_LOG")
-        .env("FDS_KAFKA__BROKERS", stack.kafka.bootstrap_servers())
-        .env("FDS_REDIS__NODES", stack.cluster.seed_urls().join(","))
+        .env("FDS_KAFKA__BROKERS", brokers)
+        .env("FDS_REDIS__NODES", nodes)
         .env("FDS_LOG__LEVEL", "warn")
         .output()
         .expect("the binary runs")
@@ -692,17 +701,8 @@ async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
     let run = |args: Vec<String>| {
         let (nodes, brokers) = (nodes.clone(), brokers.clone());
         blocking(move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
-                .args(&args)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .env_remove("FDS_CONFIG")
-                .env_remove("RUST_LOG")
-                .env("FDS_REDIS__NODES", nodes)
-                .env("FDS_KAFKA__BROKERS", brokers)
-                .env("FDS_LOG__LEVEL", "warn")
-                .output()
-                .expect("the binary runs");
-            stdout_of(&out)
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            stdout_of(&cli_at(&nodes, &brokers, &args))
         })
     };
 
