@@ -159,10 +159,13 @@ async fn metrics_after_traffic_carry_every_named_metric_and_counters_move() {
         .unwrap();
     let transactions = traffic.truth.transactions as f64;
     let verdicts = traffic.truth.verdicts as f64;
+    // Consumer lag comes from librdkafka's statistics, every `poll_interval`: the first report
+    // that knows the partitions' high watermarks may come after the last record is finished.
     let (_, metrics) = wait_http(worker.addr, "/metrics", "every record finished", |_, m| {
         sum(m, "fds_events_enriched_total") >= transactions
             && sum(m, "fds_verdicts_applied_total") >= verdicts
             && sum(m, "fds_events_dead_lettered_total") >= 1.0
+            && m.contains("# TYPE fds_consumer_lag gauge\n")
     })
     .await;
     for (name, kind) in CONTRACT {
