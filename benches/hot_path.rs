@@ -12,7 +12,7 @@ use fds_worker::generate::{GeneratedEvent, TrafficSettings, generate};
 use fds_worker::plan::{EventBody, PlanSettings, PlannedEvent, Planner, SourceRef};
 use fds_worker::slot::key_slot;
 use fds_worker::slot::keys::{Entity, KeyBuilder};
-use fds_worker::store::wire::unit_command;
+use fds_worker::store::wire::{unit_command, unit_json};
 
 const BATCH: usize = 500;
 const NOW_MS: i64 = 1_790_000_000_000;
@@ -75,7 +75,17 @@ fn planning(c: &mut Criterion) {
         format!("{} events -> {} slot units", events.len(), plan.units.len()),
         |b| b.iter(|| planner.plan(black_box(&events), NOW_MS)),
     );
-    group.bench_function("encode every unit as FCALL", |b| {
+    // The JSON argument's size decides what decoding it costs inside Redis
+    // (scripts/unit-encoding-cost.sh times one user's unit).
+    let mut json_bytes: Vec<usize> = plan.units.iter().map(|u| unit_json(u).len()).collect();
+    json_bytes.sort_unstable();
+    let percentile = |p: usize| json_bytes[(json_bytes.len() - 1) * p / 100];
+    let name = format!(
+        "encode every unit as FCALL (JSON median {} B, p90 {} B)",
+        percentile(50),
+        percentile(90)
+    );
+    group.bench_function(name, |b| {
         b.iter_batched(
             || plan.units.clone(),
             |units| {

@@ -10,8 +10,9 @@
 #
 # and, in a loop inside one call, cjson.decode against cmsgpack.unpack of the same unit.
 #
-# The unit is a user's transaction op as the planner sends it (apply-once mark, three velocity
-# windows, the breach rule's entry, a lookup). Prints µs per call and what each costs over an
+# The unit is a user's transaction op in the shape `store::wire::unit_json` gives it (apply-once
+# mark, three velocity windows, the breach rule's entry, a lookup): 227 bytes of JSON, among the
+# larger units (`cargo bench --bench hot_path` names the median and p90 unit size). Prints µs per call and what each costs over an
 # empty call.
 #
 #   scripts/unit-encoding-cost.sh [REQUESTS]     (default 300000 per case)
@@ -80,11 +81,11 @@ end)
 LUA
 )" >/dev/null
 
-json='{"e":[{"m":0,"b":1,"o":[{"f":"transactions:0","n":12345,"v":[[2,1700000100,5,60],[3,1700003700,0,3600],[4,1700090000,0,86400]],"br":{"l":"TEMPORARY","x":1700003600,"re":"","s":"velocity-rule","t":1700000000000},"k":1}]}]}'
+json='{"e":[{"m":0,"b":1,"o":[{"f":"transactions:0","n":12345,"v":[[2,1700000100,5,60],[3,1700003700,0,3600],[4,1700090000,0,86400]],"br":{"l":"TEMPORARY","x":1700003600,"re":"","s":"fds-worker/velocity","t":1700000000000},"k":1}]}]}'
 # entity: marks key, blacklist key, ops; op: flags (1 mark, 2 breach, 4 lookup), mark field and
 # offset, number of INCRs and 4 fields each, the breach entry's 5 fields.
 positional=(0 1 1 7 transactions:0 12345 3 2 1700000100 5 60 3 1700003700 0 3600 4 1700090000 0 86400
-  TEMPORARY 1700003600 "" velocity-rule 1700000000000)
+  TEMPORARY 1700003600 "" fds-worker/velocity 1700000000000)
 [ "$(redis-cli -p "$port" FCALL cost_json 0 "$json")" = 1 ]
 [ "$(redis-cli -p "$port" FCALL cost_positional 0 "${positional[@]}")" = 1 ]
 
