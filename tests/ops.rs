@@ -365,27 +365,34 @@ async fn readyz_flips_to_503_naming_uncovered_slots_during_a_node_outage_and_bac
     worker.stop().await;
 }
 
-/// Runs the CLI against `stack` (blocking).
-fn cli(stack: &LocalStack, args: &[&str]) -> Output {
-    cli_at(
-        &stack.cluster.seed_urls().join(","),
-        stack.kafka.bootstrap_servers(),
-        args,
-    )
+/// Where the ops CLI points: the Redis nodes and Kafka brokers, comma-separated.
+#[derive(Clone)]
+struct CliTarget {
+    nodes: String,
+    brokers: String,
 }
 
-/// Runs the CLI against the Redis `nodes` and Kafka `brokers` (comma-separated; blocking).
-fn cli_at(nodes: &str, brokers: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("FDS_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("FDS_KAFKA__BROKERS", brokers)
-        .env("FDS_REDIS__NODES", nodes)
-        .env("FDS_LOG__LEVEL", "warn")
-        .output()
-        .expect("the binary runs")
+impl CliTarget {
+    fn of(stack: &LocalStack) -> CliTarget {
+        CliTarget {
+            nodes: stack.cluster.seed_urls().join(","),
+            brokers: stack.kafka.bootstrap_servers().to_owned(),
+        }
+    }
+
+    /// Runs the CLI against the target (blocking).
+    fn command(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("FDS_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("FDS_KAFKA__BROKERS", &self.brokers)
+            .env("FDS_REDIS__NODES", &self.nodes)
+            .env("FDS_LOG__LEVEL", "warn")
+            .output()
+            .expect("the binary runs")
+    }
 }
 
 fn stdout_of(out: &Output) -> String {
@@ -399,34 +406,30 @@ fn stdout_of(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-async fn run_cli(stack: &std::sync::Arc<LocalStack>, args: &[&str]) -> String {
-    let stack = std::sync::Arc::clone(stack);
+async fn run_cli(target: &CliTarget, args: &[&str]) -> String {
+    let target = target.clone();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        stdout_of(&cli(&stack, &args))
+        stdout_of(&target.command(&args))
     })
     .await
 }
 
-async fn check_json(
-    stack: &std::sync::Arc<LocalStack>,
-    kind: &str,
-    value: &str,
-) -> serde_json::Value {
-    let text = run_cli(stack, &["blacklist", "check", kind, value, "--json"]).await;
+async fn check_json(target: &CliTarget, kind: &str, value: &str) -> serde_json::Value {
+    let text = run_cli(target, &["blacklist", "check", kind, value, "--json"]).await;
     serde_json::from_str(text.trim()).unwrap()
 }
 
 async fn wait_listed(
-    stack: &std::sync::Arc<LocalStack>,
+    target: &CliTarget,
     kind: &str,
     value: &str,
     listed: bool,
 ) -> serde_json::Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let shown = check_json(stack, kind, value).await;
+        let shown = check_json(target, kind, value).await;
         if shown["listed"] == listed {
             return shown;
         }
@@ -441,12 +444,13 @@ async fn wait_listed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ops_cli_works_against_the_stack() {
     let _serial = SERIAL.lock().await;
-    let stack = std::sync::Arc::new(start_stack().await);
+    let stack = start_stack().await;
     let config = ops_config(&stack);
     let worker = start(&config).await;
+    let target = CliTarget::of(&stack);
 
     // cluster status: a table of 6 nodes, fully covered; the same as JSON.
-    let table = run_cli(&stack, &["cluster", "status"]).await;
+    let table = run_cli(&target, &["cluster", "status"]).await;
     assert!(table.starts_with("cluster_state: ok"), "{table}");
     assert!(
         table.contains("coverage: 16384/16384 slots (100.0%)"),
@@ -475,21 +479,21 @@ async fn the_ops_cli_works_against_the_stack() {
         "{table}"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&run_cli(&stack, &["cluster", "status", "--json"]).await).unwrap();
+        serde_json::from_str(&run_cli(&target, &["cluster", "status", "--json"]).await).unwrap();
     assert_eq!(json["covered_slots"], 16384);
     assert_eq!(json["view"]["state"], "ok");
     assert_eq!(json["nodes"].as_array().unwrap().len(), 6);
 
     // blacklist via the verdict topic: the running worker applies it.
     let ip = "203.0.113.7";
-    assert_eq!(check_json(&stack, "ip", ip).await["listed"], false);
-    let text = run_cli(&stack, &["blacklist", "check", "ip", ip]).await;
+    assert_eq!(check_json(&target, "ip", ip).await["listed"], false);
+    let text = run_cli(&target, &["blacklist", "check", "ip", ip]).await;
     assert!(
         text.starts_with("not listed: bl:{ip:203.0.113.7}"),
         "{text}"
     );
     let out = run_cli(
-        &stack,
+        &target,
         &[
             "blacklist",
             "add",
@@ -506,7 +510,7 @@ async fn the_ops_cli_works_against_the_stack() {
         out.starts_with("published ADD ip 203.0.113.7 (FRAUD)"),
         "{out}"
     );
-    let shown = wait_listed(&stack, "ip", ip, true).await;
+    let shown = wait_listed(&target, "ip", ip, true).await;
     assert_eq!(shown["threat_level"], "FRAUD");
     assert_eq!(shown["reason"], "ring 7");
     assert_eq!(shown["source"], "fds-worker-cli");
@@ -516,18 +520,18 @@ async fn the_ops_cli_works_against_the_stack() {
         ttl <= week && ttl > week - 300,
         "FRAUD tier is 7 days: {ttl}"
     );
-    let text = run_cli(&stack, &["blacklist", "check", "ip", ip]).await;
+    let text = run_cli(&target, &["blacklist", "check", "ip", ip]).await;
     assert!(
         text.contains("level:     FRAUD") && text.contains("expires:   in 6days"),
         "{text}"
     );
-    let out = run_cli(&stack, &["blacklist", "remove", "ip", ip]).await;
+    let out = run_cli(&target, &["blacklist", "remove", "ip", ip]).await;
     assert!(out.starts_with("published REMOVE ip 203.0.113.7"), "{out}");
-    wait_listed(&stack, "ip", ip, false).await;
+    wait_listed(&target, "ip", ip, false).await;
 
     // --direct: through the atomic unit at once; an ADD never lowers the level.
     let out = run_cli(
-        &stack,
+        &target,
         &[
             "blacklist",
             "add",
@@ -545,7 +549,7 @@ async fn the_ops_cli_works_against_the_stack() {
         "{out}"
     );
     run_cli(
-        &stack,
+        &target,
         &[
             "blacklist",
             "add",
@@ -557,10 +561,14 @@ async fn the_ops_cli_works_against_the_stack() {
         ],
     )
     .await;
-    let shown = check_json(&stack, "user", "u{1}").await;
+    let shown = check_json(&target, "user", "u{1}").await;
     assert_eq!(shown["threat_level"], "PERMANENT", "{shown}");
     assert!(shown["ttl_remaining_s"].is_null());
-    let out = run_cli(&stack, &["blacklist", "remove", "user", "u{1}", "--direct"]).await;
+    let out = run_cli(
+        &target,
+        &["blacklist", "remove", "user", "u{1}", "--direct"],
+    )
+    .await;
     assert!(
         out.starts_with("applied REMOVE user u{1} directly"),
         "{out}"
@@ -579,7 +587,7 @@ async fn the_ops_cli_works_against_the_stack() {
         })
         .collect();
     let count = ids.len().to_string();
-    let lines = run_cli(&stack, &["tail", "--from-beginning", "--count", &count]).await;
+    let lines = run_cli(&target, &["tail", "--from-beginning", "--count", &count]).await;
     let records: Vec<serde_json::Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -597,14 +605,14 @@ async fn the_ops_cli_works_against_the_stack() {
     );
     let user = first["user_id"].as_str().unwrap().to_owned();
     let mine = run_cli(
-        &stack,
+        &target,
         &["tail", "--from-beginning", "--count", "1", "--user", &user],
     )
     .await;
     let mine: serde_json::Value = serde_json::from_str(mine.trim()).unwrap();
     assert_eq!(mine["user_id"], user);
     let raw = run_cli(
-        &stack,
+        &target,
         &[
             "tail",
             "--topic",
@@ -700,16 +708,12 @@ async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{name} in {export}"))
     };
-    let (nodes, brokers) = (value_of("FDS_REDIS__NODES"), value_of("FDS_KAFKA__BROKERS"));
-    let run = |args: Vec<String>| {
-        let (nodes, brokers) = (nodes.clone(), brokers.clone());
-        blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            stdout_of(&cli_at(&nodes, &brokers, &args))
-        })
+    let target = CliTarget {
+        nodes: value_of("FDS_REDIS__NODES"),
+        brokers: value_of("FDS_KAFKA__BROKERS"),
     };
 
-    let status = run(vec!["cluster".into(), "status".into()]).await;
+    let status = run_cli(&target, &["cluster", "status"]).await;
     assert!(status.starts_with("cluster_state: ok"), "{status}");
     // The printed `blacklist check` of a subject the traffic listed finds its entry.
     let check = output
@@ -717,55 +721,20 @@ async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
         .map(str::trim)
         .find(|l| l.starts_with("fds-worker blacklist check ") && l.ends_with('\''))
         .unwrap_or_else(|| panic!("a blacklist check of a listed subject: {output}"));
-    let mut words = check.split(' ').skip(3);
-    let kind = words.next().unwrap().to_owned();
-    let value = words
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_matches('\'')
-        .to_owned();
-    let shown = run(vec![
-        "blacklist".into(),
-        "check".into(),
-        kind,
-        value,
-        "--json".into(),
-    ])
-    .await;
-    let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    let (kind, value) = check["fds-worker blacklist check ".len()..]
+        .split_once(' ')
+        .expect("kind and value");
+    let shown = check_json(&target, kind, value.trim_matches('\'')).await;
     assert_eq!(shown["listed"], true, "{shown}");
     // The worker still runs: a verdict published now is applied.
-    let added = run(vec![
-        "blacklist".into(),
-        "add".into(),
-        "ip".into(),
-        "198.51.100.9".into(),
-        "--level".into(),
-        "FRAUD".into(),
-    ])
-    .await;
+    let ip = "198.51.100.9";
+    let added = run_cli(&target, &["blacklist", "add", "ip", ip, "--level", "FRAUD"]).await;
     assert!(
         added.starts_with("published ADD ip 198.51.100.9"),
         "{added}"
     );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = run(vec![
-            "blacklist".into(),
-            "check".into(),
-            "ip".into(),
-            "198.51.100.9".into(),
-            "--json".into(),
-        ])
-        .await;
-        let shown: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        if shown["listed"] == true {
-            assert_eq!(shown["threat_level"], "FRAUD");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never applied: {shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let shown = wait_listed(&target, "ip", ip, true).await;
+    assert_eq!(shown["threat_level"], "FRAUD");
 
     demo.signal("INT");
     let status = blocking(move || demo.wait(WAIT)).await;
