@@ -13,8 +13,8 @@ dpkg -s libsasl2-dev >/dev/null 2>&1 || need+=(libsasl2-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 # librdkafka 2.12's rdkafka_conf.c includes <curl/curl.h> even when built without curl
 # (`#ifdef WITH_OAUTHBEARER_OIDC` of a macro its CMake build always defines, as 0).
-[ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] \
-  || [ -f "/usr/include/$(uname -m)-linux-gnu/curl/curl.h" ] || need+=(libcurl4-openssl-dev)
+[ -f /usr/include/curl/curl.h ] || [ -f "/usr/include/$(uname -m)-linux-gnu/curl/curl.h" ] \
+  || need+=(libcurl4-openssl-dev)
 # openssl: the TLS tests make their certificates with it; c++: libFuzzer (scripts/fuzz.sh).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
