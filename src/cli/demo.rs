@@ -102,12 +102,9 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
 
     // The worker with its endpoint and cluster monitor, as `fds-worker run` has them.
     let service = super::run::Service::start(&config).await?;
-    println!(
-        "  metrics: http://{0}/metrics  (also /healthz, /readyz)",
-        service.addr()
-    );
-    let metrics: Metrics = service.metrics().clone();
     let metrics_addr = service.addr();
+    println!("  metrics: http://{metrics_addr}/metrics  (also /healthz, /readyz)");
+    let metrics: Metrics = service.metrics().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(service.run(async {
         let _ = stopped.await;
