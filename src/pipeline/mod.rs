@@ -403,12 +403,12 @@ impl Loop {
                 }
             }
         }
+        // Every batch task holds a sender and reports through it after giving back its
+        // permit, so free permits do not mean every report is in: the channel closes (`None`)
+        // once the last task has sent its report.
         drop(done_tx);
-        while self.permits.available_permits() < self.max_inflight {
-            match tokio::time::timeout_at(until, done_rx.recv()).await {
-                Ok(Some(done)) => self.finish(done),
-                _ => break,
-            }
+        while let Ok(Some(done)) = tokio::time::timeout_at(until, done_rx.recv()).await {
+            self.finish(done);
         }
         self.store_offsets();
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
