@@ -103,7 +103,6 @@ pub async fn run(
         permits: Arc::new(Semaphore::new(
             config.pipeline.max_inflight_batches.max(1) as usize
         )),
-        max_inflight: config.pipeline.max_inflight_batches.max(1) as usize,
         batch: Vec::new(),
         batch_deadline: None,
         batch_size: config.pipeline.batch_size.max(1) as usize,
@@ -184,7 +183,6 @@ struct Loop {
     topics: Vec<Arc<str>>,
     consumer: SourceConsumer,
     permits: Arc<Semaphore>,
-    max_inflight: usize,
     batch: Vec<SourceMessage>,
     batch_deadline: Option<Instant>,
     batch_size: usize,
@@ -364,7 +362,7 @@ impl Loop {
         self.pause_partitions(&assigned, paused);
         self.paused = paused;
         self.stage.metrics.paused.set(i64::from(paused));
-        tracing::debug!(paused, inflight = self.max_inflight, "in-flight bound");
+        tracing::debug!(paused, "partitions paused or resumed");
     }
 
     fn pause_partitions(&self, partitions: &[Partition], pause: bool) {
