@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing fds-worker needs on Debian, if it is missing:
 # redis-server/redis-cli (the real 6-node test cluster), cmake + a C toolchain (librdkafka is
-# built statically), OpenSSL and SASL headers (Kafka TLS/SASL).
+# built statically), OpenSSL and SASL headers (Kafka TLS/SASL); then Java, Maven and the Apache
+# Kafka broker jars the tests run the local Kafka cluster from (scripts/kafka-jars.sh).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -27,3 +28,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+"$(dirname "$0")/kafka-jars.sh" >/dev/null

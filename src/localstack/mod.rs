@@ -34,6 +34,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod apache_kafka;
 pub mod kafka;
 mod node;
 mod ports;
@@ -41,6 +42,7 @@ pub mod redis_cluster;
 pub mod tls;
 pub mod topology;
 
+pub use apache_kafka::{ApacheKafka, KafkaOptions};
 pub use kafka::{MockKafka, STANDARD_TOPICS};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
 pub use tls::{ClusterTls, TestPki};

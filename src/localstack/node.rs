@@ -149,15 +149,14 @@ pub(crate) fn require_program(program: &'static str, install: &'static str) -> R
 }
 
 struct SpawnRequest {
-    program: OsString,
-    args: Vec<OsString>,
+    command: Command,
     reply: mpsc::Sender<std::io::Result<Child>>,
 }
 
-/// A thread that lives as long as the process and spawns every node. Nodes are started under
-/// `setpriv --pdeathsig KILL`, and the kernel sends that signal when the *thread* that spawned
-/// them exits — so the spawning thread must never exit before the process does (a test thread or
-/// a `spawn_blocking` thread would).
+/// A thread that lives as long as the process and spawns every local-stack process. They are
+/// started under `setpriv --pdeathsig KILL`, and the kernel sends that signal when the *thread*
+/// that spawned them exits — so the spawning thread must never exit before the process does (a
+/// test thread or a `spawn_blocking` thread would).
 fn spawner() -> Option<&'static mpsc::Sender<SpawnRequest>> {
     static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     SPAWNER
@@ -166,14 +165,8 @@ fn spawner() -> Option<&'static mpsc::Sender<SpawnRequest>> {
             std::thread::Builder::new()
                 .name("localstack-spawner".into())
                 .spawn(move || {
-                    for request in rx {
-                        let child = Command::new(&request.program)
-                            .args(&request.args)
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .spawn();
-                        let _ = request.reply.send(child);
+                    for mut request in rx {
+                        let _ = request.reply.send(request.command.spawn());
                     }
                 })
                 .ok()
@@ -184,20 +177,50 @@ fn spawner() -> Option<&'static mpsc::Sender<SpawnRequest>> {
 
 /// Starts `redis-server <conf>`, under `setpriv --pdeathsig KILL` when available.
 pub(crate) fn spawn(redis_server: &Path, conf: &Path) -> Result<Child> {
-    let (program, mut args): (OsString, Vec<OsString>) = match find_program("setpriv") {
-        Some(setpriv) => (
-            setpriv.into(),
-            vec!["--pdeathsig".into(), "KILL".into(), redis_server.into()],
-        ),
-        None => (redis_server.into(), Vec::new()),
+    spawn_process(redis_server, &[conf.into()], None)
+}
+
+/// Starts `program args…` with no stdin and stdout + stderr appended to `output` (or
+/// discarded), under `setpriv --pdeathsig KILL` when available, so that it dies with this
+/// process even when the process dies without unwinding.
+pub(crate) fn spawn_process(
+    program: &Path,
+    args: &[OsString],
+    output: Option<&Path>,
+) -> Result<Child> {
+    let context = || format!("starting {} {:?}", program.display(), args);
+    let command = || -> Result<Command> {
+        let mut command = match find_program("setpriv") {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL"]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        command.args(args).stdin(Stdio::null());
+        match output {
+            Some(path) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| LocalStackError::io(format!("opening {}", path.display()), e))?;
+                let copy = file
+                    .try_clone()
+                    .map_err(|e| LocalStackError::io(format!("opening {}", path.display()), e))?;
+                command.stdout(copy).stderr(file);
+            }
+            None => {
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        Ok(command)
     };
-    args.push(conf.into());
-    let context = || format!("starting {} {}", redis_server.display(), conf.display());
     if let Some(spawner) = spawner() {
         let (reply, answer) = mpsc::channel();
         let request = SpawnRequest {
-            program: program.clone(),
-            args: args.clone(),
+            command: command()?,
             reply,
         };
         if spawner.send(request).is_ok()
@@ -206,11 +229,7 @@ pub(crate) fn spawn(redis_server: &Path, conf: &Path) -> Result<Child> {
             return child.map_err(|e| LocalStackError::io(context(), e));
         }
     }
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    command()?
         .spawn()
         .map_err(|e| LocalStackError::io(context(), e))
 }
@@ -319,21 +338,11 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Sends `signal` (a name such as `STOP`) to `pid` with the `kill` command.
-pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
-    let output = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .output()
-        .map_err(|e| LocalStackError::io(format!("running kill -{signal} {pid}"), e))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(LocalStackError::Command {
-        command: format!("kill -{signal} {pid}"),
-        status: output.status.to_string(),
-        output: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+/// Sends `signal` to `pid`.
+pub(crate) fn signal(pid: u32, signal: nix::sys::signal::Signal) -> Result<()> {
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(target, signal)
+        .map_err(|errno| LocalStackError::io(format!("sending {signal} to {pid}"), errno.into()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+
 use super::node::{self, Access, NodeConfig, NotReady};
 use super::ports::{PortLease, reserve_port_pair};
 use super::tls::{self, ClusterTls};
@@ -342,7 +344,7 @@ impl RedisCluster {
             let Some(child) = n.child.as_ref().filter(|_| state == "running") else {
                 return Err(node_state(index, state, "pause", "running"));
             };
-            node::signal(child.id(), "STOP")?;
+            node::signal(child.id(), Signal::SIGSTOP)?;
             n.paused = true;
             Ok(())
         })
@@ -356,7 +358,7 @@ impl RedisCluster {
             let Some(child) = n.child.as_ref().filter(|_| state == "paused") else {
                 return Err(node_state(index, state, "resume", "paused"));
             };
-            node::signal(child.id(), "CONT")?;
+            node::signal(child.id(), Signal::SIGCONT)?;
             n.paused = false;
             Ok(())
         })

@@ -1,0 +1,770 @@
+//! [`ApacheKafka`]: a real Apache Kafka 4.x cluster of 1 or 3 combined broker+controller KRaft
+//! nodes on loopback ports, run from the jars `scripts/kafka-jars.sh` fetches from Maven
+//! Central (no Kafka tarball or image can be downloaded on the machines this is built on).
+//!
+//! Each node is a `java kafka.Kafka server.properties` process in its own directory
+//! (`server.properties`, `log4j2.properties`, `server.log`, `stdout.log`, `data/`), formatted
+//! with `kafka.tools.StorageTool format` against a static quorum (`controller.quorum.voters`).
+//! A node is ready when the cluster's metadata lists it as a live broker — a real metadata
+//! request, not a sleep. Like the Redis nodes, a broker can be stopped (SIGTERM: controlled
+//! shutdown), killed (SIGKILL), paused (SIGSTOP), resumed and restarted with its data.
+//!
+//! # Test-speed settings (not production values)
+//! - `broker.session.timeout.ms=3000`, `broker.heartbeat.interval.ms=500`: a dead or paused
+//!   broker is fenced (its leaderships move) after 3 s instead of 9 s; `replica.lag.time.max.ms`
+//!   5 s instead of 30 s.
+//! - Classic groups accept session timeouts from 1 s (`group.min.session.timeout.ms`); KIP-848
+//!   (`group.protocol=consumer`) groups use a 6 s session and 1 s heartbeats decided by the
+//!   broker (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`, their
+//!   minimums lowered), so their rebalances take seconds, as the classic tests' do.
+//! - `group.initial.rebalance.delay.ms=0`; 10 partitions for `__consumer_offsets` and
+//!   `__transaction_state` instead of 50.
+//! - On 3 nodes every topic — the standard ones, auto-created ones and the internal ones — has
+//!   replication factor 3 and `min.insync.replicas=2`; on 1 node, 1 and 1.
+
+mod broker;
+mod jars;
+pub mod listeners;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
+
+use self::broker::BrokerNode;
+pub use self::jars::JARS_ENV;
+pub use self::listeners::{BrokerTls, KafkaUser, Listener, ListenerSecurity, SaslMechanism};
+use super::ports::reserve_port_pair;
+use super::{LocalStackError, Result};
+
+const POLL: Duration = Duration::from_millis(200);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
+/// Partitions of `__consumer_offsets` and `__transaction_state`.
+pub const INTERNAL_TOPIC_PARTITIONS: i32 = 10;
+
+/// How to build an [`ApacheKafka`]. `Default`: 3 nodes, 384 MiB heap each, plaintext only.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// Number of combined broker+controller nodes (1 or 3).
+    pub brokers: usize,
+    /// JVM heap per node, MiB.
+    pub heap_mb: u32,
+    /// Client listeners besides the harness's `PLAINTEXT` one (TLS, SASL, mutual TLS).
+    pub listeners: Vec<Listener>,
+    /// Users: SCRAM credentials (added at format time) and PLAIN users of SASL listeners.
+    pub users: Vec<KafkaUser>,
+    /// TLS material for the TLS listeners.
+    pub tls: Option<BrokerTls>,
+    /// Turns on `StandardAuthorizer` (deny unless an ACL allows). The harness's `PLAINTEXT`
+    /// listener (its principal is `User:ANONYMOUS`), inter-broker and controller traffic stay
+    /// super users.
+    pub authorizer: bool,
+    /// More `server.properties` lines, written last (they win).
+    pub extra_properties: Vec<(String, String)>,
+    /// Bound on the whole of [`ApacheKafka::start`].
+    pub start_timeout: Duration,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> KafkaOptions {
+        KafkaOptions {
+            brokers: 3,
+            heap_mb: 384,
+            listeners: Vec::new(),
+            users: Vec::new(),
+            tls: None,
+            authorizer: false,
+            extra_properties: Vec::new(),
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl KafkaOptions {
+    /// One node.
+    pub fn single() -> KafkaOptions {
+        KafkaOptions {
+            brokers: 1,
+            ..KafkaOptions::default()
+        }
+    }
+}
+
+/// An Apache Kafka cluster of real broker processes on 127.0.0.1, in a temporary directory.
+///
+/// Brokers are numbered `1..=broker_count()` (their `node.id`), like [`MockKafka`]'s. Dropping
+/// it kills every broker with SIGKILL and removes the directory (`FDS_LOCALSTACK_KEEP=1` keeps
+/// it). It is `Send + Sync`; every method blocks (see the [module docs](super)).
+///
+/// [`MockKafka`]: super::MockKafka
+#[derive(Debug)]
+pub struct ApacheKafka {
+    opts: KafkaOptions,
+    root: PathBuf,
+    jar_dir: PathBuf,
+    bootstrap: String,
+    nodes: Mutex<Vec<BrokerNode>>,
+}
+
+impl ApacheKafka {
+    /// Formats and starts `opts.brokers` nodes and waits (bounded by `opts.start_timeout`)
+    /// until the metadata lists every broker.
+    pub fn start(opts: KafkaOptions) -> Result<ApacheKafka> {
+        let started = Instant::now();
+        if opts.brokers != 1 && opts.brokers != 3 {
+            return Err(LocalStackError::Protocol {
+                command: "starting apache kafka".into(),
+                detail: format!("1 or 3 brokers, not {}", opts.brokers),
+            });
+        }
+        let jar_dir = jars::jar_dir()?;
+        let root = make_root_dir()?;
+        let mut nodes = Vec::new();
+        for id in 1..=opts.brokers as i32 {
+            nodes.push(new_node(id, &root, &opts.listeners)?);
+        }
+        let bootstrap = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        // From here on, an early return drops `kafka`, which kills what was started.
+        let kafka = ApacheKafka {
+            opts,
+            root,
+            jar_dir,
+            bootstrap,
+            nodes: Mutex::new(nodes),
+        };
+        kafka.write_configs()?;
+        let cluster_id = kafka.random_cluster_id()?;
+        let scram = listeners::scram_arguments(&kafka.opts.users);
+        let nodes = kafka.lock_nodes();
+        std::thread::scope(|scope| {
+            let formats: Vec<_> = nodes
+                .iter()
+                .map(|n| scope.spawn(|| n.format(&kafka.jar_dir, &cluster_id, &scram)))
+                .collect();
+            formats
+                .into_iter()
+                .try_for_each(|f| f.join().expect("format thread"))
+        })?;
+        drop(nodes);
+        for node in kafka.lock_nodes().iter_mut() {
+            node.spawn(&kafka.jar_dir, kafka.opts.heap_mb)?;
+        }
+        let remaining = kafka.opts.start_timeout.saturating_sub(started.elapsed());
+        let ids: Vec<i32> = (1..=kafka.opts.brokers as i32).collect();
+        kafka.wait_for_brokers(&ids, remaining)?;
+        tracing::debug!(
+            bootstrap = %kafka.bootstrap,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "local apache kafka started"
+        );
+        Ok(kafka)
+    }
+
+    /// The options it was started with.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.opts
+    }
+
+    /// The `bootstrap.servers` of the `PLAINTEXT` listeners, e.g. `127.0.0.1:14001,…`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The `bootstrap.servers` of the extra listener `name`.
+    pub fn listener_bootstrap(&self, name: &str) -> Result<String> {
+        let nodes = self.lock_nodes();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| {
+                n.listener_ports
+                    .iter()
+                    .find(|(l, _)| l == name)
+                    .map(|(_, port)| format!("127.0.0.1:{port}"))
+            })
+            .collect();
+        if addrs.is_empty() {
+            return Err(LocalStackError::Protocol {
+                command: "listener_bootstrap".into(),
+                detail: format!("no listener named {name}"),
+            });
+        }
+        Ok(addrs.join(","))
+    }
+
+    /// Number of brokers; their ids are `1..=broker_count()`.
+    pub fn broker_count(&self) -> i32 {
+        self.opts.brokers as i32
+    }
+
+    /// A client config with `bootstrap.servers` set to the `PLAINTEXT` listeners.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// The directory holding every node's directory.
+    pub fn root_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The last `lines` lines of broker `id`'s `server.log` and of its JVM output.
+    pub fn log_tail(&self, id: i32, lines: usize) -> Result<String> {
+        self.with_node(id, |n| Ok(n.tails(lines)))
+    }
+
+    /// Every broker's log tail, for a failing test's message.
+    pub fn all_log_tails(&self, lines: usize) -> String {
+        self.lock_nodes()
+            .iter()
+            .map(|n| format!("=== broker {} ===\n{}", n.id, n.tails(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The process id of broker `id`, if it runs.
+    pub fn pid(&self, id: i32) -> Result<Option<u32>> {
+        self.with_node(id, |n| Ok(n.child.as_ref().map(|c| c.id())))
+    }
+
+    /// Creates `topic` with `partitions` partitions — replication factor 3 and
+    /// `min.insync.replicas=2` on 3 nodes — and waits until every partition has a leader.
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        self.create_topic_with(topic, partitions, &[])
+    }
+
+    /// [`ApacheKafka::create_topic`] with more topic configs (e.g. `max.message.bytes`).
+    pub fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let min_isr = self.min_insync_replicas().to_string();
+        let mut new = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(self.broker_count()),
+        )
+        .set("min.insync.replicas", &min_isr);
+        for (key, value) in configs {
+            new = new.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = futures::executor::block_on(admin.create_topics([&new], &options))?;
+        for result in results {
+            if let Err((name, code)) = result {
+                return Err(LocalStackError::Protocol {
+                    command: format!("CreateTopics {name}"),
+                    detail: code.to_string(),
+                });
+            }
+        }
+        self.wait_until(
+            &format!("every partition of {topic} to have a leader"),
+            Duration::from_secs(30),
+            |metadata| {
+                let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                    return Err("not in the metadata yet".into());
+                };
+                let ready = t.partitions().iter().filter(|p| p.leader() >= 0).count();
+                if ready == partitions as usize {
+                    Ok(())
+                } else {
+                    Err(format!("{ready} of {partitions} partitions have a leader"))
+                }
+            },
+        )
+    }
+
+    /// The leader of `topic`/`partition`, from the metadata (`None`: no leader).
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Result<Option<i32>> {
+        let metadata = self.metadata()?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .and_then(|t| t.partitions().iter().find(|p| p.id() == partition))
+            .map(|p| p.leader())
+            .filter(|leader| *leader >= 0))
+    }
+
+    /// The coordinator of consumer group `group`: the leader of its `__consumer_offsets`
+    /// partition (Kafka's rule: `abs(group.hashCode()) % partitions`).
+    pub fn group_coordinator(&self, group: &str) -> Result<Option<i32>> {
+        self.leader_of(
+            "__consumer_offsets",
+            internal_partition(group, INTERNAL_TOPIC_PARTITIONS),
+        )
+    }
+
+    /// The coordinator of transactional id `id`: the leader of its `__transaction_state`
+    /// partition.
+    pub fn transaction_coordinator(&self, id: &str) -> Result<Option<i32>> {
+        self.leader_of(
+            "__transaction_state",
+            internal_partition(id, INTERNAL_TOPIC_PARTITIONS),
+        )
+    }
+
+    /// The cluster metadata, from any live broker.
+    pub fn metadata(&self) -> Result<Metadata> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("reconnect.backoff.max.ms", "500")
+            .create()?;
+        Ok(consumer.fetch_metadata(None, PROBE_TIMEOUT)?)
+    }
+
+    /// Kills broker `id` with SIGKILL (no controlled shutdown) and reaps it.
+    pub fn kill(&self, id: i32) -> Result<()> {
+        self.with_node(id, |n| {
+            n.kill();
+            Ok(())
+        })
+    }
+
+    /// Stops broker `id` with SIGTERM: a controlled shutdown that moves its leaderships
+    /// first; returns once it exited.
+    pub fn stop(&self, id: i32) -> Result<()> {
+        self.with_node(id, |n| n.stop(STOP_TIMEOUT))
+    }
+
+    /// Freezes broker `id` with SIGSTOP: sockets open, nothing answers. Past
+    /// `broker.session.timeout.ms` the controller fences it and its leaderships move.
+    pub fn pause(&self, id: i32) -> Result<()> {
+        self.with_node(id, |n| {
+            let state = n.state();
+            let Some(child) = n.child.as_ref().filter(|_| state == "running") else {
+                return Err(node_state(id, state, "pause", "running"));
+            };
+            super::node::signal(child.id(), Signal::SIGSTOP)?;
+            n.paused = true;
+            Ok(())
+        })
+    }
+
+    /// Lets a paused broker go on with SIGCONT.
+    pub fn resume(&self, id: i32) -> Result<()> {
+        self.with_node(id, |n| {
+            let state = n.state();
+            let Some(child) = n.child.as_ref().filter(|_| state == "paused") else {
+                return Err(node_state(id, state, "resume", "paused"));
+            };
+            super::node::signal(child.id(), Signal::SIGCONT)?;
+            n.paused = false;
+            Ok(())
+        })
+    }
+
+    /// Starts broker `id` again with its data (a running one is killed first) and waits until
+    /// the metadata lists it as a live broker.
+    pub fn restart(&self, id: i32) -> Result<()> {
+        self.with_node(id, |n| {
+            n.kill();
+            n.spawn(&self.jar_dir, self.opts.heap_mb)
+        })?;
+        self.wait_for_brokers(&[id], RESTART_TIMEOUT)
+    }
+
+    /// Kills every broker (SIGKILL): the whole cluster is unreachable.
+    pub fn kill_all(&self) -> Result<()> {
+        for n in self.lock_nodes().iter_mut() {
+            n.kill();
+        }
+        Ok(())
+    }
+
+    /// Starts every stopped broker again and waits until all are listed.
+    pub fn restart_stopped(&self) -> Result<()> {
+        let mut ids = Vec::new();
+        for n in self.lock_nodes().iter_mut() {
+            if !n.alive() {
+                n.spawn(&self.jar_dir, self.opts.heap_mb)?;
+                ids.push(n.id);
+            }
+        }
+        self.wait_for_brokers(&ids, RESTART_TIMEOUT)
+    }
+
+    /// Whether broker `id`'s process runs (paused or not).
+    pub fn is_running(&self, id: i32) -> bool {
+        self.with_node(id, |n| Ok(n.alive())).unwrap_or(false)
+    }
+
+    /// Waits until every broker is live and every partition of every topic has its full
+    /// replica set in sync (after a restart, the returning broker has caught up).
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let brokers = self.broker_count() as usize;
+        self.wait_until("a healthy cluster (all brokers, full ISRs)", timeout, |m| {
+            if m.brokers().len() != brokers {
+                return Err(format!("{} of {brokers} brokers live", m.brokers().len()));
+            }
+            for t in m.topics() {
+                for p in t.partitions() {
+                    if p.leader() < 0 || p.isr().len() < p.replicas().len() {
+                        return Err(format!(
+                            "{}/{}: leader {}, isr {:?} of {:?}",
+                            t.name(),
+                            p.id(),
+                            p.leader(),
+                            p.isr(),
+                            p.replicas()
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs a Kafka command-line tool class (e.g. `org.apache.kafka.tools.AclCommand`) with
+    /// `args` from the broker's jars; fails with its output if it exits non-zero.
+    pub fn run_tool(&self, class: &str, args: &[&str]) -> Result<()> {
+        let mut command = std::process::Command::new(jars::java()?);
+        command
+            .arg("-Xmx128m")
+            .arg("-cp")
+            .arg(jars::classpath(&self.jar_dir))
+            .arg(class)
+            .args(args);
+        broker::run_tool(command, class)
+    }
+
+    /// Adds an ACL with Kafka's `AclCommand` through the `PLAINTEXT` listener (a super user):
+    /// `args` are its resource and operation arguments, e.g.
+    /// `["--allow-principal", "User:fds", "--operation", "Read", "--topic", "t"]`.
+    pub fn add_acl(&self, args: &[&str]) -> Result<()> {
+        let mut all = vec![
+            "--bootstrap-server",
+            self.bootstrap.as_str(),
+            "--add",
+            "--force",
+        ];
+        all.extend_from_slice(args);
+        self.run_tool("org.apache.kafka.tools.AclCommand", &all)
+    }
+
+    fn min_insync_replicas(&self) -> i32 {
+        self.broker_count().min(2)
+    }
+
+    fn write_configs(&self) -> Result<()> {
+        let nodes = self.lock_nodes();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for n in nodes.iter() {
+            std::fs::create_dir_all(n.dir.join("data"))
+                .map_err(|e| LocalStackError::io(format!("creating {}", n.dir.display()), e))?;
+            n.write_log4j()?;
+            if let Some(tls) = &self.opts.tls {
+                let keystore = keystore_pem(tls)?;
+                broker::write(&n.keystore_file(), &keystore)?;
+            }
+            let lines = self.server_properties(n, &voters);
+            broker::write(&n.properties_file(), &broker::properties_text(&lines))?;
+        }
+        Ok(())
+    }
+
+    fn server_properties(&self, n: &BrokerNode, voters: &str) -> Vec<(String, String)> {
+        let count = self.broker_count();
+        let min_isr = self.min_insync_replicas();
+        let mut listeners = vec![
+            format!("PLAINTEXT://127.0.0.1:{}", n.port),
+            format!("CONTROLLER://127.0.0.1:{}", n.controller_port),
+        ];
+        let mut advertised = vec![format!("PLAINTEXT://127.0.0.1:{}", n.port)];
+        let mut protocols = vec![
+            "PLAINTEXT:PLAINTEXT".to_owned(),
+            "CONTROLLER:PLAINTEXT".into(),
+        ];
+        for (listener, (name, port)) in self.opts.listeners.iter().zip(&n.listener_ports) {
+            listeners.push(format!("{name}://127.0.0.1:{port}"));
+            advertised.push(format!("{name}://127.0.0.1:{port}"));
+            protocols.push(format!("{name}:{}", listener.security.protocol()));
+        }
+        let kv = |k: &str, v: String| (k.to_owned(), v);
+        let mut lines = vec![
+            kv("process.roles", "broker,controller".into()),
+            kv("node.id", n.id.to_string()),
+            kv("controller.quorum.voters", voters.to_owned()),
+            kv("listeners", listeners.join(",")),
+            kv("advertised.listeners", advertised.join(",")),
+            kv("listener.security.protocol.map", protocols.join(",")),
+            kv("controller.listener.names", "CONTROLLER".into()),
+            kv("inter.broker.listener.name", "PLAINTEXT".into()),
+            kv("log.dirs", n.dir.join("data").display().to_string()),
+            kv("num.network.threads", "2".into()),
+            kv("num.io.threads", "4".into()),
+            kv("num.partitions", "1".into()),
+            kv("default.replication.factor", count.to_string()),
+            kv("min.insync.replicas", min_isr.to_string()),
+            kv("offsets.topic.replication.factor", count.to_string()),
+            kv(
+                "offsets.topic.num.partitions",
+                INTERNAL_TOPIC_PARTITIONS.to_string(),
+            ),
+            kv(
+                "transaction.state.log.replication.factor",
+                count.to_string(),
+            ),
+            kv("transaction.state.log.min.isr", min_isr.to_string()),
+            kv(
+                "transaction.state.log.num.partitions",
+                INTERNAL_TOPIC_PARTITIONS.to_string(),
+            ),
+            kv(
+                "share.coordinator.state.topic.replication.factor",
+                count.to_string(),
+            ),
+            kv("share.coordinator.state.topic.min.isr", min_isr.to_string()),
+            kv("group.initial.rebalance.delay.ms", "0".into()),
+            kv("group.min.session.timeout.ms", "1000".into()),
+            kv("group.consumer.min.session.timeout.ms", "2000".into()),
+            kv("group.consumer.session.timeout.ms", "6000".into()),
+            kv("group.consumer.min.heartbeat.interval.ms", "500".into()),
+            kv("group.consumer.heartbeat.interval.ms", "1000".into()),
+            kv("broker.heartbeat.interval.ms", "500".into()),
+            kv("broker.session.timeout.ms", "3000".into()),
+            kv("replica.lag.time.max.ms", "5000".into()),
+            kv("auto.create.topics.enable", "true".into()),
+        ];
+        if self.opts.authorizer {
+            lines.push(kv(
+                "authorizer.class.name",
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
+            ));
+            lines.push(kv("super.users", "User:ANONYMOUS".into()));
+        }
+        let keystore = n.keystore_file();
+        lines.extend(listeners::listener_properties(
+            &self.opts.listeners,
+            &self.opts.users,
+            self.opts.tls.as_ref().map(|tls| (tls, keystore.as_path())),
+        ));
+        lines.extend(self.opts.extra_properties.iter().cloned());
+        lines
+    }
+
+    fn random_cluster_id(&self) -> Result<String> {
+        let output = std::process::Command::new(jars::java()?)
+            .arg("-cp")
+            .arg(jars::classpath(&self.jar_dir))
+            .args(["kafka.tools.StorageTool", "random-uuid"])
+            .output()
+            .map_err(|e| LocalStackError::io("running StorageTool random-uuid", e))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // The id is the last line (slf4j may print warnings before it).
+        let id = stdout.lines().last().unwrap_or("").trim().to_owned();
+        if !output.status.success() || id.len() != 22 {
+            return Err(LocalStackError::Command {
+                command: "StorageTool random-uuid".into(),
+                status: output.status.to_string(),
+                output: format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Waits until the metadata lists every broker in `ids` as live (a broker is listed once
+    /// it registered with the controller and is unfenced).
+    fn wait_for_brokers(&self, ids: &[i32], timeout: Duration) -> Result<()> {
+        let what = format!("brokers {ids:?} to be live in the cluster metadata");
+        let result = self.wait_until(&what, timeout, |metadata| {
+            let live: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+            let missing: Vec<i32> = ids
+                .iter()
+                .copied()
+                .filter(|id| !live.contains(id))
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("live {live:?}, missing {missing:?}"))
+            }
+        });
+        // A broker whose process exited will never come: say so with its log.
+        result.map_err(|error| {
+            let exited: Vec<String> = self
+                .lock_nodes()
+                .iter_mut()
+                .filter_map(|n| (ids.contains(&n.id) && !n.alive()).then_some(n))
+                .map(|n| format!("broker {} exited\n{}", n.id, n.tails(40)))
+                .collect();
+            if exited.is_empty() {
+                error
+            } else {
+                LocalStackError::Protocol {
+                    command: what.clone(),
+                    detail: exited.join("\n"),
+                }
+            }
+        })
+    }
+
+    /// Polls the metadata until `check` passes, bounded by `timeout`.
+    fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Metadata) -> std::result::Result<(), String>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("reconnect.backoff.max.ms", "500")
+            .set("topic.metadata.refresh.interval.ms", "200")
+            .create()?;
+        loop {
+            let last = match consumer.fetch_metadata(None, PROBE_TIMEOUT) {
+                Ok(metadata) => match check(&metadata) {
+                    Ok(()) => return Ok(()),
+                    Err(reason) => reason,
+                },
+                Err(e) => format!("metadata request failed: {e}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(LocalStackError::Timeout {
+                    what: what.to_owned(),
+                    waited: timeout,
+                    last,
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn lock_nodes(&self) -> MutexGuard<'_, Vec<BrokerNode>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_node<T>(&self, id: i32, op: impl FnOnce(&mut BrokerNode) -> Result<T>) -> Result<T> {
+        let mut nodes = self.lock_nodes();
+        let node = nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .ok_or(LocalStackError::NoSuchNode(id.max(0) as usize))?;
+        op(node)
+    }
+}
+
+impl Drop for ApacheKafka {
+    fn drop(&mut self) {
+        for n in self.lock_nodes().iter_mut() {
+            n.kill();
+        }
+        if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
+            eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", self.root.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The `__consumer_offsets` / `__transaction_state` partition of a group or transactional id:
+/// Kafka's `Utils.abs(id.hashCode()) % partitions`, with Java's `String.hashCode` (over UTF-16
+/// code units) and `Utils.abs` (`i32::MIN` maps to 0).
+pub fn internal_partition(id: &str, partitions: i32) -> i32 {
+    let hash = id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions
+}
+
+fn new_node(id: i32, root: &Path, listeners: &[Listener]) -> Result<BrokerNode> {
+    // A pair (P, P + 10000): P for PLAINTEXT, P + 10000 for the controller.
+    let lease = reserve_port_pair()?;
+    let (port, controller_port) = (lease.port(), lease.port() + super::ports::BUS_OFFSET);
+    let mut leases = vec![lease];
+    let mut listener_ports = Vec::new();
+    for listener in listeners {
+        let lease = reserve_port_pair()?;
+        listener_ports.push((listener.name.clone(), lease.port()));
+        leases.push(lease);
+    }
+    Ok(BrokerNode {
+        id,
+        port,
+        controller_port,
+        listener_ports,
+        dir: root.join(format!("broker-{id}")),
+        child: None,
+        paused: false,
+        _leases: leases,
+    })
+}
+
+/// Kafka's PEM key store: the private key followed by the certificate chain, in one file.
+fn keystore_pem(tls: &BrokerTls) -> Result<String> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| LocalStackError::io(format!("reading {}", path.display()), e))
+    };
+    Ok(format!(
+        "{}\n{}",
+        read(&tls.key_file)?,
+        read(&tls.cert_file)?
+    ))
+}
+
+fn make_root_dir() -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "fds-apache-kafka-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let root = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
+    Ok(root)
+}
+
+fn node_state(
+    id: i32,
+    state: &'static str,
+    operation: &'static str,
+    needed: &'static str,
+) -> LocalStackError {
+    LocalStackError::NodeState {
+        index: id.max(0) as usize,
+        state,
+        operation,
+        needed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_partitions_follow_javas_string_hash() {
+        // "fds-worker".hashCode() = 134239446 in Java; 134239446 % 10 = 6.
+        assert_eq!(internal_partition("fds-worker", 10), 6);
+        // "".hashCode() = 0.
+        assert_eq!(internal_partition("", 50), 0);
+        // A negative hash: "polygenelubricants".hashCode() = i32::MIN, which Utils.abs maps to 0.
+        assert_eq!(internal_partition("polygenelubricants", 10), 0);
+    }
+}
