@@ -1,38 +1,133 @@
 //! The worker on a local stack with synthetic traffic: used by `fds-worker demo` and by the
 //! end-to-end tests, so both exercise exactly the same path.
 //!
-//! [`LocalStack`] starts a real 6-node Redis Cluster and a librdkafka mock Kafka cluster and
-//! points a [`Config`] at them; [`Progress`] reads the worker's metrics to tell when every
-//! generated event has been finished.
+//! [`LocalStack`] starts a real 6-node Redis Cluster and a Kafka — Apache Kafka (KRaft, from
+//! Maven Central jars) or librdkafka's mock cluster — and points a [`Config`] at them;
+//! [`Progress`] reads the worker's metrics to tell when every generated event has been
+//! finished.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 
 use crate::config::Config;
-use crate::localstack::{ClusterOptions, LocalStackError, MockKafka, RedisCluster};
+use crate::localstack::{
+    ApacheKafka, ClusterOptions, Kafka, KafkaOptions, LocalStackError, MockKafka, RedisCluster,
+};
 use crate::metrics::{Metrics, TopicLabel};
+
+/// Which Kafka a local stack runs (`--kafka` of `demo` and `bench`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaKind {
+    /// librdkafka's in-process mock cluster: no Java needed.
+    Mock,
+    /// A 3-node Apache Kafka 4.x cluster (KRaft) from the jars `scripts/kafka-jars.sh`
+    /// fetches: needs Java.
+    Apache,
+}
+
+/// The Kafka a [`LocalStack`] starts or joins.
+#[derive(Debug, Clone)]
+pub enum KafkaSetup {
+    /// A mock cluster of its own, 3 brokers.
+    Mock,
+    /// An Apache Kafka cluster of its own.
+    Apache(KafkaOptions),
+    /// A running Apache Kafka cluster shared with other stacks: this stack's topics get a
+    /// unique prefix, so stacks sharing it do not see each other's records.
+    Shared(Arc<ApacheKafka>),
+}
+
+impl From<KafkaKind> for KafkaSetup {
+    fn from(kind: KafkaKind) -> KafkaSetup {
+        match kind {
+            KafkaKind::Mock => KafkaSetup::Mock,
+            KafkaKind::Apache => KafkaSetup::Apache(KafkaOptions::default()),
+        }
+    }
+}
+
+/// The names of a stack's topics (dead-letter topics are `<source>` + the config's suffix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackTopics {
+    /// Transactions.
+    pub transactions: String,
+    /// Fraud verdicts.
+    pub verdicts: String,
+    /// Enrichment output.
+    pub enrichment: String,
+}
+
+impl StackTopics {
+    /// The standard names behind `prefix` (`""`: `transactions`, `fraud-verdicts`,
+    /// `transactions-enriched`).
+    pub fn with_prefix(prefix: &str) -> StackTopics {
+        StackTopics {
+            transactions: format!("{prefix}transactions"),
+            verdicts: format!("{prefix}fraud-verdicts"),
+            enrichment: format!("{prefix}transactions-enriched"),
+        }
+    }
+}
 
 /// A running local stack.
 pub struct LocalStack {
     /// The Redis Cluster (3 masters + 3 replicas).
     pub cluster: RedisCluster,
-    /// The Kafka mock cluster, with the standard topics.
-    pub kafka: MockKafka,
+    /// The Kafka cluster, with the stack's topics.
+    pub kafka: Kafka,
+    /// The stack's topic names.
+    pub topics: StackTopics,
 }
 
 impl LocalStack {
-    /// Starts both (blocking: call from `spawn_blocking` or before the runtime).
+    /// Starts a Redis Cluster and a mock Kafka (blocking: call from `spawn_blocking` or before
+    /// the runtime).
     pub fn start(options: ClusterOptions, partitions: i32) -> Result<LocalStack, LocalStackError> {
-        let kafka = MockKafka::with_standard_topics(3, partitions)?;
-        let cluster = RedisCluster::start(options)?;
-        Ok(LocalStack { cluster, kafka })
+        LocalStack::start_with(options, KafkaSetup::Mock, partitions)
     }
 
-    /// `base` pointed at this stack, in consumer group `group`.
+    /// Starts a Redis Cluster and the Kafka of `kafka`, and creates the topics (transactions,
+    /// verdicts, enrichment and both dead-letter topics, `partitions` each).
+    pub fn start_with(
+        options: ClusterOptions,
+        kafka: KafkaSetup,
+        partitions: i32,
+    ) -> Result<LocalStack, LocalStackError> {
+        let (kafka, prefix) = match kafka {
+            KafkaSetup::Mock => (Kafka::Mock(MockKafka::start(3)?), String::new()),
+            KafkaSetup::Apache(opts) => (
+                Kafka::Apache(Arc::new(ApacheKafka::start(opts)?)),
+                String::new(),
+            ),
+            KafkaSetup::Shared(apache) => {
+                let prefix = format!("s{}-{:08x}-", std::process::id(), rand::random::<u32>());
+                (Kafka::Apache(apache), prefix)
+            }
+        };
+        let topics = StackTopics::with_prefix(&prefix);
+        let dlq_suffix = crate::config::KafkaConfig::default().dlq_suffix;
+        for topic in [&topics.transactions, &topics.verdicts] {
+            kafka.create_topic(topic, partitions)?;
+            kafka.create_topic(&format!("{topic}{dlq_suffix}"), partitions)?;
+        }
+        kafka.create_topic(&topics.enrichment, partitions)?;
+        let cluster = RedisCluster::start(options)?;
+        Ok(LocalStack {
+            cluster,
+            kafka,
+            topics,
+        })
+    }
+
+    /// `base` pointed at this stack, in consumer group `group`, with the stack's topics.
     pub fn config(&self, mut base: Config, group: &str) -> Config {
         base.kafka.brokers = self.kafka.bootstrap_servers().to_owned();
         base.kafka.group_id = group.to_owned();
+        base.kafka.transactions_topic = self.topics.transactions.clone();
+        base.kafka.verdict_topics = vec![self.topics.verdicts.clone()];
+        base.kafka.enrichment_topic = self.topics.enrichment.clone();
         base.redis.nodes = self.cluster.seed_urls();
         base
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::config::Config;
-use crate::demo::{LocalStack, Progress, wait_until_finished};
+use crate::demo::{KafkaKind, LocalStack, Progress, wait_until_finished};
 use crate::event::VerdictAction;
 use crate::generate::{GeneratedEvent, GroundTruth, generate, produce, verify};
 use crate::localstack::ClusterOptions;
@@ -16,14 +16,15 @@ use crate::slot::keys::{Entity, KeyBuilder};
 
 use super::generate::{GenerateArgs, traffic_settings};
 
-/// Start a local stack (6-node Redis Cluster from redis-server + Kafka mock cluster), publish
-/// synthetic traffic, run the worker on it with a live summary, and check every counter
-/// against ground truth.
+/// Start a local stack (6-node Redis Cluster from redis-server + a Kafka: librdkafka's mock
+/// cluster or 3 Apache Kafka brokers), publish synthetic traffic, run the worker on it with a
+/// live summary, and check every counter against ground truth.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   fds-worker demo                        20,000 transactions at 2,000/s
   fds-worker demo --count 100000 --rate 10000
+  fds-worker demo --kafka apache         on 3 Apache Kafka brokers (needs Java; jars fetched once)
   fds-worker demo --keep                 then try the ops commands it prints against the stack
 
 While it runs, the worker serves /metrics, /healthz and /readyz on metrics.listen (default
@@ -42,6 +43,11 @@ pub struct DemoArgs {
     /// Partitions per topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// The Kafka to run: librdkafka's in-process mock cluster (no Java needed), or a local
+    /// 3-node Apache Kafka 4.x cluster (KRaft; Java, jars from Maven Central via
+    /// `scripts/kafka-jars.sh` or `FDS_KAFKA_JARS`).
+    #[arg(long, value_enum, default_value_t = KafkaKind::Mock)]
+    pub kafka: KafkaKind,
     /// Give up waiting for the worker after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -54,10 +60,14 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
-    println!("starting a 6-node Redis Cluster (3 masters + 3 replicas) and a Kafka mock cluster…");
-    let partitions = args.partitions;
+    let kafka_name = match args.kafka {
+        KafkaKind::Mock => "a Kafka mock cluster",
+        KafkaKind::Apache => "3 Apache Kafka brokers (KRaft)",
+    };
+    println!("starting a 6-node Redis Cluster (3 masters + 3 replicas) and {kafka_name}…");
+    let (partitions, kafka) = (args.partitions, args.kafka);
     let stack = tokio::task::spawn_blocking(move || {
-        LocalStack::start(ClusterOptions::default(), partitions)
+        LocalStack::start_with(ClusterOptions::default(), kafka.into(), partitions)
     })
     .await?
     .context("starting the local stack")?;

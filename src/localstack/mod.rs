@@ -34,6 +34,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod any_kafka;
 pub mod apache_kafka;
 pub mod kafka;
 mod node;
@@ -42,6 +43,7 @@ pub mod redis_cluster;
 pub mod tls;
 pub mod topology;
 
+pub use any_kafka::Kafka;
 pub use apache_kafka::{ApacheKafka, KafkaOptions};
 pub use kafka::{MockKafka, STANDARD_TOPICS};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
