@@ -132,9 +132,24 @@ impl LocalStack {
         base
     }
 
-    /// A producer for generated traffic.
+    /// The `FDS_*` environment that points a worker process (or an ops command) at this stack:
+    /// brokers, Redis nodes and, when they are not the defaults, the topic names.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("FDS_KAFKA__BROKERS", self.kafka.bootstrap_servers().to_owned()),
+            ("FDS_REDIS__NODES", self.cluster.seed_urls().join(",")),
+        ];
+        if self.topics != StackTopics::with_prefix("") {
+            env.push(("FDS_KAFKA__TRANSACTIONS_TOPIC", self.topics.transactions.clone()));
+            env.push(("FDS_KAFKA__VERDICT_TOPICS", self.topics.verdicts.clone()));
+            env.push(("FDS_KAFKA__ENRICHMENT_TOPIC", self.topics.enrichment.clone()));
+        }
+        env
+    }
+
+    /// A producer for generated traffic (idempotent, see [`crate::generate::traffic_producer`]).
     pub fn producer(&self) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-        self.kafka.client_config().set("linger.ms", "5").create()
+        crate::generate::traffic_producer(self.kafka.client_config())
     }
 
     /// Publishes generated `events` in order to `config`'s transaction topic and first verdict

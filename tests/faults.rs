@@ -1,6 +1,6 @@
 //! The fault suite: real failures of a real 6-node Redis Cluster (kill -9, SIGSTOP, manual
-//! failover, a whole shard lost, resharding), of the worker process, and of Kafka, each under
-//! load and bounded in time. Every scenario ends with the ledger check: each generated event
+//! failover, a whole shard lost, resharding) and of the worker process, each under load and
+//! bounded in time, on Apache Kafka (broker faults are in `broker_faults.rs`). Every scenario ends with the ledger check: each generated event
 //! applied exactly once to Redis or present in the dead-letter topic, counters equal to the
 //! ground truth, every transaction enriched or dead-lettered.
 //!
@@ -10,19 +10,16 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::scenario::{RATE, Scenario, TRANSACTIONS};
 use common::worker::{
-    Worker, enrichment_counts, publish_in_background, read_all, start_stack_with, start_worker,
-    test_config, traffic, verification, wait_for_enrichment,
+    enrichment_counts, publish_in_background, read_all, start_stack_with, start_worker,
+    test_config, traffic, verification,
 };
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{LocalStack, Progress};
-use fds_worker::generate::Traffic;
+use fds_worker::demo::LocalStack;
 use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
 use fds_worker::redrive::{RedriveOptions, redrive};
@@ -33,186 +30,6 @@ use tokio::sync::Mutex;
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const WAIT: Duration = Duration::from_secs(60);
-/// Transactions per scenario, published at [`RATE`] per second: ~10 s of load.
-const TRANSACTIONS: usize = 3_000;
-const RATE: u32 = 300;
-
-/// Samples a worker's progress and records the longest time nothing finished while records
-/// were waiting.
-struct StallMeter {
-    longest_ms: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl StallMeter {
-    fn start(metrics: &Metrics, config: &Config) -> StallMeter {
-        let longest_ms = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (metrics, config) = (metrics.clone(), config.clone());
-        let (longest, stopped) = (Arc::clone(&longest_ms), Arc::clone(&stop));
-        tokio::spawn(async move {
-            let mut last = (0, Instant::now());
-            while !stopped.load(Ordering::Relaxed) {
-                let p = Progress::read(&metrics, &config);
-                let finished = p.enriched + p.verdicts + p.dead_lettered;
-                if finished != last.0 || p.consumed <= finished {
-                    last = (finished, Instant::now());
-                }
-                longest.fetch_max(last.1.elapsed().as_millis() as u64, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-        StallMeter { longest_ms, stop }
-    }
-
-    fn longest(&self) -> Duration {
-        self.stop.store(true, Ordering::Relaxed);
-        Duration::from_millis(self.longest_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// A scenario in progress: a stack, a worker, traffic flowing.
-struct Scenario {
-    name: &'static str,
-    stack: LocalStack,
-    config: Config,
-    traffic: Traffic,
-    worker: Option<Worker>,
-    stall: Option<StallMeter>,
-    publishing: tokio::task::JoinHandle<()>,
-}
-
-impl Scenario {
-    async fn start(
-        name: &'static str,
-        options: ClusterOptions,
-        tweak: impl FnOnce(&mut Config),
-        seed: u64,
-    ) -> Scenario {
-        let stack = start_stack_with(options).await;
-        let mut config = test_config(&stack);
-        tweak(&mut config);
-        let span = Duration::from_secs(u64::from(TRANSACTIONS as u32 / RATE));
-        let traffic = traffic(&config, TRANSACTIONS, seed, span);
-        let publishing = publish_in_background(&stack, &config, &traffic, RATE);
-        let worker = start_worker(&config);
-        let stall = StallMeter::start(&worker.metrics, &config);
-        Scenario {
-            name,
-            stack,
-            config,
-            traffic,
-            worker: Some(worker),
-            stall: Some(stall),
-            publishing,
-        }
-    }
-
-    fn worker(&self) -> &Worker {
-        self.worker.as_ref().expect("worker running")
-    }
-
-    /// Waits until the worker has finished `n` records.
-    async fn wait_finished(&self, n: u64) -> Progress {
-        let deadline = Instant::now() + Duration::from_secs(150);
-        loop {
-            let progress = self.worker().progress(&self.config);
-            if progress.finished(n) || Instant::now() > deadline {
-                return progress;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits for the publisher, then for every record to be finished; stops the worker.
-    async fn finish(&mut self) -> (Progress, Duration) {
-        (&mut self.publishing).await.expect("publisher");
-        self.wait_finished(self.traffic.events.len() as u64).await;
-        // The worker's counters include redeliveries (after a rebalance or a Kafka outage), so
-        // they can reach the total early: also wait for every transaction to be on a topic.
-        wait_for_enrichment(&self.stack, &self.config, &self.traffic, || {
-            self.dead_lettered_transactions().len()
-        })
-        .await;
-        let progress = self.worker().progress(&self.config);
-        let stall = self.stall.take().expect("meter").longest();
-        self.worker.take().expect("worker").stop().await;
-        assert!(
-            progress.finished(self.traffic.events.len() as u64),
-            "{}: every record finished: {progress:?}",
-            self.name
-        );
-        (progress, stall)
-    }
-
-    /// Event ids of dead-lettered transactions.
-    fn dead_lettered_transactions(&self) -> HashSet<String> {
-        let dlq = self
-            .config
-            .kafka
-            .dlq_topic(&self.config.kafka.transactions_topic);
-        let codec = Codec::builtin();
-        read_all(&self.stack, &dlq)
-            .into_iter()
-            .filter_map(|r| codec.decode_transaction(r.payload.as_deref()?).ok())
-            .map(|tx| tx.event_id)
-            .collect()
-    }
-
-    /// The ledger: every transaction enriched or dead-lettered; counters exact (when `exact`:
-    /// with a shard still down its keys cannot be read, so that check waits for the redrive);
-    /// prints the scenario's figures.
-    async fn ledger(&self, progress: Progress, stall: Duration, exact: bool) -> usize {
-        let enriched = enrichment_counts(&self.stack, &self.config);
-        let dead = self.dead_lettered_transactions();
-        let missing: Vec<_> = self
-            .traffic
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                fds_worker::generate::GeneratedEvent::Transaction(tx) => Some(&tx.event_id),
-                _ => None,
-            })
-            .filter(|id| !enriched.contains_key(*id) && !dead.contains(*id))
-            .collect();
-        println!(
-            "[{}] events {} (transactions {}, verdicts {}) enriched {} dead-lettered {} \
-             longest stall {:.1}s",
-            self.name,
-            self.traffic.events.len(),
-            self.traffic.truth.transactions,
-            self.traffic.truth.verdicts,
-            enriched.len(),
-            progress.dead_lettered,
-            stall.as_secs_f64()
-        );
-        assert!(
-            missing.is_empty(),
-            "{}: {} transactions neither enriched nor dead-lettered",
-            self.name,
-            missing.len()
-        );
-        if exact {
-            let report = verification(&self.stack, &self.traffic).await;
-            println!(
-                "[{}] lost {} double-counted {} blacklist problems {:?}",
-                self.name,
-                report.lost_increments(),
-                report.doubled_increments(),
-                report.blacklist_problems,
-            );
-            assert!(
-                report.is_exact(),
-                "{}: lost {:?} doubled {:?} blacklist {:?}",
-                self.name,
-                &report.lost[..report.lost.len().min(3)],
-                &report.doubled[..report.doubled.len().min(3)],
-                report.blacklist_problems
-            );
-        }
-        dead.len()
-    }
-}
 
 fn durable(config: &mut Config) {
     // Writes count only once a replica has them: a master killed right after acking cannot
@@ -458,9 +275,8 @@ async fn s7_worker_process_killed_mid_batch_and_restarted() {
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
             .arg("run")
-            .env("FDS_KAFKA__BROKERS", &config.kafka.brokers)
+            .envs(stack.env())
             .env("FDS_KAFKA__GROUP_ID", &config.kafka.group_id)
-            .env("FDS_REDIS__NODES", config.redis.nodes.join(","))
             .env("FDS_PIPELINE__BATCH_SIZE", "200")
             .env("FDS_METRICS__LISTEN", "127.0.0.1:0")
             .env("FDS_LOG__LEVEL", "warn")
@@ -483,9 +299,8 @@ async fn s7_worker_process_killed_mid_batch_and_restarted() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     blocking(move || {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &second.id().to_string()])
-            .status();
+        let pid = nix::unistd::Pid::from_raw(second.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM sent");
         let status = second.wait().unwrap();
         assert!(status.success(), "graceful stop exits 0: {status}");
     })
@@ -511,19 +326,6 @@ async fn s7_worker_process_killed_mid_batch_and_restarted() {
         report.lost.first(),
         report.doubled.first()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s8_kafka_brokers_down_and_up_during_processing() {
-    let _serial = SERIAL.lock().await;
-    let mut s = Scenario::start("kafka down/up", ClusterOptions::default(), |_| {}, 18).await;
-    s.wait_finished(800).await;
-    s.stack.kafka.all_brokers_down().unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    s.stack.kafka.all_brokers_up().unwrap();
-    let (progress, stall) = s.finish().await;
-    assert_eq!(progress.dead_lettered, 0);
-    s.ledger(progress, stall, true).await;
 }
 
 /// Builds the poison records: each with the error kind it must be dead-lettered with.

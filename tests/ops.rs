@@ -182,7 +182,10 @@ async fn metrics_after_traffic_carry_every_named_metric_and_counters_move() {
     assert_eq!(
         sample(
             &metrics,
-            "fds_events_dead_lettered_total{topic=\"transactions\",reason=\"bad_magic\"}"
+            &format!(
+                "fds_events_dead_lettered_total{{topic=\"{}\",reason=\"bad_magic\"}}",
+                config.kafka.transactions_topic
+            )
         )
         .or_else(|| Some(sum(&metrics, "fds_events_dead_lettered_total"))),
         Some(1.0)
@@ -365,19 +368,16 @@ async fn readyz_flips_to_503_naming_uncovered_slots_during_a_node_outage_and_bac
     worker.stop().await;
 }
 
-/// Where the ops CLI points: the Redis nodes and Kafka brokers, comma-separated.
+/// Where the ops CLI points: the `FDS_*` variables naming the Redis nodes, the Kafka brokers
+/// and (on a shared Kafka) the topics.
 #[derive(Clone)]
 struct CliTarget {
-    nodes: String,
-    brokers: String,
+    env: Vec<(&'static str, String)>,
 }
 
 impl CliTarget {
     fn of(stack: &LocalStack) -> CliTarget {
-        CliTarget {
-            nodes: stack.cluster.seed_urls().join(","),
-            brokers: stack.kafka.bootstrap_servers().to_owned(),
-        }
+        CliTarget { env: stack.env() }
     }
 
     /// Runs the CLI against the target (blocking).
@@ -387,8 +387,7 @@ impl CliTarget {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_remove("FDS_CONFIG")
             .env_remove("RUST_LOG")
-            .env("FDS_KAFKA__BROKERS", &self.brokers)
-            .env("FDS_REDIS__NODES", &self.nodes)
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
             .env("FDS_LOG__LEVEL", "warn")
             .output()
             .expect("the binary runs")
@@ -616,7 +615,7 @@ async fn the_ops_cli_works_against_the_stack() {
         &[
             "tail",
             "--topic",
-            "transactions",
+            &config.kafka.transactions_topic,
             "--from-beginning",
             "-n",
             "2",
@@ -634,13 +633,7 @@ async fn the_ops_cli_works_against_the_stack() {
     );
 
     // Following: records published after tail started arrive.
-    let mut env = vec![
-        (
-            "FDS_KAFKA__BROKERS",
-            stack.kafka.bootstrap_servers().to_owned(),
-        ),
-        ("FDS_REDIS__NODES", stack.cluster.seed_urls().join(",")),
-    ];
+    let mut env = stack.env();
     env.push(("FDS_LOG__LEVEL", "warn".to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut follower = Process::spawn(&["tail", "--count", "3"], &env);
@@ -709,8 +702,10 @@ async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
             .unwrap_or_else(|| panic!("{name} in {export}"))
     };
     let target = CliTarget {
-        nodes: value_of("FDS_REDIS__NODES"),
-        brokers: value_of("FDS_KAFKA__BROKERS"),
+        env: vec![
+            ("FDS_REDIS__NODES", value_of("FDS_REDIS__NODES")),
+            ("FDS_KAFKA__BROKERS", value_of("FDS_KAFKA__BROKERS")),
+        ],
     };
 
     let status = run_cli(&target, &["cluster", "status"]).await;

@@ -424,7 +424,8 @@ async fn a_dry_run_writes_nothing_and_reports_the_planned_writes() {
 
     assert_eq!(db_size(&stack), keys_before, "nothing written to Redis");
     assert!(read_all(&stack, &config.kafka.enrichment_topic).is_empty());
-    assert!(read_all(&stack, "transactions.dlq").is_empty());
+    let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
+    assert!(read_all(&stack, &dlq).is_empty());
 
     // Given offsets: only the listed partition, from that offset.
     let end = read_all(&stack, &config.kafka.transactions_topic)
@@ -434,7 +435,9 @@ async fn a_dry_run_writes_nothing_and_reports_the_planned_writes() {
     assert!(end > 10);
     let mut by_offset = options(
         &offline,
-        "transactions/2:10".parse::<StartBound>().unwrap(),
+        format!("{}/2:10", config.kafka.transactions_topic)
+            .parse::<StartBound>()
+            .unwrap(),
         "dry",
     );
     by_offset.dry_run = true;
@@ -456,12 +459,15 @@ async fn a_poison_record_in_the_range_is_dead_lettered_with_the_replay_marker() 
     let start_ms = now_ms() - 15_000;
     let traffic = traffic_at(&config, 1_500, 16, start_ms, 15_000);
     let producer = stack.producer().unwrap();
+    let transactions = config.kafka.transactions_topic.clone();
+    let dlq = config.kafka.dlq_topic(&transactions);
     let poison = |label: &'static str| {
         let producer = producer.clone();
+        let transactions = transactions.clone();
         async move {
             producer
                 .send(
-                    FutureRecord::to("transactions")
+                    FutureRecord::to(&transactions)
                         .partition(0)
                         .key(label)
                         .payload(b"\x00not avro at all"),
@@ -485,11 +491,11 @@ async fn a_poison_record_in_the_range_is_dead_lettered_with_the_replay_marker() 
     assert_eq!(summary.replayed(), traffic.events.len() as u64 + 1);
     assert_eq!(summary.topics[0].before_range, 1);
 
-    let dead_letters = read_all(&stack, "transactions.dlq");
+    let dead_letters = read_all(&stack, &dlq);
     assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
     let dead_letter = &dead_letters[0];
     assert_eq!(dead_letter.header(header::REPLAY), Some("shadow"));
-    assert_eq!(dead_letter.header(header::TOPIC), Some("transactions"));
+    assert_eq!(dead_letter.header(header::TOPIC), Some(transactions.as_str()));
     assert_eq!(dead_letter.header(header::PARTITION), Some("0"));
     assert_eq!(
         dead_letter.header(header::OFFSET),
@@ -502,7 +508,7 @@ async fn a_poison_record_in_the_range_is_dead_lettered_with_the_replay_marker() 
 
     // A redrive (which writes the live keys) leaves a shadow replay's dead letter alone.
     let redrive_options = fds_worker::redrive::RedriveOptions {
-        topic: "transactions.dlq".into(),
+        topic: dlq.clone(),
         filters: Vec::new(),
         batch_size: 100,
     };

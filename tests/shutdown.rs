@@ -27,13 +27,9 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// Environment pointing the binary at `stack` as `config` says.
 fn worker_env(stack: &LocalStack, config: &Config) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "FDS_KAFKA__BROKERS",
-            stack.kafka.bootstrap_servers().to_owned(),
-        ),
+    let mut env = stack.env();
+    env.extend([
         ("FDS_KAFKA__GROUP_ID", config.kafka.group_id.clone()),
-        ("FDS_REDIS__NODES", stack.cluster.seed_urls().join(",")),
         (
             "FDS_PIPELINE__BATCH_SIZE",
             config.pipeline.batch_size.to_string(),
@@ -42,7 +38,8 @@ fn worker_env(stack: &LocalStack, config: &Config) -> Vec<(&'static str, String)
         ("FDS_METRICS__LISTEN", "127.0.0.1:0".to_owned()),
         ("FDS_METRICS__POLL_INTERVAL", "200ms".to_owned()),
         ("FDS_LOG__LEVEL", "info".to_owned()),
-    ]
+    ]);
+    env
 }
 
 fn spawn_worker(env: &[(&'static str, String)]) -> Process {

@@ -80,7 +80,7 @@ pub async fn run(args: GenerateArgs, config: Config) -> anyhow::Result<()> {
     for (key, value) in config.kafka.producer_client_options() {
         client.set(key, value);
     }
-    let producer: FutureProducer = client.set("linger.ms", "5").create()?;
+    let producer: FutureProducer = crate::generate::traffic_producer(client)?;
     produce(
         &producer,
         &codec,

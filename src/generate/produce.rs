@@ -23,6 +23,17 @@ pub enum ProduceError {
     Encode(#[from] crate::codec::EncodeError),
 }
 
+/// A producer for generated traffic on `base` (brokers and security set): idempotent with
+/// `acks=all`, as Kafka's own clients are by default since 3.0. librdkafka's default is not
+/// idempotent: a leader that dies after replicating a batch but before acking it makes the
+/// retry a duplicate with a new offset — an event the ground truth holds once, counted twice.
+pub fn traffic_producer(mut base: rdkafka::ClientConfig) -> Result<FutureProducer, KafkaError> {
+    base.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+}
+
 /// Publishes `events` in order: transactions to `transactions_topic` keyed by user id,
 /// verdicts to `verdict_topic` keyed by subject value. `rate` limits events per second
 /// (`None` = as fast as possible). Records are enqueued in order, so per-key order holds.

@@ -336,9 +336,12 @@ impl Loop {
                         .retain(|m| !partitions.contains(&(m.topic.clone(), m.partition)));
                 }
                 RebalanceNote::Assigned(partitions) => {
-                    if self.paused {
-                        self.pause_partitions(&partitions, true);
-                    }
+                    // Both ways, explicitly: librdkafka keeps a partition's pause flag across
+                    // a revoke and a re-assignment, so a partition paused before a lost
+                    // assignment (session timeout) came back paused after the loop had resumed
+                    // an empty assignment — and never delivered again (Apache Kafka, broker
+                    // SIGSTOP past the session timeout).
+                    self.pause_partitions(&partitions, self.paused);
                 }
             }
         }

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a real Redis Cluster, a mock Kafka with the
-//! standard topics, unique names, tracing, and bounded waits.
+//! Helpers shared by the integration tests: a real Redis Cluster, a real Apache Kafka cluster
+//! (shared by the tests of a binary) or a mock Kafka, unique names, tracing, and bounded waits.
 //!
 //! Each test binary compiles this module and uses a subset of it, hence the `dead_code` allows.
 //! Everything that starts something is synchronous; from a `#[tokio::test]` call it before the
@@ -8,14 +8,17 @@
 #![allow(dead_code)]
 
 pub mod ops;
+pub mod scenario;
 pub mod worker;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, Weak};
+use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use fds_worker::localstack::{ClusterOptions, MockKafka, RedisCluster, STANDARD_TOPICS};
+use fds_worker::localstack::{
+    ApacheKafka, ClusterOptions, KafkaOptions, MockKafka, RedisCluster, STANDARD_TOPICS,
+};
 
 /// How long a test waits for anything that should take a few seconds (a failover takes ≈4 s
 /// with the 2000 ms test node timeout).
@@ -83,6 +86,33 @@ pub fn shared_cluster() -> Arc<RedisCluster> {
     let cluster = Arc::new(start_cluster());
     *shared = Arc::downgrade(&cluster);
     cluster
+}
+
+/// The 3-broker Apache Kafka cluster shared by the tests of this binary that do not break it
+/// (each uses its own topics and groups: [`random_name`], or a stack's prefixed topics). It is
+/// started by the first caller and lives as long as the process; its brokers die with it
+/// (`setpriv --pdeathsig`). Tests that kill, pause or restart brokers start their own.
+pub fn shared_kafka() -> Arc<ApacheKafka> {
+    static SHARED: OnceLock<Arc<ApacheKafka>> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    SHARED
+        .get_or_init(|| Arc::new(start_apache_kafka(KafkaOptions::default())))
+        .clone()
+}
+
+/// Starts an Apache Kafka cluster of its own for one test (use it when the test kills, pauses
+/// or restarts brokers, or needs listeners of its own). Panics with the reason if it cannot.
+pub fn start_apache_kafka(options: KafkaOptions) -> ApacheKafka {
+    init_tracing();
+    let started = Instant::now();
+    let kafka = ApacheKafka::start(options).unwrap_or_else(|e| panic!("apache kafka: {e}"));
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        bootstrap = kafka.bootstrap_servers(),
+        "test apache kafka ready"
+    );
+    kafka
 }
 
 /// Starts a mock Kafka with 3 brokers and the standard topics (`transactions`,

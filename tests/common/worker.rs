@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{LocalStack, Progress};
+use fds_worker::demo::{KafkaSetup, LocalStack, Progress};
 use fds_worker::generate::{Traffic, TrafficSettings, Verification, generate, produce, verify};
 use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
@@ -30,11 +30,24 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Starts a Redis Cluster with `options` and a mock Kafka with the standard topics.
+/// Starts a Redis Cluster with `options`, with topics of its own on the binary's shared Apache
+/// Kafka cluster ([`super::shared_kafka`]).
 pub async fn start_stack_with(options: ClusterOptions) -> LocalStack {
     super::init_tracing();
     tokio::task::spawn_blocking(move || {
-        LocalStack::start(options, PARTITIONS).expect("local stack")
+        let kafka = KafkaSetup::Shared(super::shared_kafka());
+        LocalStack::start_with(options, kafka, PARTITIONS).expect("local stack")
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts a Redis Cluster with `options` and the Kafka of `kafka` (a cluster of its own, for
+/// tests that break brokers, or the mock, for tests that need its error injection).
+pub async fn start_stack_on(options: ClusterOptions, kafka: KafkaSetup) -> LocalStack {
+    super::init_tracing();
+    tokio::task::spawn_blocking(move || {
+        LocalStack::start_with(options, kafka, PARTITIONS).expect("local stack")
     })
     .await
     .unwrap()

@@ -726,10 +726,13 @@ fn keystore_pem(tls: &BrokerTls) -> Result<String> {
     ))
 }
 
+const ROOT_PREFIX: &str = "fds-apache-kafka-";
+
 fn make_root_dir() -> Result<PathBuf> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
+    remove_dirs_of_dead_processes();
     let name = format!(
-        "fds-apache-kafka-{}-{}-{:08x}",
+        "{ROOT_PREFIX}{}-{}-{:08x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         rand::random::<u32>()
@@ -738,6 +741,30 @@ fn make_root_dir() -> Result<PathBuf> {
     std::fs::create_dir_all(&root)
         .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
     Ok(root)
+}
+
+/// A cluster kept for a process's whole life (a test binary's shared one) is never dropped, so
+/// its directory outlives the process: remove those of processes that are gone.
+fn remove_dirs_of_dead_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(ROOT_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn node_state(
