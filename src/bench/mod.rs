@@ -356,12 +356,15 @@ impl Report {
         Ok(())
     }
 
-    fn percentile(&self, p: f64) -> i64 {
-        if self.latencies_ms.is_empty() {
-            return 0;
+    /// The latency at quantile `q` (0.5 = p50); 0 without samples.
+    fn percentile(&self, q: f64) -> u64 {
+        // 3 significant figures: exact below 2048 ms, within 0.1 % above.
+        let mut histogram =
+            hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures are allowed");
+        for &ms in &self.latencies_ms {
+            histogram.saturating_record(ms.max(0) as u64);
         }
-        let index = ((self.latencies_ms.len() - 1) as f64 * p).round() as usize;
-        self.latencies_ms[index]
+        histogram.value_at_quantile(q)
     }
 
     fn markdown(&self) -> String {
