@@ -24,6 +24,16 @@ pub enum Read {
     Idle,
 }
 
+/// Whether a reader has something to return before it waits for a record.
+enum Ready {
+    /// Every partition ended or was finished.
+    Done,
+    /// This.
+    Step(Read),
+    /// Nothing: wait for a record.
+    Wait,
+}
+
 /// What both readers share: the tracker, and the steps that touch the consumer.
 #[derive(Debug)]
 struct Core {
@@ -53,6 +63,35 @@ impl Core {
             .assign(&list)
             .map_err(RangeError::kafka("assigning the partitions to read"))?;
         Ok(Core { tracker })
+    }
+
+    /// What to return before waiting for a record, if anything.
+    fn before_wait<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>) -> Ready {
+        if let Some(end) = self.take_ended(consumer) {
+            return Ready::Step(Read::Ended(end));
+        }
+        if self.tracker.is_done() {
+            return Ready::Done;
+        }
+        Ready::Wait
+    }
+
+    /// The step for what the wait brought (`None`: the idle interval passed); `None` to
+    /// wait again (a record outside the range).
+    fn after_wait<C: ConsumerContext>(
+        &mut self,
+        consumer: &impl Consumer<C>,
+        got: Option<KafkaResult<BorrowedMessage<'_>>>,
+    ) -> Option<KafkaResult<Read>> {
+        match got {
+            Some(Ok(message)) => self.record(&message).map(|record| Ok(Read::Record(record))),
+            Some(Err(error)) => Some(Err(error)),
+            None => {
+                self.idle(consumer);
+                let end = self.take_ended(consumer);
+                Some(Ok(end.map_or(Read::Idle, Read::Ended)))
+            }
+        }
     }
 
     /// The record as owned, if it is inside the range.
@@ -190,47 +229,22 @@ fn committed<C: ConsumerContext>(
         .collect())
 }
 
-/// Reads a range with a `StreamConsumer`, in async code.
-pub struct RangeReader {
-    consumer: StreamConsumer,
+/// Reads a range: async with a `StreamConsumer` ([`next`](RangeReader::next)), blocking
+/// with a `BaseConsumer` ([`BlockingRangeReader`]).
+pub struct RangeReader<K = StreamConsumer> {
+    consumer: K,
     core: Core,
 }
 
-impl RangeReader {
+/// A [`RangeReader`] that blocks the calling thread.
+pub type BlockingRangeReader = RangeReader<BaseConsumer>;
+
+impl<K: Consumer> RangeReader<K> {
     /// Resolves `spans` (blocking requests, each bounded by
     /// [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT)) and assigns them to `consumer`.
-    pub fn open(consumer: StreamConsumer, spans: &[Span]) -> Result<RangeReader, RangeError> {
+    pub fn open(consumer: K, spans: &[Span]) -> Result<RangeReader<K>, RangeError> {
         let core = Core::open(&consumer, spans)?;
         Ok(RangeReader { consumer, core })
-    }
-
-    /// The next step; `None` once every partition ended or was finished. A consumer error is
-    /// returned as it is, and reading can go on. Cancel-safe: a step dropped while waiting
-    /// loses nothing.
-    pub async fn next(&mut self) -> Option<KafkaResult<Read>> {
-        loop {
-            if let Some(end) = self.core.take_ended(&self.consumer) {
-                return Some(Ok(Read::Ended(end)));
-            }
-            if self.core.tracker.is_done() {
-                return None;
-            }
-            match tokio::time::timeout(IDLE, self.consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    if let Some(record) = self.core.record(&message) {
-                        return Some(Ok(Read::Record(record)));
-                    }
-                }
-                Ok(Err(error)) => return Some(Err(error)),
-                Err(_) => {
-                    self.core.idle(&self.consumer);
-                    if let Some(end) = self.core.take_ended(&self.consumer) {
-                        return Some(Ok(Read::Ended(end)));
-                    }
-                    return Some(Ok(Read::Idle));
-                }
-            }
-        }
     }
 
     /// Stops reading a partition before its end (it is paused; no [`Read::Ended`] for it).
@@ -254,47 +268,42 @@ impl RangeReader {
     }
 
     /// The consumer (to commit with, for example).
-    pub fn consumer(&self) -> &StreamConsumer {
+    pub fn consumer(&self) -> &K {
         &self.consumer
     }
 }
 
-/// Reads a range with a `BaseConsumer`, blocking the calling thread.
-pub struct BlockingRangeReader {
-    consumer: BaseConsumer,
-    core: Core,
+impl RangeReader<StreamConsumer> {
+    /// The next step; `None` once every partition ended or was finished. A consumer error is
+    /// returned as it is, and reading can go on. Cancel-safe: a step dropped while waiting
+    /// loses nothing.
+    pub async fn next(&mut self) -> Option<KafkaResult<Read>> {
+        loop {
+            match self.core.before_wait(&self.consumer) {
+                Ready::Done => return None,
+                Ready::Step(read) => return Some(Ok(read)),
+                Ready::Wait => {}
+            }
+            let got = tokio::time::timeout(IDLE, self.consumer.recv()).await.ok();
+            if let Some(step) = self.core.after_wait(&self.consumer, got) {
+                return Some(step);
+            }
+        }
+    }
 }
 
-impl BlockingRangeReader {
-    /// Resolves `spans` and assigns them to `consumer` (see [`RangeReader::open`]).
-    pub fn open(consumer: BaseConsumer, spans: &[Span]) -> Result<BlockingRangeReader, RangeError> {
-        let core = Core::open(&consumer, spans)?;
-        Ok(BlockingRangeReader { consumer, core })
-    }
-
+impl RangeReader<BaseConsumer> {
     /// The next step, as [`RangeReader::next`], waiting at most the idle interval.
     pub fn next_step(&mut self) -> Option<KafkaResult<Read>> {
         loop {
-            if let Some(end) = self.core.take_ended(&self.consumer) {
-                return Some(Ok(Read::Ended(end)));
+            match self.core.before_wait(&self.consumer) {
+                Ready::Done => return None,
+                Ready::Step(read) => return Some(Ok(read)),
+                Ready::Wait => {}
             }
-            if self.core.tracker.is_done() {
-                return None;
-            }
-            match self.consumer.poll(IDLE) {
-                Some(Ok(message)) => {
-                    if let Some(record) = self.core.record(&message) {
-                        return Some(Ok(Read::Record(record)));
-                    }
-                }
-                Some(Err(error)) => return Some(Err(error)),
-                None => {
-                    self.core.idle(&self.consumer);
-                    if let Some(end) = self.core.take_ended(&self.consumer) {
-                        return Some(Ok(Read::Ended(end)));
-                    }
-                    return Some(Ok(Read::Idle));
-                }
+            let got = self.consumer.poll(IDLE);
+            if let Some(step) = self.core.after_wait(&self.consumer, got) {
+                return Some(step);
             }
         }
     }
@@ -303,8 +312,7 @@ impl BlockingRangeReader {
     /// ended after `within`, or the consumer fails.
     pub fn read_to_end(mut self, within: Duration) -> Result<Vec<SourceMessage>, RangeError> {
         let deadline = Instant::now() + within;
-        let mut records =
-            Vec::with_capacity(self.core.tracker.bounds().map(Bounds::len).sum::<u64>() as usize);
+        let mut records = Vec::with_capacity(self.total() as usize);
         while let Some(step) = self.next_step() {
             match step.map_err(RangeError::kafka("reading"))? {
                 Read::Record(record) => records.push(record),
