@@ -1,7 +1,7 @@
-//! Asking Kafka for each partition's range: metadata and watermarks (through the
-//! [`range`](crate::source::range) reader's listing), `offsets_for_times`, and — for a replay
-//! into the live namespace — the live group's committed offsets. The choices are made by the
-//! pure functions of [`bounds`](super::bounds).
+//! Asking Kafka for each partition's range: metadata and watermarks (the [`range`] reader's
+//! listing), `offsets_for_times`, and — for a replay into the live namespace — the live
+//! group's committed offsets. The choices are made by the pure functions of
+//! [`bounds`](super::bounds).
 
 use std::time::Duration;
 
