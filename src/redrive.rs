@@ -211,10 +211,7 @@ pub async fn redrive(
     }
     commit(&reader)?;
     progress(summary.read, total);
-    stage
-        .sink
-        .flush(Duration::from_secs(10))
-        .map_err(RunError::Kafka)?;
+    stage.sink.flush(Duration::from_secs(10))?;
     Ok(summary)
 }
 
