@@ -15,7 +15,7 @@
 //! | [`slot`] | CRC16 hash slots, hash tags, and the key builders that make ids injection-safe |
 //! | [`plan`] | pure planning: events → per-slot operation units (no I/O) |
 //! | [`store`] | the Redis side: cluster client, the `fds` function library, unit execution, errors |
-//! | [`source`] | the Kafka consumer: batching, backpressure, the contiguous offset watermark |
+//! | [`source`] | the Kafka consumer: batching, backpressure, the contiguous offset watermark; the bounded partition range reader of redrive, replay, tail and bench |
 //! | [`sink`] | the Kafka producers: enrichment records and dead letters |
 //! | [`pipeline`] | `run`: wires source → plan → store → sink with bounded queues |
 //! | [`metrics`] | every exported metric, in one place |

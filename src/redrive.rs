@@ -7,16 +7,17 @@
 //! marks already cover, so they are read, not counted again. Redriving the same dead letter
 //! twice changes nothing the second time.
 //!
-//! Redrive reads each partition of the DLQ topic from its group's committed offset (group
-//! `<kafka.group_id>-redrive`) to the high watermark seen at start, and commits as it goes, so
+//! Redrive reads each partition of the DLQ topic (a [`RangeReader`]) from its group's committed
+//! offset (group `<kafka.group_id>-redrive`) to the high watermark seen at start, and commits
+//! as it goes, so
 //! the next redrive continues where this one ended. Records that fail again are dead-lettered
 //! again (after the end bound, so they are not re-read in the same run).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::Config;
@@ -25,6 +26,7 @@ use crate::pipeline::{RunError, Stage};
 use crate::plan::{Redrive, SourceRef};
 use crate::sink::dead_letter::header;
 use crate::source::SourceMessage;
+use crate::source::range::{self, End, RangeError, RangeReader, Read, Start};
 
 /// What to redrive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,36 @@ pub struct RedriveSummary {
     pub enriched: u64,
     /// Of those, dead-lettered again.
     pub dead_lettered_again: u64,
+}
+
+impl RedriveSummary {
+    /// Counts a dead letter read, and returns what to redrive for it: nothing if the filters
+    /// leave it out, it belongs to another namespace or is not one of ours.
+    fn triage(
+        &mut self,
+        record: &SourceMessage,
+        filters: &[(String, String)],
+    ) -> Option<(SourceMessage, Redrive)> {
+        self.read += 1;
+        if !filters
+            .iter()
+            .all(|(name, value)| record.header(name) == Some(value))
+        {
+            self.filtered_out += 1;
+            return None;
+        }
+        if record.header(header::REPLAY).is_some_and(|namespace| {
+            namespace != crate::replay::LIVE_NAMESPACE && !namespace.is_empty()
+        }) {
+            self.other_namespace += 1;
+            return None;
+        }
+        let redrive = original_of(record);
+        if redrive.is_none() {
+            self.not_ours += 1;
+        }
+        redrive
+    }
 }
 
 /// Maps a filter name from the command line to its header: `error_kind` → `fds.error.kind`;
@@ -96,13 +128,27 @@ pub fn original_of(dead_letter: &SourceMessage) -> Option<(SourceMessage, Redriv
     Some((original, redrive))
 }
 
+/// Why a redrive stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    /// The pipeline could not start (Redis, producer, schemas).
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The dead-letter topic's range could not be read.
+    #[error(transparent)]
+    Read(#[from] RangeError),
+    /// The consumer could not be created, or an offset commit failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
 /// Redrives `options.topic`; `progress(done, total)` is called after each batch.
 pub async fn redrive(
     config: &Config,
     options: &RedriveOptions,
     metrics: Metrics,
     mut progress: impl FnMut(u64, u64),
-) -> Result<RedriveSummary, RunError> {
+) -> Result<RedriveSummary, RedriveError> {
     let stage = Stage::from_config(config, "", metrics, None).await?;
     let mut client = ClientConfig::new();
     for (key, value) in config.kafka.consumer_client_options() {
@@ -113,129 +159,68 @@ pub async fn redrive(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()?;
-    let (list, ends, total) = bounds(&consumer, &options.topic)?;
-    consumer.assign(&list)?;
-    let topic: Arc<str> = Arc::from(options.topic.as_str());
-    let mut positions: HashMap<i32, i64> = list
-        .elements()
-        .iter()
-        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(0)))
-        .collect();
+    let spans = match range::whole_topic(
+        &consumer,
+        &options.topic,
+        Start::Committed,
+        End::HighWatermark,
+    ) {
+        Ok(spans) => spans,
+        // Nothing was ever dead-lettered there.
+        Err(RangeError::UnknownTopic(_)) => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let mut reader = RangeReader::open(consumer, &spans)?;
+    let total = reader.total();
     let mut summary = RedriveSummary::default();
     let mut batch = Vec::new();
     let mut redrives = Vec::new();
-    let reached_end = |positions: &HashMap<i32, i64>| {
-        ends.iter()
-            .all(|(p, end)| positions.get(p).is_some_and(|pos| pos >= end))
-    };
     progress(0, total);
-    while !reached_end(&positions) {
-        let message = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
-        {
-            Ok(Ok(message)) => Some(message),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "reading dead letters");
-                None
-            }
-            Err(_) => None,
-        };
-        let message = message.map(|message| {
-            let record = SourceMessage::from_borrowed(&message, Arc::clone(&topic));
-            drop(message);
-            record
-        });
-        if let Some(record) = &message {
-            let end = ends.get(&record.partition).copied().unwrap_or(0);
-            if record.offset < end {
-                positions.insert(record.partition, record.offset + 1);
-                summary.read += 1;
-                if !options
-                    .filters
-                    .iter()
-                    .all(|(name, value)| record.header(name) == Some(value))
-                {
-                    summary.filtered_out += 1;
-                } else if record.header(header::REPLAY).is_some_and(|namespace| {
-                    namespace != crate::replay::LIVE_NAMESPACE && !namespace.is_empty()
-                }) {
-                    summary.other_namespace += 1;
-                } else if let Some((original, redrive)) = original_of(record) {
+    loop {
+        let step = reader.next().await;
+        let finished = step.is_none();
+        let idle = match step {
+            Some(Ok(Read::Record(record))) => {
+                if let Some((original, redrive)) = summary.triage(&record, &options.filters) {
                     batch.push(original);
                     redrives.push(Some(redrive));
-                } else {
-                    summary.not_ours += 1;
                 }
-            } else {
-                positions.insert(record.partition, end);
+                false
             }
-        }
-        let idle = message.is_none();
+            Some(Ok(Read::Ended(_))) => false,
+            Some(Ok(Read::Idle)) | None => true,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "reading dead letters");
+                true
+            }
+        };
         let full = batch.len() >= options.batch_size.max(1);
-        if !batch.is_empty() && (full || idle || reached_end(&positions)) {
+        if !batch.is_empty() && (full || idle) {
             let done = stage
                 .process(std::mem::take(&mut batch), std::mem::take(&mut redrives))
                 .await;
             summary.redriven += done.finished.len() as u64;
             summary.enriched += done.enriched;
             summary.dead_lettered_again += done.dead_lettered;
-            commit(&consumer, &options.topic, &positions)?;
+            commit(&reader)?;
             progress(summary.read, total);
         }
+        if finished {
+            break;
+        }
     }
-    commit(&consumer, &options.topic, &positions)?;
+    commit(&reader)?;
     progress(summary.read, total);
-    stage
-        .sink
-        .flush(Duration::from_secs(10))
-        .map_err(RunError::Kafka)?;
+    stage.sink.flush(Duration::from_secs(10))?;
     Ok(summary)
 }
 
-/// Start offsets (committed, or the beginning), end offsets (high watermarks now), and the
-/// number of records between them.
-fn bounds(
-    consumer: &StreamConsumer,
-    topic: &str,
-) -> Result<(TopicPartitionList, HashMap<i32, i64>, u64), RunError> {
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut wanted = TopicPartitionList::new();
-    for partition in &partitions {
-        wanted.add_partition(topic, *partition);
-    }
-    let committed = consumer.committed_offsets(wanted, timeout)?;
+/// Commits every partition's position: after the last dead letter read, all of which were
+/// processed before this is called.
+fn commit(reader: &RangeReader) -> Result<(), KafkaError> {
     let mut list = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    let mut total = 0;
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        let start = committed
-            .find_partition(topic, partition)
-            .and_then(|e| e.offset().to_raw())
-            .filter(|o| *o >= 0)
-            .unwrap_or(low)
-            .max(low);
-        list.add_partition_offset(topic, partition, Offset::Offset(start))?;
-        ends.insert(partition, high);
-        total += (high - start).max(0) as u64;
+    for (topic, partition, position) in reader.positions() {
+        list.add_partition_offset(topic, partition, Offset::Offset(position))?;
     }
-    Ok((list, ends, total))
-}
-
-fn commit(
-    consumer: &StreamConsumer,
-    topic: &str,
-    positions: &HashMap<i32, i64>,
-) -> Result<(), RunError> {
-    let mut list = TopicPartitionList::new();
-    for (partition, position) in positions {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
-    }
-    consumer.commit(&list, CommitMode::Sync)?;
-    Ok(())
+    reader.consumer().commit(&list, CommitMode::Sync)
 }

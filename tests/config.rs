@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fds_worker::config::{Config, ConfigError, REDACTED, Secret};
+use fds_worker::config::{CLASSIC_ONLY_KEYS, Config, ConfigError, GroupProtocol, REDACTED, Secret};
 use fds_worker::event::{EntityKind, ThreatLevel};
 
 fn manifest_dir() -> &'static Path {
@@ -202,6 +202,83 @@ fn bad_enum_names_are_named_with_the_valid_ones() {
 }
 
 #[test]
+fn group_protocol_takes_classic_or_consumer() {
+    assert_eq!(
+        Config::default().kafka.group_protocol,
+        GroupProtocol::Classic
+    );
+    for (name, protocol) in [
+        ("classic", GroupProtocol::Classic),
+        ("consumer", GroupProtocol::Consumer),
+    ] {
+        let c = Config::from_toml_str(&format!("[kafka]\ngroup_protocol = \"{name}\"\n")).unwrap();
+        assert_eq!(c.kafka.group_protocol, protocol);
+    }
+    let err = error_of("[kafka]\ngroup_protocol = \"kip848\"\n");
+    assert_names(&err, "kafka.group_protocol", "unknown variant");
+    assert!(err.to_string().contains("consumer"), "{err}");
+}
+
+#[test]
+fn consumer_group_protocol_rejects_client_side_group_options_by_key() {
+    for key in CLASSIC_ONLY_KEYS {
+        let text = format!(
+            "[kafka]\ngroup_protocol = \"consumer\"\n[kafka.consumer_options]\n\"{key}\" = \"1\"\n"
+        );
+        let err = error_of(&text);
+        assert_names(
+            &err,
+            &format!("kafka.consumer_options.\"{key}\""),
+            "group.consumer.*",
+        );
+        // One problem per key, not also "set by the worker".
+        assert_eq!(err.keys().len(), 1, "{err}");
+    }
+    // The same options stay allowed with the classic protocol (session.timeout.ms has its
+    // own setting there).
+    let classic = Config::from_toml_str(
+        "[kafka.consumer_options]\n\"partition.assignment.strategy\" = \"range\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+    )
+    .unwrap();
+    assert_eq!(classic.kafka.group_protocol, GroupProtocol::Classic);
+    assert_names(
+        &error_of("[kafka.consumer_options]\n\"session.timeout.ms\" = \"1000\"\n"),
+        "kafka.consumer_options.\"session.timeout.ms\"",
+        "set by the worker",
+    );
+    // The producer is no group member: the rule is the consumer's only.
+    Config::from_toml_str(
+        "[kafka]\ngroup_protocol = \"consumer\"\n[kafka.producer_options]\n\"heartbeat.interval.ms\" = \"1000\"\n",
+    )
+    .unwrap();
+    assert_names(
+        &error_of("[kafka.consumer_options]\n\"group.protocol\" = \"consumer\"\n"),
+        "kafka.consumer_options.\"group.protocol\"",
+        "set by the worker",
+    );
+}
+
+#[test]
+fn consumer_group_protocol_leaves_the_session_timeout_to_the_broker() {
+    // The classic relation max_poll_interval >= session_timeout does not apply.
+    let c = Config::from_toml_str(
+        "[kafka]\ngroup_protocol = \"consumer\"\nsession_timeout = \"60s\"\nmax_poll_interval = \"30s\"\n",
+    )
+    .unwrap();
+    let options = c.kafka.consumer_client_options();
+    assert!(
+        options.contains(&("group.protocol".to_owned(), "consumer".to_owned())),
+        "{options:?}"
+    );
+    assert!(
+        options
+            .iter()
+            .all(|(k, _)| !CLASSIC_ONLY_KEYS.contains(&k.as_str())),
+        "{options:?}"
+    );
+}
+
+#[test]
 fn ttl_tiers_must_increase_with_severity() {
     assert_names(
         &error_of("[blacklist.ttl]\nfraud = \"30m\"\n"),
@@ -371,6 +448,7 @@ fn env_overrides_scalars_and_lists() {
         ("FDS_VELOCITY__DIMENSIONS", "user,ip"),
         ("FDS_VELOCITY__GRACE", "2m"),
         ("FDS_REDIS__RETRY__MAX_ATTEMPTS", "7"),
+        ("FDS_KAFKA__GROUP_PROTOCOL", "consumer"),
     ]);
     let config = printed_config(&out);
     assert_eq!(config.kafka.brokers, "b1:9092,b2:9092");
@@ -389,6 +467,7 @@ fn env_overrides_scalars_and_lists() {
     );
     assert_eq!(config.velocity.grace, Duration::from_secs(120));
     assert_eq!(config.redis.retry.max_attempts, 7);
+    assert_eq!(config.kafka.group_protocol, GroupProtocol::Consumer);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
+use super::table;
 use crate::config::Config;
 use crate::localstack::Role;
 use crate::monitor::snapshot::{format_ranges, role_label};
@@ -110,16 +111,11 @@ pub fn render(snapshot: &ClusterSnapshot) -> String {
         );
     }
     out.push('\n');
-    let mut rows = vec![
-        [
-            "NODE", "ID", "ROLE", "STATE", "SLOTS", "MASTER", "MEMORY", "CLIENTS", "HIT RATE",
-        ]
-        .map(str::to_owned),
+    let header = [
+        "NODE", "ID", "ROLE", "STATE", "SLOTS", "MASTER", "MEMORY", "CLIENTS", "HIT RATE",
     ];
-    for node in ordered(&snapshot.nodes) {
-        rows.push(row(node));
-    }
-    out.push_str(&table(&rows));
+    let rows = ordered(&snapshot.nodes).into_iter().map(row);
+    out.push_str(&table::render(header, rows, &[]));
     for node in snapshot.nodes.iter().filter(|n| n.error.is_some()) {
         let _ = writeln!(
             out,
@@ -220,23 +216,6 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-/// Left-aligned columns, two spaces apart, no trailing spaces.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

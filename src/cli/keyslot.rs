@@ -1,12 +1,11 @@
 //! `fds-worker keyslot`: the hash tag and slot of keys, and optionally the node owning each slot.
 
-use std::fmt::Write as _;
-
 use anyhow::Context as _;
 use clap::Args;
 use redis::IntoConnectionInfo as _;
 use serde::Serialize;
 
+use super::table;
 use crate::config::{Config, RedisConfig, redact_url};
 use crate::slot::{Slot, hash_tag, key_slot};
 
@@ -85,49 +84,26 @@ pub async fn run(args: KeyslotArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An aligned text table: KEY, HASH TAG, SLOT (right-aligned), NODE.
+/// An aligned text table: KEY, HASH TAG, SLOT (right-aligned: a number), and NODE when
+/// `--cluster` was given.
 fn table(rows: &[Row]) -> String {
-    let with_node = rows.iter().any(|r| r.node.is_some());
-    let mut cells: Vec<[String; 4]> = vec![[
-        "KEY".into(),
-        "HASH TAG".into(),
-        "SLOT".into(),
-        "NODE".into(),
-    ]];
-    for r in rows {
-        cells.push([
+    let cells = |r: &Row| {
+        [
             r.key.clone(),
             r.hash_tag.clone().unwrap_or_else(|| "-".into()),
             r.slot.to_string(),
-            r.node.clone().unwrap_or_default(),
-        ]);
-    }
-    let columns = if with_node { 4 } else { 3 };
-    let width = |c: usize| {
-        cells
-            .iter()
-            .map(|row| row[c].chars().count())
-            .max()
-            .unwrap_or(0)
+        ]
     };
-    let widths: Vec<usize> = (0..columns).map(width).collect();
-    let mut out = String::new();
-    for row in &cells {
-        let mut line = String::new();
-        for c in 0..columns {
-            let cell = &row[c];
-            let w = widths[c];
-            // The slot column is a number: right-aligned.
-            let _ = if c == 2 {
-                write!(line, "{cell:>w$}  ")
-            } else {
-                write!(line, "{cell:<w$}  ")
-            };
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
+    const SLOT: usize = 2;
+    if rows.iter().any(|r| r.node.is_some()) {
+        let rows = rows.iter().map(|r| {
+            let [key, tag, slot] = cells(r);
+            [key, tag, slot, r.node.clone().unwrap_or_default()]
+        });
+        table::render(["KEY", "HASH TAG", "SLOT", "NODE"], rows, &[SLOT])
+    } else {
+        table::render(["KEY", "HASH TAG", "SLOT"], rows.iter().map(cells), &[SLOT])
     }
-    out
 }
 
 /// Slot ranges and the master serving each, from `CLUSTER SLOTS`.

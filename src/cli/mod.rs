@@ -26,6 +26,7 @@ pub mod redrive;
 pub mod replay;
 pub mod run;
 pub mod signals;
+pub mod table;
 pub mod tail;
 
 use std::path::{Path, PathBuf};

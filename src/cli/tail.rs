@@ -2,19 +2,19 @@
 //! lines (the enrichment topic by default).
 
 use std::io::Write as _;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
 use serde_json::{Value, json};
 
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::event::{Enrichment, FraudVerdict, Transaction};
 use crate::pipeline::decoder_from_config;
+use crate::source::SourceMessage;
+use crate::source::range::{self, End, RangeReader, Read, Start};
 
 /// Arguments of `fds-worker tail`.
 #[derive(Debug, Args)]
@@ -98,32 +98,26 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
         .set("enable.partition.eof", "false")
         .create()
         .context("creating the Kafka consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), Duration::from_secs(10))
-        .with_context(|| format!("reading the metadata of {topic}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    anyhow::ensure!(!partitions.is_empty(), "topic {topic} does not exist");
     let start = if args.from_beginning {
-        Offset::Beginning
+        Start::Earliest
     } else {
-        Offset::End
+        Start::Latest
     };
-    let mut list = TopicPartitionList::new();
-    for partition in partitions {
-        list.add_partition_offset(&topic, partition, start)?;
-    }
-    consumer.assign(&list)?;
+    // Followed until --count records were printed or Ctrl-C: no end offset.
+    let spans = range::whole_topic(&consumer, &topic, start, End::Never)?;
+    let mut reader = RangeReader::open(consumer, &spans)?;
     let mut printed = 0u64;
     let mut stdout = std::io::stdout().lock();
     while args.count.is_none_or(|n| printed < n) {
-        let message = tokio::select! {
-            message = consumer.recv() => message?,
+        let step = tokio::select! {
+            step = reader.next() => step,
             _ = tokio::signal::ctrl_c() => break,
+        };
+        let message = match step.transpose()? {
+            Some(Read::Record(message)) => message,
+            Some(Read::Ended(_) | Read::Idle) => continue,
+            // Every partition ended: only with an end offset, which tail has not.
+            None => break,
         };
         let Some(line) = render(&message, kind, &codec, args.user.as_deref()) else {
             continue;
@@ -141,19 +135,19 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
 
 /// One record as a JSON line, or `None` if `user` filters it out.
 fn render(
-    message: &BorrowedMessage<'_>,
+    message: &SourceMessage,
     kind: Kind,
     codec: &Codec,
     user: Option<&str>,
 ) -> Option<String> {
     let meta = json!({
-        "topic": message.topic(),
-        "partition": message.partition(),
-        "offset": message.offset(),
-        "key": message.key().map(String::from_utf8_lossy),
-        "timestamp_ms": message.timestamp().to_millis(),
+        "topic": &*message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "key": message.key.as_deref().map(String::from_utf8_lossy),
+        "timestamp_ms": message.timestamp_ms,
     });
-    let payload = message.payload().unwrap_or_default();
+    let payload = message.payload.as_deref().unwrap_or_default();
     let decoded = decode(payload, kind, codec);
     let mut value = match decoded {
         Ok((value, owner)) => {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check::Check;
 use super::de;
+use super::kafka_group::GroupProtocol;
 use super::kafka_security::KafkaSecurity;
 
 /// Kafka connection, topics and consumer-group settings.
@@ -36,13 +37,21 @@ pub struct KafkaConfig {
     /// (`transactions` → `transactions.dlq`). Default: `".dlq"`.
     #[serde(deserialize_with = "de::string")]
     pub dlq_suffix: String,
+    /// Consumer group protocol (librdkafka `group.protocol`): `"classic"`, or `"consumer"`
+    /// (KIP-848, needs Kafka >= 4.0 brokers), where the broker assigns partitions and its
+    /// `group.consumer.*` settings decide the session timeout and heartbeats — then
+    /// `session_timeout` is not used, and `consumer_options` may not set
+    /// `partition.assignment.strategy`, `session.timeout.ms`, `heartbeat.interval.ms` or
+    /// `group.protocol.type`. Default: `"classic"`.
+    pub group_protocol: GroupProtocol,
     /// Consumer group session timeout (librdkafka `session.timeout.ms`): a worker silent this
-    /// long loses its partitions. Default: `10s`.
+    /// long loses its partitions. Classic protocol only (with `"consumer"` the broker's
+    /// `group.consumer.session.timeout.ms` decides). Default: `10s`.
     #[serde(with = "de::duration")]
     pub session_timeout: Duration,
     /// Longest time between polls before librdkafka leaves the group
-    /// (`max.poll.interval.ms`); must be at least `session_timeout`. The worker keeps polling
-    /// while paused, so only a stuck worker hits it. Default: `300s`.
+    /// (`max.poll.interval.ms`); with the classic protocol at least `session_timeout`. The
+    /// worker keeps polling while paused, so only a stuck worker hits it. Default: `300s`.
     #[serde(with = "de::duration")]
     pub max_poll_interval: Duration,
     /// Authentication and encryption. Default: plaintext, no credentials.
@@ -63,6 +72,7 @@ pub const MANAGED_KEYS: &[&str] = &[
     "bootstrap.servers",
     "metadata.broker.list",
     "group.id",
+    "group.protocol",
     "session.timeout.ms",
     "max.poll.interval.ms",
     "enable.auto.commit",
@@ -88,6 +98,7 @@ impl Default for KafkaConfig {
             verdict_topics: default_verdict_topics(),
             enrichment_topic: default_enrichment_topic(),
             dlq_suffix: default_dlq_suffix(),
+            group_protocol: GroupProtocol::default(),
             session_timeout: default_session_timeout(),
             max_poll_interval: default_max_poll_interval(),
             security: KafkaSecurity::default(),
@@ -148,15 +159,25 @@ impl KafkaConfig {
         out
     }
 
-    /// librdkafka consumer options: [`common_options`](Self::common_options), group and timing,
-    /// then `consumer_options`. Offset handling (`enable.auto.offset.store` …) is the source's.
+    /// librdkafka consumer options: [`common_options`](Self::common_options), group protocol
+    /// and timing, then `consumer_options`. Offset handling (`enable.auto.offset.store` …) is
+    /// the source's. With the `consumer` group protocol no [`CLASSIC_ONLY_KEYS`] are set
+    /// (librdkafka would refuse to create the consumer).
+    ///
+    /// [`CLASSIC_ONLY_KEYS`]: super::CLASSIC_ONLY_KEYS
     pub fn consumer_client_options(&self) -> Vec<(String, String)> {
         let mut out = self.common_options();
         out.push(("group.id".into(), self.group_id.clone()));
         out.push((
-            "session.timeout.ms".into(),
-            self.session_timeout.as_millis().to_string(),
+            "group.protocol".into(),
+            self.group_protocol.as_librdkafka().to_owned(),
         ));
+        if self.group_protocol == GroupProtocol::Classic {
+            out.push((
+                "session.timeout.ms".into(),
+                self.session_timeout.as_millis().to_string(),
+            ));
+        }
         out.push((
             "max.poll.interval.ms".into(),
             self.max_poll_interval.as_millis().to_string(),
@@ -213,23 +234,33 @@ impl KafkaConfig {
             );
         }
         check.positive("kafka.session_timeout", self.session_timeout);
-        // librdkafka refuses to start otherwise.
+        // librdkafka refuses to start otherwise; with the consumer protocol the session
+        // timeout is the broker's, and librdkafka does not compare them.
         check.ensure(
-            self.max_poll_interval >= self.session_timeout,
+            self.group_protocol != GroupProtocol::Classic
+                || self.max_poll_interval >= self.session_timeout,
             "kafka.max_poll_interval",
             "must be at least `kafka.session_timeout`",
         );
-        for (name, map) in [
-            ("consumer_options", &self.consumer_options),
-            ("producer_options", &self.producer_options),
+        for (name, map, consumer) in [
+            ("consumer_options", &self.consumer_options, true),
+            ("producer_options", &self.producer_options, false),
         ] {
             for key in map.keys() {
-                if MANAGED_KEYS.contains(&key.as_str()) {
-                    check.fail(
-                        format!("kafka.{name}.\"{key}\""),
-                        "is set by the worker (use the dedicated setting, if any)",
-                    );
-                }
+                // Before MANAGED_KEYS: `session.timeout.ms` is managed too, but its dedicated
+                // setting is no remedy under the consumer protocol.
+                let reason = if consumer && !self.group_protocol.allows_client_key(key) {
+                    format!(
+                        "is not allowed with `kafka.group_protocol` = \"{}\" (KIP-848: the \
+                         broker's group.consumer.* settings decide it)",
+                        self.group_protocol.as_librdkafka()
+                    )
+                } else if MANAGED_KEYS.contains(&key.as_str()) {
+                    "is set by the worker (use the dedicated setting, if any)".to_owned()
+                } else {
+                    continue;
+                };
+                check.fail(format!("kafka.{name}.\"{key}\""), reason);
             }
         }
         self.security.validate(check);
@@ -297,5 +328,19 @@ mod tests {
         assert_eq!(get("max.poll.interval.ms"), Some("300000"));
         assert_eq!(get("security.protocol"), Some("plaintext"));
         assert_eq!(get("fetch.min.bytes"), Some("1"));
+        assert_eq!(get("group.protocol"), Some("classic"));
+    }
+
+    #[test]
+    fn consumer_protocol_options_leave_the_session_to_the_broker() {
+        let k = KafkaConfig {
+            group_protocol: GroupProtocol::Consumer,
+            ..KafkaConfig::default()
+        };
+        let opts = k.consumer_client_options();
+        let get = |key: &str| opts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("group.protocol"), Some("consumer"));
+        assert_eq!(get("session.timeout.ms"), None);
+        assert_eq!(get("max.poll.interval.ms"), Some("300000"));
     }
 }

@@ -49,6 +49,7 @@ pub use summary::{KeyCounts, ReplaySummary};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::RunError;
+use crate::source::range::RangeError;
 
 /// The name of the live key namespace (no prefix), as shown in summaries and dead-letter
 /// headers.
@@ -67,9 +68,9 @@ pub enum ReplayError {
     /// all be dead-lettered).
     #[error("topic `{0}` is not a source topic (kafka.transactions_topic or kafka.verdict_topics)")]
     NotASourceTopic(String),
-    /// The topic does not exist.
-    #[error("topic `{0}` not found")]
-    UnknownTopic(String),
+    /// A topic's partitions could not be listed or read (e.g. the topic does not exist).
+    #[error(transparent)]
+    Read(#[from] RangeError),
     /// A partition named in `--from` does not exist.
     #[error("partition {0} given in --from does not exist")]
     UnknownPartition(String),

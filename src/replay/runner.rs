@@ -1,6 +1,6 @@
-//! The replay loop: assign the partitions at their start offsets, read until every partition
-//! reached its end bound, keep the records inside the event-time range, and send them in
-//! batches — rate-limited — through the same [`Stage`] as the live worker (or, in a dry run,
+//! The replay loop: read the partitions from their start offsets until every one reached its
+//! end bound (a [`RangeReader`]), keep the records inside the event-time range, and send them
+//! in batches — rate-limited — through the same [`Stage`] as the live worker (or, in a dry run,
 //! through the planner only).
 
 use std::collections::HashMap;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
 
 use super::bounds::{Cursor, Decision, TimeWindow};
 use super::progress::{ReplayProgress, TopicProgress};
@@ -24,10 +24,7 @@ use crate::pipeline::{
 };
 use crate::plan::{EventBody, Planner};
 use crate::source::SourceMessage;
-
-/// How long the loop waits for a record before it treats the consumer as idle (flushes the
-/// batch, checks positions, reports progress).
-const IDLE: Duration = Duration::from_millis(200);
+use crate::source::range::{End, PartitionEnd, RangeReader, Read, Span, Start};
 
 /// What batches go through.
 enum Engine {
@@ -73,11 +70,10 @@ impl PartitionState {
 }
 
 struct Replay<'a> {
-    consumer: StreamConsumer,
+    reader: RangeReader,
     engine: Engine,
     batch: Vec<SourceMessage>,
     batch_size: usize,
-    topics: Vec<Arc<str>>,
     partitions: Vec<PartitionState>,
     index: HashMap<(Arc<str>, i32), usize>,
     summary: ReplaySummary,
@@ -182,19 +178,28 @@ pub(super) async fn run(
             range,
         });
     }
+    let spans: Vec<Span> = partitions
+        .iter()
+        .filter(|state| state.stopped.is_none())
+        .map(|state| Span {
+            topic: Arc::clone(&topics[state.topic]),
+            partition: state.range.partition,
+            start: Start::Offset(state.range.start),
+            end: End::Offset(state.range.end),
+        })
+        .collect();
+    let reader = RangeReader::open(consumer, &spans)?;
     let mut replay = Replay {
-        consumer,
+        reader,
         engine,
         batch: Vec::new(),
         batch_size: options.batch_size.clamp(1, options.rate.get() as usize),
-        topics,
         partitions,
         index,
         summary,
         keys: KeyCounter::default(),
         progress,
     };
-    replay.assign()?;
     replay.read().await;
     let mut summary = replay.finish().await?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -229,24 +234,6 @@ fn event_time_ms(body: &EventBody) -> i64 {
 }
 
 impl Replay<'_> {
-    fn assign(&self) -> Result<(), ReplayError> {
-        let mut list = TopicPartitionList::new();
-        for state in self.partitions.iter().filter(|s| s.stopped.is_none()) {
-            let range = &state.range;
-            list.add_partition_offset(&range.topic, range.partition, Offset::Offset(range.start))
-                .map_err(|source| ReplayError::Kafka {
-                    what: format!("assigning {}/{}", range.topic, range.partition),
-                    source,
-                })?;
-        }
-        self.consumer
-            .assign(&list)
-            .map_err(|source| ReplayError::Kafka {
-                what: "assigning the replayed partitions".to_owned(),
-                source,
-            })
-    }
-
     fn reading(&self) -> bool {
         self.partitions.iter().any(|s| s.stopped.is_none())
     }
@@ -254,29 +241,22 @@ impl Replay<'_> {
     /// Reads until every partition stopped, sending full batches as they fill.
     async fn read(&mut self) {
         self.report();
-        while self.reading() {
-            let record = match tokio::time::timeout(IDLE, self.consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    use rdkafka::Message as _;
-                    let topic = self
-                        .topics
-                        .iter()
-                        .find(|t| ***t == *message.topic())
-                        .cloned();
-                    topic.map(|topic| SourceMessage::from_borrowed(&message, topic))
+        while let Some(step) = self.reader.next().await {
+            let idle = match step {
+                Ok(Read::Record(record)) => {
+                    self.receive(record);
+                    false
                 }
-                Ok(Err(error)) => {
+                Ok(Read::Ended(end)) => {
+                    self.ended(&end);
+                    false
+                }
+                Ok(Read::Idle) => true,
+                Err(error) => {
                     tracing::warn!(%error, "replay consumer");
-                    None
+                    true
                 }
-                Err(_) => None,
             };
-            let idle = record.is_none();
-            if let Some(record) = record {
-                self.receive(record);
-            } else {
-                self.check_positions();
-            }
             if !self.batch.is_empty()
                 && (self.batch.len() >= self.batch_size || idle || !self.reading())
             {
@@ -296,10 +276,6 @@ impl Replay<'_> {
             return;
         };
         if self.partitions[at].stopped.is_some() {
-            return;
-        }
-        if record.offset >= self.partitions[at].range.end {
-            self.stop(at, None);
             return;
         }
         let now_ms = unix_ms(SystemTime::now());
@@ -327,47 +303,31 @@ impl Replay<'_> {
                     record.offset
                 );
                 self.stop(at, Some(reason));
-                return;
             }
         }
-        if self.partitions[at].next >= self.partitions[at].range.end {
+    }
+
+    /// Partition `end` was read to its end offset (its last record, or its position past the
+    /// end without a record: transaction markers, compacted offsets).
+    fn ended(&mut self, end: &PartitionEnd) {
+        let key = (Arc::clone(&end.topic), end.partition);
+        if let Some(&at) = self.index.get(&key) {
+            let state = &mut self.partitions[at];
+            state.next = state.next.max(end.next.min(state.range.end));
             self.stop(at, None);
         }
     }
 
-    /// Finishes partition `at` (`None`: it reached its end offset) and pauses its fetching.
+    /// Finishes partition `at` (`None`: it reached its end offset); the reader stops fetching
+    /// it.
     fn stop(&mut self, at: usize, reason: Option<String>) {
         let state = &mut self.partitions[at];
         if state.stopped.is_some() {
             return;
         }
         state.stopped = Some(reason.unwrap_or_else(|| state.range.end_reason.to_string()));
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&state.range.topic, state.range.partition);
-        if let Err(error) = self.consumer.pause(&list) {
-            tracing::debug!(%error, "pausing a finished partition");
-        }
-    }
-
-    /// Partitions whose position passed their end without a record to show it (control
-    /// records of transactions, compacted offsets) are finished.
-    fn check_positions(&mut self) {
-        let Ok(positions) = self.consumer.position() else {
-            return;
-        };
-        for element in positions.elements() {
-            let Offset::Offset(position) = element.offset() else {
-                continue;
-            };
-            let key = (Arc::from(element.topic()), element.partition());
-            if let Some(&at) = self.index.get(&key) {
-                let state = &mut self.partitions[at];
-                if state.stopped.is_none() && position >= state.range.end {
-                    state.next = state.next.max(position.min(state.range.end));
-                    self.stop(at, None);
-                }
-            }
-        }
+        self.reader
+            .finish(&state.range.topic, state.range.partition);
     }
 
     async fn send_batch(&mut self) {

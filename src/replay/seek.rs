@@ -1,6 +1,7 @@
-//! Asking Kafka for each partition's range: metadata, watermarks, `offsets_for_times`, and —
-//! for a replay into the live namespace — the live group's committed offsets. The choices are
-//! made by the pure functions of [`bounds`](super::bounds).
+//! Asking Kafka for each partition's range: metadata and watermarks (the [`range`] reader's
+//! listing), `offsets_for_times`, and — for a replay into the live namespace — the live
+//! group's committed offsets. The choices are made by the pure functions of
+//! [`bounds`](super::bounds).
 
 use std::time::Duration;
 
@@ -10,9 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::ReplayError;
 use super::bounds::{EndReason, StartBound, StartReason, TimeAnswer, plan_end, plan_start};
 use crate::config::Config;
-
-/// How long each metadata / watermark / offset request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::source::range::{self, REQUEST_TIMEOUT};
 
 /// The offsets one partition is read between.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,16 +59,11 @@ pub fn partition_ranges(
         None
     };
     for topic in topics {
-        let partitions = partitions_of(consumer, topic)?;
+        let partitions = range::partitions(consumer, topic)?;
         let mut watermarks = Vec::with_capacity(partitions.len());
         for &partition in &partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-                .map_err(|source| ReplayError::Kafka {
-                    what: format!("high watermark of {topic}/{partition}"),
-                    source,
-                })?;
-            watermarks.push((partition, low.max(0), high.max(0)));
+            let (low, high) = range::watermarks(consumer, topic, partition)?;
+            watermarks.push((partition, low, high));
         }
         let answers = match from.from_time() {
             Some(time) => {
@@ -123,27 +117,6 @@ pub fn partition_ranges(
         }
     }
     Ok(ranges)
-}
-
-/// The partition ids of `topic`; an error if the topic does not exist.
-fn partitions_of(consumer: &impl Consumer, topic: &str) -> Result<Vec<i32>, ReplayError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|source| ReplayError::Kafka {
-            what: format!("metadata of {topic}"),
-            source,
-        })?;
-    let mut partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    partitions.sort_unstable();
-    if partitions.is_empty() {
-        return Err(ReplayError::UnknownTopic(topic.to_owned()));
-    }
-    Ok(partitions)
 }
 
 /// `offsets_for_times(seek_ms)` for every partition of `topic`; a failed lookup is an answer
@@ -211,7 +184,7 @@ fn live_committed(
         })?;
     let mut wanted = TopicPartitionList::new();
     for topic in topics {
-        for partition in partitions_of(&reader, topic)? {
+        for partition in range::partitions(&reader, topic)? {
             wanted.add_partition(topic, partition);
         }
     }

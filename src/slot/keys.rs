@@ -15,6 +15,8 @@
 
 use std::fmt::Write as _;
 
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
 use crate::event::EntityKind;
 
 /// An entity whose keys share one hash tag.
@@ -90,25 +92,18 @@ impl KeyBuilder {
     }
 }
 
+/// The bytes [`encode_id`] encodes: controls and space, the hash-tag braces, `%` itself (so the
+/// encoding is reversible and two ids never meet), and — always, in `percent-encoding` — every
+/// byte outside ASCII. Printable ASCII otherwise stays as it is.
+const ID_ENCODED: &AsciiSet = &CONTROLS.add(b' ').add(b'{').add(b'}').add(b'%');
+
 /// Percent-encodes an id for use inside a key (see the module docs).
 pub fn encode_id(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    encode_id_into(id, &mut out);
-    out
+    utf8_percent_encode(id, ID_ENCODED).to_string()
 }
 
 fn encode_id_into(id: &str, out: &mut String) {
-    for byte in id.bytes() {
-        match byte {
-            b'{' | b'}' | b'%' => {
-                let _ = write!(out, "%{byte:02X}");
-            }
-            0x21..=0x7e => out.push(byte as char),
-            _ => {
-                let _ = write!(out, "%{byte:02X}");
-            }
-        }
-    }
+    out.extend(utf8_percent_encode(id, ID_ENCODED));
 }
 
 #[cfg(test)]
@@ -140,7 +135,34 @@ mod tests {
         assert_eq!(tag, "{ip:x%0Ay%20%C3%A9}");
     }
 
+    /// The encoding as first written by hand: `{`, `}`, `%` and every byte outside `0x21..=0x7e`
+    /// as `%XX`. Keys written by earlier versions must keep their names.
+    fn encode_by_hand(id: &str) -> String {
+        let mut out = String::new();
+        for byte in id.bytes() {
+            match byte {
+                b'{' | b'}' | b'%' => out.push_str(&format!("%{byte:02X}")),
+                0x21..=0x7e => out.push(byte as char),
+                _ => out.push_str(&format!("%{byte:02X}")),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_ascii_byte_encodes_as_before() {
+        for byte in 0u8..=0x7f {
+            let id = (byte as char).to_string();
+            assert_eq!(encode_id(&id), encode_by_hand(&id), "byte {byte:#04x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn the_encoding_is_unchanged(id in any::<String>()) {
+            prop_assert_eq!(encode_id(&id), encode_by_hand(&id));
+        }
+
         #[test]
         fn every_key_of_an_entity_hashes_to_the_slot_of_its_tag(
             id in any::<String>(), ns in "[a-z{}]{0,6}", window in 1u64..100_000, bucket in any::<i64>()

@@ -12,7 +12,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::watermark::Partition;
-use crate::config::KafkaConfig;
+use crate::config::{GroupProtocol, KafkaConfig};
 use crate::metrics::PartitionLabels;
 
 /// The per-partition lag gauge family the context keeps up to date.
@@ -162,15 +162,16 @@ impl ConsumerContext for SourceContext {
 /// The consumer type the worker uses.
 pub type SourceConsumer = StreamConsumer<SourceContext>;
 
-/// librdkafka consumer settings: defaults, then the config (brokers, group, security,
-/// pass-through options), then what the worker's semantics require.
+/// librdkafka consumer settings: defaults, then the config (brokers, group and its protocol,
+/// security, pass-through options), then what the worker's semantics require. With the
+/// `consumer` group protocol (KIP-848) none of the classic client-side group settings
+/// ([`CLASSIC_ONLY_KEYS`](crate::config::CLASSIC_ONLY_KEYS)) is set.
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
-        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.partition.eof", "false")
         // A payment stream wants records as they arrive, not in 500 ms (librdkafka's default)
         // fetch rounds; override with kafka.consumer_options."fetch.wait.max.ms".
@@ -187,6 +188,15 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
             "reconnect.backoff.max.ms",
             crate::sink::RECONNECT_BACKOFF_MAX_MS,
         );
+    match kafka.group_protocol {
+        // Incremental: a rebalance moves only the partitions that change owner.
+        GroupProtocol::Classic => {
+            config.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        // The broker assigns (its group.consumer.assignors; every KIP-848 assignor is
+        // incremental and sticky), and librdkafka rejects a client-side strategy.
+        GroupProtocol::Consumer => {}
+    }
     for (key, value) in kafka.consumer_client_options() {
         config.set(key, value);
     }
@@ -197,7 +207,52 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::partition_lag;
+    use super::*;
+    use crate::config::CLASSIC_ONLY_KEYS;
+
+    fn built(protocol: GroupProtocol) -> ClientConfig {
+        let kafka = KafkaConfig {
+            group_protocol: protocol,
+            ..KafkaConfig::default()
+        };
+        consumer_config(&kafka)
+    }
+
+    #[test]
+    fn classic_consumers_assign_cooperative_sticky_with_the_client_session() {
+        let config = built(GroupProtocol::Classic);
+        assert_eq!(config.get("group.protocol"), Some("classic"));
+        assert_eq!(
+            config.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        assert_eq!(config.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn consumer_protocol_consumers_set_none_of_the_broker_side_keys() {
+        let config = built(GroupProtocol::Consumer);
+        assert_eq!(config.get("group.protocol"), Some("consumer"));
+        for key in CLASSIC_ONLY_KEYS {
+            assert_eq!(config.get(key), None, "{key}");
+        }
+        assert_eq!(config.get("max.poll.interval.ms"), Some("300000"));
+        assert_eq!(config.get("group.id"), Some("fds-worker"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn consumer_protocol_config_is_accepted_by_librdkafka() {
+        // librdkafka checks the group settings when the consumer is created; no broker is
+        // contacted before the first request.
+        let consumer: Result<BaseConsumer, _> = built(GroupProtocol::Consumer).create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        let mut forbidden = built(GroupProtocol::Consumer);
+        forbidden.set("session.timeout.ms", "10000");
+        let consumer: Result<BaseConsumer, _> = forbidden.create();
+        assert!(consumer.is_err(), "librdkafka rejects session.timeout.ms");
+    }
 
     #[test]
     fn lag_prefers_the_stored_offset_then_the_committed_one_then_the_whole_partition() {

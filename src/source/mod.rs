@@ -1,9 +1,11 @@
 //! The Kafka source: the consumer (one group over the transaction and verdict topics,
-//! cooperative-sticky, manual offset store), owned records, and the contiguous watermark that
-//! decides which offsets may be stored.
+//! cooperative-sticky or KIP-848, manual offset store), owned records, the contiguous watermark
+//! that decides which offsets may be stored, and the bounded [`range`] reader that redrive,
+//! replay, tail and bench read partitions with.
 
 mod consumer;
 mod message;
+pub mod range;
 pub mod watermark;
 
 pub use consumer::{LagGauges, RebalanceNote, SourceConsumer, SourceContext, consumer_config};

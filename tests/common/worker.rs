@@ -13,9 +13,8 @@ use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
 use fds_worker::pipeline::{RunSummary, plan_settings, run};
 use fds_worker::source::SourceMessage;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use fds_worker::source::range::{self, BlockingRangeReader, End, Start};
+use rdkafka::consumer::BaseConsumer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -157,32 +156,11 @@ pub fn read_all(stack: &LocalStack, topic: &str) -> Vec<SourceMessage> {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let mut list = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for partition in 0..PARTITIONS {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .unwrap();
-        ends.insert(partition, high);
-        list.add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut done: HashMap<i32, bool> = ends.iter().map(|(p, h)| (*p, *h == 0)).collect();
-    let topic_name: std::sync::Arc<str> = std::sync::Arc::from(topic);
-    while done.values().any(|d| !d) && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.unwrap();
-            if message.offset() + 1 >= ends[&message.partition()] {
-                done.insert(message.partition(), true);
-            }
-            records.push(SourceMessage::from_borrowed(&message, topic_name.clone()));
-        }
-    }
-    assert!(done.values().all(|d| *d), "read {topic} to its end");
-    records
+    let spans = range::whole_topic(&consumer, topic, Start::Earliest, End::HighWatermark).unwrap();
+    BlockingRangeReader::open(consumer, &spans)
+        .unwrap()
+        .read_to_end(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("read {topic} to its end: {e}"))
 }
 
 /// Enrichment records per event id.
