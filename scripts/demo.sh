@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a local stack: a 6-node Redis Cluster + Kafka mock cluster, synthetic
-# traffic, the worker with a live summary, and a ground-truth check at the end.
+# The main job on a local stack: a 6-node Redis Cluster + Kafka (librdkafka's mock cluster by
+# default, 3 Apache Kafka brokers with --kafka apache), synthetic traffic, the worker with a
+# live summary, and a ground-truth check at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release --quiet
+# cargo's own progress: the first build on a fresh 2-core machine takes about ten minutes.
+cargo build --release
 exec target/release/fds-worker demo "$@"

@@ -25,7 +25,7 @@
 //! | [`replay`] | re-processing a historical, event-time-bounded range into live or shadow keys |
 //! | [`generate`] | synthetic traffic with ground truth |
 //! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
-//! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Kafka mock cluster |
+//! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Apache Kafka (or the mock) |
 //! | [`bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
 //! | [`cli`] | the `fds-worker` command line |
 

@@ -187,15 +187,20 @@ async fn batch_spans_name_every_records_topic_partition_and_offset_and_no_secret
     let dir = tempfile::tempdir().unwrap();
     let port = stack.cluster.ports()[0];
     let config_file = secret_config(dir.path(), port, false, false);
-    let brokers = stack.kafka.bootstrap_servers().to_owned();
-    let env = [
-        ("FDS_KAFKA__BROKERS", brokers.as_str()),
-        ("FDS_KAFKA__GROUP_ID", config.kafka.group_id.as_str()),
-        ("FDS_METRICS__LISTEN", "127.0.0.1:0"),
-        ("FDS_METRICS__POLL_INTERVAL", "200ms"),
-        ("FDS_PIPELINE__BATCH_SIZE", "100"),
-        ("RUST_LOG", "debug"),
-    ];
+    // The stack's brokers and topics; its Redis nodes come from the config file.
+    let mut env: Vec<(&str, String)> = stack
+        .env()
+        .into_iter()
+        .filter(|(key, _)| *key != "FDS_REDIS__NODES")
+        .collect();
+    env.extend([
+        ("FDS_KAFKA__GROUP_ID", config.kafka.group_id.clone()),
+        ("FDS_METRICS__LISTEN", "127.0.0.1:0".to_owned()),
+        ("FDS_METRICS__POLL_INTERVAL", "200ms".to_owned()),
+        ("FDS_PIPELINE__BATCH_SIZE", "100".to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let worker = Process::spawn(&["--config", &config_file, "run"], &env);
     let traffic = traffic(&config, 300, 91, Duration::from_secs(5));
     publish(&stack, &config, &traffic, None).await;

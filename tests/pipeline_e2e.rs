@@ -1,6 +1,8 @@
-//! End to end on a real 6-node Redis Cluster and the Kafka mock cluster: generated traffic →
-//! worker → every transaction enriched exactly once, every counter equal to ground truth,
-//! blacklist entries with their tier's expiry; also across a worker crash and a rebalance.
+//! End to end on a real 6-node Redis Cluster and Apache Kafka: generated traffic → worker →
+//! every transaction enriched exactly once, every counter equal to ground truth, blacklist
+//! entries with their tier's expiry; also across a worker crash, and across rebalances as
+//! workers join and leave — under both consumer group protocols (classic cooperative-sticky
+//! and KIP-848 `consumer`, whose 6 s session the test brokers decide).
 
 mod common;
 
@@ -10,6 +12,7 @@ use common::worker::{
     assert_enriched, assert_ground_truth, command_calls, enrichment_counts, publish,
     publish_in_background, start_stack, start_worker, test_config, traffic, wait_for_enrichment,
 };
+use fds_worker::config::GroupProtocol;
 use fds_worker::demo::wait_until_finished;
 use fds_worker::generate::Traffic;
 
@@ -74,11 +77,14 @@ async fn a_worker_aborted_mid_stream_and_restarted_loses_and_doubles_nothing() {
     assert_ground_truth(&stack, &traffic).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_workers_sharing_partitions_through_a_rebalance_count_exactly() {
+/// Workers join one by one while traffic flows, then all but one leave (a graceful stop each):
+/// the group rebalances at every change, every worker gets partitions, and the result is
+/// exact (enrichment at least once: records in flight at a revoke are redone by the next owner).
+async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u64) {
     let stack = start_stack().await;
-    let config = test_config(&stack);
-    let traffic = traffic(&config, 4_000, 3, SPAN);
+    let mut config = test_config(&stack);
+    config.kafka.group_protocol = protocol;
+    let traffic = traffic(&config, 4_000, seed, SPAN);
     let half = traffic.events.len() / 2;
     let part = |events: &[_]| Traffic {
         events: events.to_vec(),
@@ -86,31 +92,54 @@ async fn two_workers_sharing_partitions_through_a_rebalance_count_exactly() {
     };
     publish(&stack, &config, &part(&traffic.events[..half]), None).await;
 
-    let first = start_worker(&config);
-    while first.progress(&config).enriched < 500 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // A second worker joins while the second half is flowing: the group rebalances
-    // (cooperative-sticky) mid-stream.
-    let second = start_worker(&config);
+    let mut running = vec![start_worker(&config)];
+    let started = common::wait_until_async(Duration::from_secs(60), || async {
+        running[0].progress(&config).enriched >= 500
+    })
+    .await;
+    assert!(started, "{protocol:?}: the first worker enriched 500 records");
     let publishing = publish_in_background(&stack, &config, &part(&traffic.events[half..]), 150);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while second.metrics.assigned_partitions.get() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The others join while the second half is flowing: a rebalance mid-stream for each.
+    for _ in 1..workers {
+        let joined = start_worker(&config);
+        let got = common::wait_until_async(Duration::from_secs(60), || async {
+            joined.metrics.assigned_partitions.get() > 0
+        })
+        .await;
+        assert!(got, "{protocol:?}: worker {} got partitions", running.len());
+        running.push(joined);
     }
-    assert!(
-        second.metrics.assigned_partitions.get() > 0,
-        "the second worker got partitions"
-    );
+    // Then all but the first leave, one by one, while traffic still flows.
+    let mut summaries = Vec::new();
+    while running.len() > 1 {
+        summaries.push(running.pop().expect("a worker").stop().await);
+    }
     publishing.await.unwrap();
     let counts = wait_for_enrichment(&stack, &config, &traffic, || 0).await;
-    let first_summary = first.stop().await;
-    let second_summary = second.stop().await;
-    assert!(
-        second_summary.consumed > 0,
-        "the second worker consumed records"
-    );
-    assert!(first_summary.consumed > 0);
+    summaries.push(running.pop().expect("the first worker").stop().await);
+    for (i, summary) in summaries.iter().enumerate() {
+        assert!(summary.consumed > 0, "{protocol:?}: worker {i} consumed");
+    }
     assert_enriched(&counts, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_rebalance_exactly_under_the_classic_protocol() {
+    workers_join_and_leave(GroupProtocol::Classic, 2, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_rebalance_exactly_under_the_consumer_protocol() {
+    workers_join_and_leave(GroupProtocol::Consumer, 2, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_join_and_leave_exactly_under_the_classic_protocol() {
+    workers_join_and_leave(GroupProtocol::Classic, 3, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_join_and_leave_exactly_under_the_consumer_protocol() {
+    workers_join_and_leave(GroupProtocol::Consumer, 3, 6).await;
 }

@@ -1,4 +1,4 @@
-//! `replay` on a real 6-node Redis Cluster and the Kafka mock cluster: a replay into a shadow
+//! `replay` on a real 6-node Redis Cluster and Apache Kafka: a replay into a shadow
 //! namespace reproduces the live worker's keys exactly, repeating it changes nothing, replaying
 //! into the live keys double counts nothing, event-time bounds select exactly the generator's
 //! events in range, a dry run writes nothing, and a poison record in the range is dead-lettered
@@ -20,9 +20,9 @@ use common::worker::{
 };
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{LocalStack, wait_until_finished};
+use fds_worker::demo::{KafkaSetup, LocalStack, wait_until_finished};
 use fds_worker::generate::{
-    GeneratedEvent, Traffic, TrafficSettings, generate, ground_truth, produce,
+    GeneratedEvent, Traffic, TrafficSettings, generate, ground_truth, produce_at_event_time,
 };
 use fds_worker::metrics::Metrics;
 use fds_worker::pipeline::plan_settings;
@@ -72,15 +72,16 @@ fn event_time(event: &GeneratedEvent) -> i64 {
     }
 }
 
+/// Publishes `events` with their event times as record timestamps, as producers of event data
+/// do, so the brokers' time index answers `offsets_for_times` by event time.
 async fn publish(stack: &LocalStack, config: &Config, events: &[GeneratedEvent]) {
     let producer = stack.producer().unwrap();
-    produce(
+    produce_at_event_time(
         &producer,
         &Codec::builtin(),
         events,
         &config.kafka.transactions_topic,
         &config.kafka.verdict_topics[0],
-        None,
     )
     .await
     .expect("traffic published");
@@ -330,14 +331,15 @@ async fn replaying_into_the_live_keys_after_the_live_worker_counts_nothing_twice
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_time_bounds_select_exactly_the_events_in_range() {
-    let stack = start_stack().await;
-    let mut config = replay_config(&stack);
+/// Replays `[start + 10 s, start + 20 s)` of 30 s of traffic on `stack` into `window`; checks
+/// that exactly the events of that range were applied and returns the summary and the number
+/// of events before the range.
+async fn replay_the_middle_third(stack: &LocalStack) -> (ReplaySummary, u64) {
+    let mut config = replay_config(stack);
     config.replay.max_lateness = Duration::from_secs(1);
     let start_ms = now_ms() - 30_000;
     let traffic = traffic_at(&config, 3_000, 14, start_ms, 30_000);
-    publish(&stack, &config, &traffic.events).await;
+    publish(stack, &config, &traffic.events).await;
 
     let (from, to) = (start_ms + 10_000, start_ms + 20_000);
     let in_range: Vec<GeneratedEvent> = traffic
@@ -350,7 +352,7 @@ async fn event_time_bounds_select_exactly_the_events_in_range() {
         .events
         .iter()
         .filter(|e| event_time(e) < from)
-        .count();
+        .count() as u64;
     let expected = truth_in(&config, in_range, "window");
     assert!(expected.truth.transactions > 500 && expected.truth.verdicts > 0);
 
@@ -359,11 +361,6 @@ async fn event_time_bounds_select_exactly_the_events_in_range() {
     // Progress bars (drawn only on a terminal).
     let summary = run_replay_with(&config, &replay_options, &mut Bars::default()).await;
     assert_eq!(summary.replayed(), expected.events.len() as u64);
-    assert_eq!(
-        summary.topics.iter().map(|t| t.before_range).sum::<u64>(),
-        before as u64,
-        "on the mock every partition starts at its earliest offset"
-    );
     // Partitions stop at the first event later than `to` + 1 s, not at the high watermark.
     assert!(summary.scanned() < traffic.events.len() as u64);
     assert!(
@@ -376,10 +373,46 @@ async fn event_time_bounds_select_exactly_the_events_in_range() {
     );
     // Every counter of the range equals the truth of the range alone (an event outside it
     // would show as double counting), and there are no other counters.
-    assert_ground_truth(&stack, &expected).await;
+    assert_ground_truth(stack, &expected).await;
     assert_eq!(
-        snapshot(&stack, "window:", "vel").len(),
+        snapshot(stack, "window:", "vel").len(),
         expected.truth.counters.len()
+    );
+    (summary, before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_time_bounds_start_each_partition_at_the_brokers_time_answer() {
+    let stack = start_stack().await;
+    let (summary, before) = replay_the_middle_third(&stack).await;
+    // Apache Kafka answers ListOffsets by time: every partition starts there, past the records
+    // before `from - max_lateness`, and only the last second before `from` is read and skipped.
+    for p in &summary.partitions {
+        assert_eq!(p.start_reason, "by time", "{p:?}");
+        assert!(p.start > 0, "not the earliest offset: {p:?}");
+    }
+    let skipped: u64 = summary.topics.iter().map(|t| t.before_range).sum();
+    assert!(
+        skipped * 5 < before,
+        "skipped {skipped} of the {before} events before the range"
+    );
+}
+
+/// librdkafka's mock cluster is used here because it is a broker that does not answer
+/// ListOffsets by time (it answers every lookup with the end offset): the fallback — the
+/// earliest offset, events before `from` skipped — must select exactly the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_time_bounds_fall_back_to_the_earliest_offset_where_the_broker_cannot_answer() {
+    let stack =
+        common::worker::start_stack_on(common::test_cluster_options(), KafkaSetup::Mock).await;
+    let (summary, before) = replay_the_middle_third(&stack).await;
+    for p in &summary.partitions {
+        assert!(p.start_reason.starts_with("earliest"), "{p:?}");
+    }
+    assert_eq!(
+        summary.topics.iter().map(|t| t.before_range).sum::<u64>(),
+        before,
+        "every event before the range is read and skipped"
     );
 }
 

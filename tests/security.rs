@@ -5,8 +5,8 @@
 //!   works, or fails at start with an error naming the problem (never a hang);
 //! - verdict spoofing: a verdict on the transaction topic, or with an action this worker does
 //!   not know, is dead-lettered and changes no blacklist;
-//! - secrets never appear in logs, `--help` or `check-config --print`; the Kafka SASL/SSL
-//!   settings reach librdkafka.
+//! - secrets never appear in logs, `--help` or `check-config --print`, including a worker's
+//!   debug logs over a real SASL session (Kafka's own security: `kafka_security.rs`).
 
 mod common;
 
@@ -22,7 +22,7 @@ use common::worker::{
 };
 use fds_worker::codec::Codec;
 use fds_worker::config::{Config, Secret};
-use fds_worker::demo::LocalStack;
+use fds_worker::demo::{KafkaSetup, LocalStack};
 use fds_worker::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, VerdictAction};
 use fds_worker::localstack::{ClusterOptions, TestPki};
 use fds_worker::metrics::Metrics;
@@ -511,149 +511,94 @@ fn help_and_config_dump_never_show_secrets() {
 }
 
 /// The worker's logs at `debug` (its own, redis-rs's and librdkafka's) carry no secret: a
-/// worker that starts (Redis as the ACL user; Kafka with SASL, which the mock refuses) and one
-/// stopped at start by a wrong Redis password, which names the setting to check.
+/// worker that runs (Redis as the ACL user; Kafka over SASL/SCRAM-SHA-512 to a real broker, a
+/// full authenticated session), one stopped at start by a wrong Redis password and one by a
+/// wrong Kafka password, each naming the setting to check.
 #[test]
 fn logs_never_show_secrets() {
+    use common::secure_kafka::{Auth, secure_kafka};
     common::init_tracing();
-    let stack =
-        LocalStack::start(acl_cluster_options(), common::worker::PARTITIONS).expect("local stack");
+    let secure = secure_kafka();
+    let stack = LocalStack::start_with(
+        acl_cluster_options(),
+        KafkaSetup::Shared(secure.kafka.clone()),
+        common::worker::PARTITIONS,
+    )
+    .expect("local stack");
+    let mut config = test_config(&stack);
+    let auth = Auth::Sasl(fds_worker::config::SaslMechanism::ScramSha512);
+    secure.secure(&mut config, auth);
+    secure.grant(&auth.principal(), &config, None);
     let nodes = stack.cluster.seed_urls().join(",");
-    let brokers = stack.kafka.bootstrap_servers().to_owned();
     let wrong = "wrong-Pa55-never-logged";
-    let secrets = [wrong, WORKER_PASSWORD, SASL_SECRET, ADMIN_PASSWORD];
-    let base = [
-        ("RUST_LOG", "debug"),
-        ("FDS_LOG__FORMAT", "json"),
-        ("FDS_METRICS__LISTEN", "127.0.0.1:0"),
-        ("FDS_PIPELINE__SHUTDOWN_DEADLINE", "1s"),
-        ("FDS_KAFKA__BROKERS", brokers.as_str()),
-        ("FDS_REDIS__NODES", nodes.as_str()),
-        ("FDS_REDIS__USERNAME", WORKER_USER),
-        ("FDS_KAFKA__SECURITY__PROTOCOL", "sasl_plaintext"),
-        ("FDS_KAFKA__SECURITY__SASL_MECHANISM", "PLAIN"),
-        ("FDS_KAFKA__SECURITY__SASL_USERNAME", "fds"),
-        ("FDS_KAFKA__SECURITY__SASL_PASSWORD", SASL_SECRET),
-    ];
+    let secrets = [wrong, WORKER_PASSWORD, common::secure_kafka::PASSWORD, ADMIN_PASSWORD];
+    let mut base: Vec<(&str, String)> = stack.env();
+    base.extend([
+        ("RUST_LOG", "debug".to_owned()),
+        ("FDS_LOG__FORMAT", "json".to_owned()),
+        ("FDS_METRICS__LISTEN", "127.0.0.1:0".to_owned()),
+        ("FDS_PIPELINE__SHUTDOWN_DEADLINE", "1s".to_owned()),
+        ("FDS_KAFKA__BROKERS", config.kafka.brokers.clone()),
+        ("FDS_KAFKA__GROUP_ID", config.kafka.group_id.clone()),
+        ("FDS_REDIS__NODES", nodes),
+        ("FDS_REDIS__USERNAME", WORKER_USER.to_owned()),
+        ("FDS_KAFKA__SECURITY__PROTOCOL", "sasl_plaintext".to_owned()),
+        ("FDS_KAFKA__SECURITY__SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+        ("FDS_KAFKA__SECURITY__SASL_USERNAME", common::secure_kafka::USER.to_owned()),
+    ]);
+    let run_with = |extra: &[(&'static str, &str)]| {
+        let mut env: Vec<(&str, String)> = base.clone();
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
 
-    let mut env = base.to_vec();
-    env.push(("FDS_REDIS__PASSWORD", WORKER_PASSWORD));
+    let env = run_with(&[
+        ("FDS_REDIS__PASSWORD", WORKER_PASSWORD),
+        ("FDS_KAFKA__SECURITY__SASL_PASSWORD", common::secure_kafka::PASSWORD),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let worker = Process::start(&["run"], &env);
-    let started = worker.wait_for_output("worker started");
-    let sasl_heard = worker.wait_for_output("SASL");
+    let assigned = worker.wait_for_output("partitions assigned");
     worker.terminate();
     let (status, output) = worker.finish();
     println!(
-        "[security] run with SASL to the mock: exit {status:?}, {} bytes of debug logs",
+        "[security] run over SASL/SCRAM to Apache Kafka: exit {status:?}, {} bytes of debug logs",
         output.len()
     );
-    assert!(started && sasl_heard, "{output}");
+    assert!(assigned, "an authenticated session joined the group:\n{output}");
     for secret in secrets {
         assert!(!output.contains(secret), "a secret in the logs:\n{output}");
     }
 
-    let mut env = base.to_vec();
-    env.push(("FDS_REDIS__PASSWORD", wrong));
-    let (status, output) = fds_worker(&["run"], &env);
-    println!("[security] run with a wrong Redis password: exit {status:?}");
-    assert!(matches!(status, Some(code) if code != 0), "{output}");
-    assert!(
-        output.contains("redis.password"),
-        "names the setting:\n{output}"
-    );
-    for secret in secrets {
-        assert!(
-            !output.contains(secret),
-            "a secret in the output:\n{output}"
-        );
+    for (extra, setting) in [
+        (
+            [
+                ("FDS_REDIS__PASSWORD", wrong),
+                ("FDS_KAFKA__SECURITY__SASL_PASSWORD", common::secure_kafka::PASSWORD),
+            ],
+            "redis.password",
+        ),
+        (
+            [
+                ("FDS_REDIS__PASSWORD", WORKER_PASSWORD),
+                ("FDS_KAFKA__SECURITY__SASL_PASSWORD", wrong),
+            ],
+            "sasl_password",
+        ),
+    ] {
+        let env = run_with(&extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, output) = fds_worker(&["run"], &env);
+        println!("[security] run with a wrong {setting}: exit {status:?}");
+        assert!(matches!(status, Some(code) if code != 0), "{output}");
+        assert!(output.contains(setting), "names the setting:\n{output}");
+        for secret in secrets {
+            assert!(
+                !output.contains(secret),
+                "a secret in the output:\n{output}"
+            );
+        }
     }
-}
-
-/// Records what librdkafka says (logs and errors).
-#[derive(Default)]
-struct Heard(std::sync::Mutex<Vec<String>>);
-
-impl rdkafka::ClientContext for Heard {
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        self.0.lock().unwrap().push(format!("{fac}: {message}"));
-    }
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("error {error}: {reason}"));
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for Heard {}
-
-/// Builds a consumer from the worker's own consumer config for `kafka` and returns what
-/// librdkafka reported within a bounded wait for a line containing `expect`.
-fn librdkafka_reports(kafka: &fds_worker::config::KafkaConfig, expect: &str) -> String {
-    use rdkafka::consumer::Consumer as _;
-    let consumer: rdkafka::consumer::BaseConsumer<Heard> =
-        fds_worker::source::consumer_config(kafka)
-            .create_with_context(Heard::default())
-            .expect("librdkafka accepts the security settings");
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(2));
-    assert!(
-        metadata.is_err(),
-        "the mock broker offers neither SASL nor TLS"
-    );
-    // Errors reach the context through the event queue.
-    common::wait_until(START_BOUND, || {
-        let _ = consumer.poll(Duration::from_millis(100));
-        let heard = consumer.context().0.lock().unwrap();
-        heard.iter().any(|m| m.contains(expect))
-    });
-    consumer.context().0.lock().unwrap().join("\n")
-}
-
-/// `[kafka.security]` reaches librdkafka and the wire: against the mock broker (which speaks
-/// neither SASL nor TLS) librdkafka attempts the SASL handshake with `sasl_plaintext`, and the
-/// TLS handshake with `sasl_ssl` + SCRAM + a CA and client certificate — so the build has TLS
-/// and SCRAM support and the files are loaded. A CA path that does not exist is refused when
-/// the client is created. Nothing librdkafka says contains a secret.
-#[test]
-fn kafka_sasl_and_ssl_settings_reach_librdkafka() {
-    use fds_worker::config::{SaslMechanism, SecurityProtocol};
-    common::init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(dir.path(), "kafka").expect("openssl makes the PKI");
-    let kafka = common::start_kafka(1);
-    let mut config = Config::default();
-    config.kafka.brokers = kafka.bootstrap_servers().to_owned();
-    let security = &mut config.kafka.security;
-    security.protocol = SecurityProtocol::SaslPlaintext;
-    security.sasl_mechanism = Some(SaslMechanism::Plain);
-    security.sasl_username = Some("fds".into());
-    security.sasl_password = Some(Secret::new(SASL_SECRET));
-    config.validate().unwrap();
-    let heard = librdkafka_reports(&config.kafka, "SASL Handshake not supported");
-    println!("[security] SASL PLAIN against the mock:\n{heard}");
-    assert!(heard.contains("required by mechanism PLAIN"), "{heard}");
-    assert!(!heard.contains(SASL_SECRET), "{heard}");
-
-    let security = &mut config.kafka.security;
-    security.protocol = SecurityProtocol::SaslSsl;
-    security.sasl_mechanism = Some(SaslMechanism::ScramSha512);
-    security.ssl_ca_location = Some(pki.ca_cert.clone());
-    security.ssl_certificate_location = Some(pki.client_cert.clone());
-    security.ssl_key_location = Some(pki.client_key.clone());
-    config.validate().unwrap();
-    let heard = librdkafka_reports(&config.kafka, "SSL handshake failed");
-    println!("[security] SASL_SSL SCRAM-SHA-512 against the mock:\n{heard}");
-    assert!(heard.contains("sasl_ssl://"), "{heard}");
-    assert!(!heard.contains(SASL_SECRET), "{heard}");
-
-    config.kafka.security.ssl_ca_location = Some(dir.path().join("missing-ca.pem"));
-    let error = fds_worker::source::consumer_config(&config.kafka)
-        .create::<rdkafka::consumer::BaseConsumer>()
-        .err()
-        .expect("a missing CA file is refused")
-        .to_string();
-    println!("[security] missing CA: {error}");
-    assert!(error.contains("ssl.ca.location"), "{error}");
 }
 
 /// Unit test of the mapping: every `[kafka.security]` setting lands in the consumer's and the

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use produce::{ProduceError, produce, traffic_producer};
+pub use produce::{ProduceError, produce, produce_at_event_time, traffic_producer};
 pub use verify::{Mismatch, Verification, verify};
 
 use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction};

@@ -37,6 +37,7 @@ pub fn traffic_producer(mut base: rdkafka::ClientConfig) -> Result<FutureProduce
 /// Publishes `events` in order: transactions to `transactions_topic` keyed by user id,
 /// verdicts to `verdict_topic` keyed by subject value. `rate` limits events per second
 /// (`None` = as fast as possible). Records are enqueued in order, so per-key order holds.
+/// Their timestamps are the publish time (what the benchmarks measure latency from).
 /// Returns when every record is acked.
 pub async fn produce(
     producer: &FutureProducer,
@@ -46,27 +47,58 @@ pub async fn produce(
     verdict_topic: &str,
     rate: Option<NonZeroU32>,
 ) -> Result<(), ProduceError> {
+    let topics = (transactions_topic, verdict_topic);
+    produce_records(producer, codec, events, topics, rate, false).await
+}
+
+/// [`produce`] with each record's timestamp set to its event's time, as producers of event
+/// data do (CreateTime = event time): the brokers' time index then answers
+/// `offsets_for_times` by event time.
+pub async fn produce_at_event_time(
+    producer: &FutureProducer,
+    codec: &Codec,
+    events: &[GeneratedEvent],
+    transactions_topic: &str,
+    verdict_topic: &str,
+) -> Result<(), ProduceError> {
+    let topics = (transactions_topic, verdict_topic);
+    produce_records(producer, codec, events, topics, None, true).await
+}
+
+async fn produce_records(
+    producer: &FutureProducer,
+    codec: &Codec,
+    events: &[GeneratedEvent],
+    (transactions_topic, verdict_topic): (&str, &str),
+    rate: Option<NonZeroU32>,
+    at_event_time: bool,
+) -> Result<(), ProduceError> {
     let limiter = rate.map(|r| RateLimiter::direct(even_pace(r)));
     // Records are enqueued one by one, in order (a rate limiter shared by concurrent sends
     // would let later records overtake earlier ones); acks are awaited in the background.
     let mut acks = futures::stream::FuturesOrdered::new();
     for event in events {
-        let (topic, key, payload) = match event {
+        let (topic, key, payload, event_time_ms) = match event {
             GeneratedEvent::Transaction(tx) => (
                 transactions_topic,
                 tx.user_id.as_str(),
                 codec.encode_transaction(tx)?,
+                tx.event_time_ms,
             ),
             GeneratedEvent::Verdict(verdict) => (
                 verdict_topic,
                 verdict.subject.value.as_str(),
                 codec.encode_verdict(verdict)?,
+                verdict.event_time_ms,
             ),
         };
         if let Some(limiter) = &limiter {
             limiter.until_ready().await;
         }
         let mut record = FutureRecord::to(topic).key(key).payload(&payload);
+        if at_event_time {
+            record = record.timestamp(event_time_ms);
+        }
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {

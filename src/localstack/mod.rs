@@ -1,12 +1,16 @@
 //! A real local stack for tests and the `demo` command: a 6-node Redis Cluster run from Debian's
-//! `redis-server`, and Kafka as librdkafka's in-process mock cluster.
+//! `redis-server`, and Kafka — a real Apache Kafka 4.x cluster run from Maven Central jars, or
+//! librdkafka's in-process mock cluster where Java is absent.
 //!
-//! Nothing here is a mock of Redis: [`RedisCluster`] starts real `redis-server` processes on
-//! loopback ports, creates the cluster with `redis-cli --cluster create`, and can kill, pause,
-//! resume and restart nodes to provoke real failovers. Kafka cannot be installed on the machines
-//! this project is built on, so [`MockKafka`] wraps librdkafka's mock cluster, whose brokers speak
-//! the Kafka protocol on real loopback TCP ports; see [`kafka`] for what it does and does not
-//! implement faithfully.
+//! [`RedisCluster`] starts real `redis-server` processes on loopback ports, creates the cluster
+//! with `redis-cli --cluster create`, and can kill, pause, resume and restart nodes to provoke
+//! real failovers. [`ApacheKafka`] starts 1 or 3 combined broker+controller KRaft nodes from the
+//! jars `scripts/kafka-jars.sh` fetches (no Kafka tarball or image can be downloaded on the
+//! machines this project is built on), with TLS, SASL and ACLs when asked, and kills, pauses and
+//! restarts brokers the same way. [`MockKafka`] wraps librdkafka's mock cluster, whose brokers
+//! speak the Kafka protocol on real loopback TCP ports; see [`kafka`] for what it does and does
+//! not implement faithfully — the demo's no-Java default, and the tests that need its error
+//! injection.
 //!
 //! # Layout
 //! | file | job |
@@ -16,6 +20,8 @@
 //! | `topology.rs` | parsing `CLUSTER NODES` / `CLUSTER INFO` into [`Topology`] (pure) |
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
 //! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (openssl CLI) for TLS clusters |
+//! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
+//! | `any_kafka.rs` | [`Kafka`]: either of the two behind one set of calls |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
 //!
 //! # Sync API

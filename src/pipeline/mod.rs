@@ -35,6 +35,7 @@ pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::source::access::{self, AccessError};
 use crate::source::{
     Partition, RebalanceNote, SourceConsumer, SourceContext, SourceMessage, Watermarks,
     consumer_config,
@@ -50,15 +51,19 @@ pub enum RunError {
     /// The Kafka client could not be created or subscribed.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The brokers refused the worker's credentials, certificates or ACLs.
+    #[error("kafka: {0}")]
+    KafkaAccess(#[from] AccessError),
     /// The schema catalog could not be loaded.
     #[error("schemas: {0}")]
     Schemas(String),
 }
 
 impl RunError {
-    /// Errors that a restart will not fix (bad schema files); the others may be transient.
+    /// Errors that a restart will not fix (bad schema files, refused credentials or ACLs); the
+    /// others may be transient.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, RunError::Schemas(_))
+        matches!(self, RunError::Schemas(_) | RunError::KafkaAccess(_))
     }
 }
 
@@ -85,6 +90,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let stage = Arc::new(Stage::from_config(config, "", metrics, None).await?);
+    check_kafka_access(config).await?;
     let mut client_config = consumer_config(&config.kafka);
     // Consumer lag comes from librdkafka's statistics (unless the operator set their own).
     if client_config.get("statistics.interval.ms").is_none() {
@@ -115,6 +121,7 @@ pub async fn run(
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchDone>();
     tokio::pin!(shutdown);
+    let mut refused = None;
     loop {
         worker.apply_rebalances();
         if worker.batch_ready() {
@@ -140,14 +147,42 @@ pub async fn run(
                     drop(message);
                     worker.receive(record);
                 }
-                Err(error) => tracing::warn!(%error, "consumer error"),
+                Err(error) => match access::fatal_consumer_error(&error, &config.kafka) {
+                    Some(fatal) => {
+                        tracing::error!(%fatal, "stopping: the brokers refuse the worker");
+                        refused = Some(fatal);
+                        break;
+                    }
+                    None => tracing::warn!(%error, "consumer error"),
+                },
             },
         }
     }
     worker
         .drain(done_tx, done_rx, config.pipeline.shutdown_deadline)
         .await;
-    Ok(worker.summary)
+    match refused {
+        Some(fatal) => Err(fatal.into()),
+        None => Ok(worker.summary),
+    }
+}
+
+/// Refuses to start when the brokers refuse the worker's credentials, certificates or topic
+/// ACLs ([`access::check`], bounded by [`access::START_CHECK_TIMEOUT`]).
+async fn check_kafka_access(config: &Config) -> Result<(), AccessError> {
+    let kafka = config.kafka.clone();
+    let sources = kafka.source_topics();
+    let topics: Vec<String> = sources
+        .iter()
+        .map(|t| t.to_string())
+        .chain(sources.iter().map(|t| kafka.dlq_topic(t)))
+        .chain([kafka.enrichment_topic.clone()])
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        access::check(&kafka, &topics, access::START_CHECK_TIMEOUT)
+    })
+    .await
+    .unwrap_or(Ok(()))
 }
 
 /// `topic/partition:first..=last` per partition of a batch, for its tracing span.

@@ -3,6 +3,7 @@
 //! that decides which offsets may be stored, and the bounded [`range`] reader that redrive,
 //! replay, tail and bench read partitions with.
 
+pub mod access;
 mod consumer;
 mod message;
 pub mod range;

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: a real Redis Cluster, a real Apache Kafka cluster
-//! (shared by the tests of a binary) or a mock Kafka, unique names, tracing, and bounded waits.
+//! (shared by the tests of a binary), unique names, tracing, and bounded waits.
 //!
 //! Each test binary compiles this module and uses a subset of it, hence the `dead_code` allows.
 //! Everything that starts something is synchronous; from a `#[tokio::test]` call it before the
@@ -9,6 +9,7 @@
 
 pub mod ops;
 pub mod scenario;
+pub mod secure_kafka;
 pub mod worker;
 
 use std::future::Future;
@@ -16,9 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use fds_worker::localstack::{
-    ApacheKafka, ClusterOptions, KafkaOptions, MockKafka, RedisCluster, STANDARD_TOPICS,
-};
+use fds_worker::localstack::{ApacheKafka, ClusterOptions, KafkaOptions, RedisCluster};
 
 /// How long a test waits for anything that should take a few seconds (a failover takes ≈4 s
 /// with the 2000 ms test node timeout).
@@ -113,19 +112,6 @@ pub fn start_apache_kafka(options: KafkaOptions) -> ApacheKafka {
         "test apache kafka ready"
     );
     kafka
-}
-
-/// Starts a mock Kafka with 3 brokers and the standard topics (`transactions`,
-/// `fraud-verdicts`, `transactions-enriched`, `transactions.dlq`, `fraud-verdicts.dlq`), each
-/// with `partitions` partitions.
-pub fn start_kafka(partitions: i32) -> MockKafka {
-    init_tracing();
-    MockKafka::with_standard_topics(3, partitions).unwrap_or_else(|e| panic!("mock kafka: {e}"))
-}
-
-/// The standard topic names.
-pub fn standard_topics() -> [&'static str; 5] {
-    STANDARD_TOPICS
 }
 
 /// Polls `condition` every 20 ms until it holds (`true`) or `timeout` passes (`false`).
