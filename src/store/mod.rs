@@ -31,9 +31,9 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
-use redis::Value;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::{RedisError, Value};
 use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{FailureKind, StoreError};
@@ -605,26 +605,58 @@ impl Store {
     }
 }
 
-/// A connect-time error with a hint at the setting to check: authentication and TLS failures
-/// are configuration problems, not outages.
-fn at_start(error: redis::RedisError) -> StoreError {
-    let error = StoreError::from(error);
-    let text = error.message.to_ascii_lowercase();
-    let hint = if error.kind == FailureKind::Auth
-        || text.contains("wrongpass")
-        || text.contains("noauth")
-        || text.contains("authentication")
-    {
-        "check redis.username and redis.password (and the user's ACL on the nodes)"
-    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-        "check redis.tls (ca_file must sign the nodes' certificates; rediss:// nodes need TLS)"
+/// What to check when the worker cannot connect because of its configuration.
+const AUTH_HINT: &str = "check redis.username and redis.password (and the user's ACL on the nodes)";
+const TLS_HINT: &str =
+    "check redis.tls (ca_file must sign the nodes' certificates; rediss:// nodes need TLS)";
+
+/// The setting to check when `error` is a configuration problem (authentication, TLS), not an
+/// outage.
+fn config_hint(error: &RedisError) -> Option<&'static str> {
+    if FailureKind::of(error) == FailureKind::Auth {
+        Some(AUTH_HINT)
+    } else if tls::is_tls_failure(error) {
+        Some(TLS_HINT)
     } else {
-        return error;
+        None
+    }
+}
+
+/// A failed start, with a hint at the setting to check where the cause is configuration.
+///
+/// redis-rs's cluster client reports a failed first connection as one I/O error that carries
+/// the node's own error only as text, so when the error itself says nothing, one seed node is
+/// asked directly (connect and `PING`), which gives the typed error.
+async fn start_failure(settings: &StoreSettings, error: RedisError) -> StoreError {
+    let found = match config_hint(&error) {
+        Some(hint) => Some((FailureKind::of(&error), hint)),
+        None => seed_error(settings)
+            .await
+            .and_then(|direct| Some((FailureKind::of(&direct), config_hint(&direct)?))),
     };
-    StoreError::new(
-        error.kind,
-        format!("connecting to the cluster: {} ({hint})", error.message),
-    )
+    let error = StoreError::from(error);
+    match found {
+        Some((kind, hint)) => StoreError::new(
+            kind,
+            format!("connecting to the cluster: {} ({hint})", error.message),
+        ),
+        None => error,
+    }
+}
+
+/// The error of a fresh connection and `PING` to the first seed node, if it fails in time.
+async fn seed_error(settings: &StoreSettings) -> Option<RedisError> {
+    let nodes = Nodes::new(settings).ok()?;
+    let seed = nodes.seeds().into_iter().next()?;
+    let probe = async {
+        let mut connection = nodes.dial(&seed).await?;
+        redis::cmd("PING")
+            .query_async::<Value>(&mut connection)
+            .await
+            .map(drop)
+    };
+    let bound = settings.connect_timeout + settings.response_timeout;
+    tokio::time::timeout(bound, probe).await.ok()?.err()
 }
 
 /// A cluster connection with the store's settings (credentials, TLS files, timeouts, few
@@ -651,15 +683,20 @@ pub async fn connect_cluster(settings: &StoreSettings) -> Result<ClusterConnecti
     if let Some(certificates) = settings.tls.certificates()? {
         builder = builder.certs(certificates);
     }
-    let client = builder.build().map_err(at_start)?;
-    let connection = tokio::time::timeout(
+    let client = match builder.build() {
+        Ok(client) => client,
+        Err(error) => return Err(start_failure(settings, error).await),
+    };
+    let connecting = tokio::time::timeout(
         settings.connect_timeout * 4 + settings.response_timeout,
         client.get_async_connection(),
     )
     .await
-    .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?
-    .map_err(at_start)?;
-    Ok(connection)
+    .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?;
+    match connecting {
+        Ok(connection) => Ok(connection),
+        Err(error) => Err(start_failure(settings, error).await),
+    }
 }
 
 /// What [`Store::outage`] found.
