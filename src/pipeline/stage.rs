@@ -6,14 +6,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, join_all};
 
+use crate::codec::CodecKind;
 use crate::config::Config;
 use crate::event::{EntityKind, VerdictAction};
 use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts, TopicReasonLabels};
 use crate::plan::assemble::{Cause, Outcome, assemble};
 use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
-use crate::sink::{DeadLetterReason, Sink};
+use crate::sink::{DeadLetterKind, DeadLetterReason, Sink};
 use crate::source::{Partition, SourceMessage};
-use crate::store::{Store, UnitFailure};
+use crate::store::{FailureKind, Store, UnitFailure};
 
 use super::decode::{Decoder, decode};
 use super::turn::{DeadLetterOrder, Turn};
@@ -270,7 +271,8 @@ impl Stage {
         let payload = match self.decoder.codec.encode_enrichment(enrichment) {
             Ok(payload) => payload,
             Err(error) => {
-                let mut reason = DeadLetterReason::poison(error.kind(), error.to_string());
+                let mut reason =
+                    DeadLetterReason::poison(CodecKind::from(&error).into(), error.to_string());
                 reason.class = "fds.codec.EncodeError";
                 return self.publish_dead_letter(message, reason).await;
             }
@@ -306,7 +308,7 @@ impl Stage {
             .events_dead_lettered
             .get_or_create(&TopicReasonLabels {
                 topic: message.topic.to_string(),
-                reason: reason.kind.clone(),
+                reason: reason.kind.as_str().to_owned(),
             })
             .inc();
         self.metrics.dead_lettered_sum.inc();
@@ -321,7 +323,7 @@ impl Stage {
         match cause {
             Cause::Unit(failure) => DeadLetterReason {
                 class: "fds.store.UnitFailed",
-                kind: failure.kind.as_str().to_owned(),
+                kind: DeadLetterKind::Store(failure.kind),
                 message: failure.message.clone(),
                 slot: Some(failure.slot),
                 node: failure.node.clone(),
@@ -332,7 +334,12 @@ impl Stage {
                 replay: None,
             },
             Cause::Op(message) => {
-                let mut reason = DeadLetterReason::poison("wrongtype", message.clone());
+                // A write inside the unit failed (fds.lua catches it per op, e.g. WRONGTYPE or
+                // "not an integer" on a key we did not write).
+                let mut reason = DeadLetterReason::poison(
+                    DeadLetterKind::Store(FailureKind::WrongType),
+                    message.clone(),
+                );
                 reason.class = "fds.store.WriteFailed";
                 reason.attempts = 1;
                 reason.failed_tags = failed_tags.to_vec();

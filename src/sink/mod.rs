@@ -4,5 +4,5 @@
 pub mod dead_letter;
 mod producer;
 
-pub use dead_letter::{DeadLetterReason, dead_letter_headers};
+pub use dead_letter::{DeadLetterKind, DeadLetterReason, dead_letter_headers};
 pub use producer::{RECONNECT_BACKOFF_MAX_MS, Sink, producer_config};
