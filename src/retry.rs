@@ -87,6 +87,11 @@ impl Budget {
         self.elapsed() + wait < self.limit && self.attempts < self.max_attempts
     }
 
+    /// Attempts counted since the budget (re)started.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     /// Time left (zero once used up).
     pub fn remaining(&self) -> Duration {
         self.limit.saturating_sub(self.elapsed())
