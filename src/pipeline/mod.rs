@@ -35,6 +35,7 @@ pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::sink::PublishError;
 use crate::source::{
     Partition, RebalanceNote, SourceConsumer, SourceContext, SourceMessage, Watermarks,
     consumer_config,
@@ -53,12 +54,27 @@ pub enum RunError {
     /// The schema catalog could not be loaded.
     #[error("schemas: {0}")]
     Schemas(String),
+    /// A dead letter could not be published (nowhere left to put its record): the run stopped
+    /// with that record unfinished, its offset not committed.
+    #[error("kafka sink: {0}")]
+    Sink(Box<PublishError>),
+}
+
+impl From<PublishError> for RunError {
+    fn from(failure: PublishError) -> RunError {
+        RunError::Sink(Box::new(failure))
+    }
 }
 
 impl RunError {
-    /// Errors that a restart will not fix (bad schema files); the others may be transient.
+    /// Errors that a restart will not fix (bad schema files, a dead letter the broker refuses
+    /// for good); the others may be transient.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, RunError::Schemas(_))
+        match self {
+            RunError::Schemas(_) => true,
+            RunError::Sink(failure) => !failure.error.retryable(),
+            _ => false,
+        }
     }
 }
 
@@ -79,6 +95,10 @@ pub struct RunSummary {
 
 /// Runs the worker until `shutdown` resolves, then drains: in-flight batches finish (up to
 /// `pipeline.shutdown_deadline`), offsets are stored and committed, the producer is flushed.
+///
+/// A dead letter that cannot be published (see [`crate::sink::Sink`]) stops the run the same
+/// way, without starting new batches, and returns [`RunError::Sink`]: offsets stay below that
+/// record, so the next run processes it again.
 pub async fn run(
     config: &Config,
     metrics: Metrics,
@@ -111,11 +131,12 @@ pub async fn run(
         paused: false,
         stalled_since: None,
         draining: false,
+        stopped: None,
         summary: RunSummary::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchDone>();
     tokio::pin!(shutdown);
-    loop {
+    while worker.stopped.is_none() {
         worker.apply_rebalances();
         if worker.batch_ready() {
             worker.dispatch(&done_tx);
@@ -147,7 +168,10 @@ pub async fn run(
     worker
         .drain(done_tx, done_rx, config.pipeline.shutdown_deadline)
         .await;
-    Ok(worker.summary)
+    match worker.stopped {
+        Some(failure) => Err(failure.into()),
+        None => Ok(worker.summary),
+    }
 }
 
 /// `topic/partition:first..=last` per partition of a batch, for its tracing span.
@@ -192,6 +216,8 @@ struct Loop {
     /// Since when the next batch has been full with every in-flight slot taken.
     stalled_since: Option<Instant>,
     draining: bool,
+    /// Why the run stops on its own: a dead letter could not be published.
+    stopped: Option<PublishError>,
     summary: RunSummary,
 }
 
@@ -283,8 +309,20 @@ impl Loop {
     }
 
     fn finish(&mut self, done: BatchDone) {
+        // Unfinished records are not in `finished`: the watermark stays below them.
         for (partition, offset) in &done.finished {
             self.marks.finished(partition, *offset);
+        }
+        if let Some(failure) = done.stopped
+            && self.stopped.is_none()
+        {
+            tracing::error!(
+                topic = %failure.topic,
+                error = %failure.error,
+                unfinished = done.unfinished,
+                "stopping the worker: {failure}"
+            );
+            self.stopped = Some(failure);
         }
         self.summary.enriched += done.enriched;
         self.summary.dead_lettered += done.dead_lettered;
@@ -392,7 +430,8 @@ impl Loop {
         let until = Instant::now() + deadline;
         self.set_paused(true);
         self.draining = true;
-        while !self.batch.is_empty() && Instant::now() < until {
+        // After a stop, the batch not yet dispatched is left to the next run.
+        while !self.batch.is_empty() && self.stopped.is_none() && Instant::now() < until {
             self.dispatch(&done_tx);
             if !self.batch.is_empty() {
                 match tokio::time::timeout_at(until, done_rx.recv()).await {

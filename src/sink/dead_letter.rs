@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use super::error::PublishError;
 use crate::codec::CodecKind;
 use crate::source::SourceMessage;
 use crate::store::FailureKind;
@@ -132,6 +133,25 @@ impl DeadLetterReason {
             attempts: 0,
             first_failure: now,
             last_failure: now,
+            failed_tags: Vec::new(),
+            replay: None,
+        }
+    }
+}
+
+impl DeadLetterReason {
+    /// An enrichment record the sink gave up on (`publish_failed`): the message names the
+    /// topic and the error.
+    pub fn publish_failed(failure: &PublishError) -> DeadLetterReason {
+        DeadLetterReason {
+            class: "fds.sink.PublishFailed",
+            kind: DeadLetterKind::PublishFailed,
+            message: failure.to_string(),
+            slot: None,
+            node: None,
+            attempts: failure.attempts,
+            first_failure: failure.first_failure,
+            last_failure: failure.last_failure,
             failed_tags: Vec::new(),
             replay: None,
         }
