@@ -1,7 +1,7 @@
 //! The Kafka sinks: one idempotent producer (acks=all) for enrichment records and dead
 //! letters.
 //!
-//! - [`producer`]: the producer and its publish loop.
+//! - `producer`: [`Sink`], the producer and its publish loop.
 //! - [`error`]: what a failed publish means ([`SinkError`]: retryable, permanent, fatal), from
 //!   librdkafka's error codes; [`PublishError`]: a record the sink gave up on.
 //! - [`retry`]: one publish's retry state (backoff with jitter, `kafka.produce_retry_budget`).
