@@ -136,13 +136,22 @@ impl LocalStack {
     /// brokers, Redis nodes and, when they are not the defaults, the topic names.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
-            ("FDS_KAFKA__BROKERS", self.kafka.bootstrap_servers().to_owned()),
+            (
+                "FDS_KAFKA__BROKERS",
+                self.kafka.bootstrap_servers().to_owned(),
+            ),
             ("FDS_REDIS__NODES", self.cluster.seed_urls().join(",")),
         ];
         if self.topics != StackTopics::with_prefix("") {
-            env.push(("FDS_KAFKA__TRANSACTIONS_TOPIC", self.topics.transactions.clone()));
+            env.push((
+                "FDS_KAFKA__TRANSACTIONS_TOPIC",
+                self.topics.transactions.clone(),
+            ));
             env.push(("FDS_KAFKA__VERDICT_TOPICS", self.topics.verdicts.clone()));
-            env.push(("FDS_KAFKA__ENRICHMENT_TOPIC", self.topics.enrichment.clone()));
+            env.push((
+                "FDS_KAFKA__ENRICHMENT_TOPIC",
+                self.topics.enrichment.clone(),
+            ));
         }
         env
     }

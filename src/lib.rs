@@ -14,6 +14,7 @@
 //! | [`codec`] | Confluent wire format + Avro (schema catalog, resolution), and input validation |
 //! | [`slot`] | CRC16 hash slots, hash tags, and the key builders that make ids injection-safe |
 //! | [`plan`] | pure planning: events → per-slot operation units (no I/O) |
+//! | [`retry`] | backoff with jitter and retry budgets: the pure parts of every retry loop |
 //! | [`store`] | the Redis side: cluster client, the `fds` function library, unit execution, errors |
 //! | [`source`] | the Kafka consumer: batching, backpressure, the contiguous offset watermark; the bounded partition range reader of redrive, replay, tail and bench |
 //! | [`sink`] | the Kafka producers: enrichment records and dead letters |
@@ -44,6 +45,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod redrive;
 pub mod replay;
+pub mod retry;
 pub mod sink;
 pub mod slot;
 pub mod source;

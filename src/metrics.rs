@@ -62,6 +62,20 @@ pub struct ErrorLabels {
     pub node: String,
 }
 
+/// Labels of a failed publish attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishFailureLabels {
+    /// Topic published to (the enrichment topic or a dead-letter topic).
+    pub topic: String,
+    /// `retryable`, `permanent` or `fatal`.
+    pub kind: String,
+    /// librdkafka's error code in snake case (`message_size_too_large`, `queue_full` …).
+    pub error: String,
+    /// What the sink did: `retried`, or `gave_up` (the record was then dead-lettered, or the
+    /// worker stopped).
+    pub decision: String,
+}
+
 /// Labels: an entity kind and a threat level.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BlacklistLabels {
@@ -222,6 +236,8 @@ pub struct Metrics {
     pub redis_units_retried: Family<ErrorLabels, Counter>,
     /// Units given up on (their events dead-lettered), by error kind and node.
     pub redis_units_failed: Family<ErrorLabels, Counter>,
+    /// Failed publish attempts to Kafka, by topic, error kind, error code and decision.
+    pub publish_failures: Family<PublishFailureLabels, Counter>,
     /// Batch duration, from dispatch to the last ack.
     pub batch_duration: Histogram,
     /// From a transaction's event time to its enrichment record's ack.
@@ -260,6 +276,7 @@ impl Metrics {
             redis_units_sent: Counter::default(),
             redis_units_retried: Family::default(),
             redis_units_failed: Family::default(),
+            publish_failures: Family::default(),
             batch_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             event_to_enriched: Histogram::new(exponential_buckets(0.000_5, 2.0, 18)),
             inflight_batches: Gauge::default(),
@@ -330,6 +347,11 @@ impl Metrics {
             "redis_units_failed",
             "Units given up on",
             metrics.redis_units_failed.clone(),
+        );
+        r.register(
+            "publish_failures",
+            "Failed publish attempts",
+            metrics.publish_failures.clone(),
         );
         r.register_with_unit(
             "batch_duration",

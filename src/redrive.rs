@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{RunError, Stage};
 use crate::plan::{Redrive, SourceRef};
+use crate::sink::DeadLetterKind;
 use crate::sink::dead_letter::header;
 use crate::source::SourceMessage;
 use crate::source::range::{self, End, RangeError, RangeReader, Read, Start};
@@ -66,7 +67,7 @@ impl RedriveSummary {
         &mut self,
         record: &SourceMessage,
         filters: &[(String, String)],
-    ) -> Option<(SourceMessage, Redrive)> {
+    ) -> Option<(SourceMessage, Option<Redrive>)> {
         self.read += 1;
         if !filters
             .iter()
@@ -102,8 +103,11 @@ pub fn filter_header(name: &str) -> String {
 }
 
 /// The original record and its redrive identity, from a dead letter; `None` if the record
-/// lacks the origin headers.
-pub fn original_of(dead_letter: &SourceMessage) -> Option<(SourceMessage, Redrive)> {
+/// lacks the origin headers. A record dead-lettered because its enrichment record could not
+/// be published (`publish_failed`) had all its writes applied: it has no redrive identity and
+/// is processed again as itself, so its apply-once marks skip every write and only the
+/// enrichment record is published.
+pub fn original_of(dead_letter: &SourceMessage) -> Option<(SourceMessage, Option<Redrive>)> {
     let topic = dead_letter.header(header::TOPIC)?;
     let partition = dead_letter.header(header::PARTITION)?.parse().ok()?;
     let offset = dead_letter.header(header::OFFSET)?.parse().ok()?;
@@ -117,6 +121,9 @@ pub fn original_of(dead_letter: &SourceMessage) -> Option<(SourceMessage, Redriv
         offset,
         ..dead_letter.clone()
     };
+    if dead_letter.header(header::KIND) == Some(DeadLetterKind::PublishFailed.as_str()) {
+        return Some((original, None));
+    }
     let redrive = Redrive {
         dlq_source: SourceRef {
             topic: Arc::clone(&dead_letter.topic),
@@ -125,7 +132,7 @@ pub fn original_of(dead_letter: &SourceMessage) -> Option<(SourceMessage, Redriv
         },
         failed_tags,
     };
-    Some((original, redrive))
+    Some((original, Some(redrive)))
 }
 
 /// Why a redrive stopped.
@@ -183,7 +190,7 @@ pub async fn redrive(
             Some(Ok(Read::Record(record))) => {
                 if let Some((original, redrive)) = summary.triage(&record, &options.filters) {
                     batch.push(original);
-                    redrives.push(Some(redrive));
+                    redrives.push(redrive);
                 }
                 false
             }
@@ -202,6 +209,10 @@ pub async fn redrive(
             summary.redriven += done.finished.len() as u64;
             summary.enriched += done.enriched;
             summary.dead_lettered_again += done.dead_lettered;
+            // A dead letter that could not be published again: stop before committing past it.
+            if let Some(failure) = done.stopped {
+                return Err(RunError::from(failure).into());
+            }
             commit(&reader)?;
             progress(summary.read, total);
         }
@@ -223,4 +234,54 @@ fn commit(reader: &RangeReader) -> Result<(), KafkaError> {
         list.add_partition_offset(topic, partition, Offset::Offset(position))?;
     }
     reader.consumer().commit(&list, CommitMode::Sync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead_letter(kind: &str, failed_tags: Option<&str>) -> SourceMessage {
+        let mut headers = vec![
+            (header::TOPIC.to_owned(), Some(b"transactions".to_vec())),
+            (header::PARTITION.to_owned(), Some(b"3".to_vec())),
+            (header::OFFSET.to_owned(), Some(b"41".to_vec())),
+            (header::KIND.to_owned(), Some(kind.as_bytes().to_vec())),
+        ];
+        if let Some(tags) = failed_tags {
+            headers.push((
+                header::FAILED_TAGS.to_owned(),
+                Some(tags.as_bytes().to_vec()),
+            ));
+        }
+        SourceMessage {
+            topic: Arc::from("transactions.dlq"),
+            partition: 0,
+            offset: 7,
+            key: Some(b"u1".to_vec()),
+            payload: Some(vec![0, 0, 0, 0, 1]),
+            headers,
+            timestamp_ms: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_failed_unit_is_redriven_under_the_dead_letters_identity() {
+        let (original, redrive) =
+            original_of(&dead_letter("slot_down", Some(r#"["{u:1}"]"#))).unwrap();
+        assert_eq!(
+            (&*original.topic, original.partition, original.offset),
+            ("transactions", 3, 41)
+        );
+        let redrive = redrive.expect("a redrive identity");
+        assert_eq!(redrive.dlq_source.offset, 7);
+        assert_eq!(redrive.failed_tags, ["{u:1}"]);
+    }
+
+    #[test]
+    fn a_record_whose_enrichment_was_not_published_is_processed_again_as_itself() {
+        // Its writes were applied under its own identity: the marks skip them all.
+        let (original, redrive) = original_of(&dead_letter("publish_failed", None)).unwrap();
+        assert_eq!(original.offset, 41);
+        assert!(redrive.is_none());
+    }
 }

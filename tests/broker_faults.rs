@@ -65,9 +65,11 @@ fn ensure_offsets_topic(stack: &LocalStack, topic: &str) {
     offsets
         .add_partition_offset(topic, 0, Offset::Offset(0))
         .unwrap();
-    common::wait_for("an offset commit (creates __consumer_offsets)", WAIT, || {
-        consumer.commit(&offsets, CommitMode::Sync).ok()
-    });
+    common::wait_for(
+        "an offset commit (creates __consumer_offsets)",
+        WAIT,
+        || consumer.commit(&offsets, CommitMode::Sync).ok(),
+    );
     common::wait_for("leaders of __consumer_offsets", WAIT, || {
         (0..INTERNAL_TOPIC_PARTITIONS)
             .all(|p| {
@@ -104,7 +106,9 @@ async fn scenario_on_busiest_broker(name: &'static str, seed: u64) -> (Scenario,
         .expect("leaders");
     ensure_offsets_topic(&stack, &probe.kafka.transactions_topic);
     let group = group_coordinated_by(&stack, busiest);
-    println!("[{name}] broker {busiest} leads {led} of 8 source partitions and coordinates {group}");
+    println!(
+        "[{name}] broker {busiest} leads {led} of 8 source partitions and coordinates {group}"
+    );
     let s = Scenario::start_on(name, stack, |c| c.kafka.group_id = group, seed).await;
     (s, busiest)
 }
@@ -119,15 +123,20 @@ async fn b1_the_busiest_broker_and_group_coordinator_killed_then_restarted() {
     let config = s.config.clone();
     // Its leaderships move once the controller fences it (broker.session.timeout.ms = 3 s).
     tokio::task::block_in_place(|| {
-        common::wait_for("source leaderships to leave the killed broker", WAIT, || {
-            (!source_leaders(stack, &config).contains_key(&victim)).then_some(())
-        })
+        common::wait_for(
+            "source leaderships to leave the killed broker",
+            WAIT,
+            || (!source_leaders(stack, &config).contains_key(&victim)).then_some(()),
+        )
     });
     s.wait_finished(1_800).await;
     let kafka = apache(&s.stack);
     tokio::task::block_in_place(|| kafka.restart(victim)).unwrap();
     let (progress, stall) = s.finish().await;
-    assert_eq!(progress.dead_lettered, 0, "a broker failure dead-letters nothing");
+    assert_eq!(
+        progress.dead_lettered, 0,
+        "a broker failure dead-letters nothing"
+    );
     s.ledger(progress, stall, true).await;
 }
 

@@ -327,6 +327,31 @@ fn cross_field_rules_name_the_key() {
 }
 
 #[test]
+fn produce_retry_budget_is_a_positive_duration_librdkafka_can_take() {
+    assert_eq!(
+        Config::default().kafka.produce_retry_budget,
+        Duration::from_secs(300)
+    );
+    assert_names(
+        &error_of("[kafka]\nproduce_retry_budget = \"0s\"\n"),
+        "kafka.produce_retry_budget",
+        "longer than 0",
+    );
+    assert_names(
+        &error_of("[kafka]\nproduce_retry_budget = \"30d\"\n"),
+        "kafka.produce_retry_budget",
+        "at most 24d",
+    );
+    assert_names(
+        &error_of("[kafka]\nproduce_retry_budget = \"soon\"\n"),
+        "kafka.produce_retry_budget",
+        "soon",
+    );
+    let c = Config::from_toml_str("[kafka]\nproduce_retry_budget = \"90s\"\n").unwrap();
+    assert_eq!(c.kafka.produce_retry_budget, Duration::from_secs(90));
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let err = error_of("[redis]\nnodes = []\n[pipeline]\nbatch_size = 0\n");
     assert_eq!(err.keys(), vec!["redis.nodes", "pipeline.batch_size"]);

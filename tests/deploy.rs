@@ -10,7 +10,7 @@ use std::path::Path;
 use fds_worker::config::Config;
 use fds_worker::metrics::{
     BlacklistLabels, ClusterMetrics, ErrorLabels, Metrics, NodeLabel, NodeRoleLabels,
-    PartitionLabels, SlotStateLabel, TopicLabel, TopicReasonLabels,
+    PartitionLabels, PublishFailureLabels, SlotStateLabel, TopicLabel, TopicReasonLabels,
 };
 use fds_worker::store::acl::worker_acl_rule;
 use prometheus_client::registry::Registry;
@@ -42,6 +42,7 @@ fn exported_sample_names() -> BTreeSet<String> {
         redis_units_sent,
         redis_units_retried,
         redis_units_failed,
+        publish_failures,
         batch_duration,
         event_to_enriched,
         inflight_batches,
@@ -83,6 +84,14 @@ fn exported_sample_names() -> BTreeSet<String> {
     redis_units_sent.inc();
     redis_units_retried.get_or_create(&error).inc();
     redis_units_failed.get_or_create(&error).inc();
+    publish_failures
+        .get_or_create(&PublishFailureLabels {
+            topic: "transactions-enriched".into(),
+            kind: "permanent".into(),
+            error: "message_size_too_large".into(),
+            decision: "gave_up".into(),
+        })
+        .inc();
     batch_duration.observe(0.01);
     event_to_enriched.observe(0.01);
     inflight_batches.set(1);

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, random_name, start_cluster, start_kafka, wait_for, wait_until};
+use common::{WAIT, random_name, start_cluster, wait_for, wait_until};
 use fds_worker::localstack::{MockKafka, RedisCluster, Role};
 use fds_worker::slot::key_slot;
 use rdkafka::consumer::{
@@ -24,6 +24,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 // ---------------------------------------------------------------------------------------------
 // Redis Cluster
 // ---------------------------------------------------------------------------------------------
+
+/// What these tests check is librdkafka's mock cluster itself (the demo's no-Java Kafka and
+/// the tests' error injection): 3 brokers and the standard topics, `partitions` each.
+fn start_kafka(partitions: i32) -> MockKafka {
+    common::init_tracing();
+    MockKafka::with_standard_topics(3, partitions).unwrap_or_else(|e| panic!("mock kafka: {e}"))
+}
 
 #[test]
 fn cluster_starts_with_three_masters_three_replicas_and_every_slot_covered() {

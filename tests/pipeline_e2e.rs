@@ -9,14 +9,29 @@ mod common;
 use std::time::Duration;
 
 use common::worker::{
-    assert_enriched, assert_ground_truth, command_calls, enrichment_counts, publish,
-    publish_in_background, start_stack, start_worker, test_config, traffic, wait_for_enrichment,
+    PARTITIONS, assert_enriched, assert_ground_truth, command_calls, enrichment_counts, publish,
+    publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
+    wait_for_enrichment,
 };
 use fds_worker::config::GroupProtocol;
-use fds_worker::demo::wait_until_finished;
+use fds_worker::demo::{KafkaSetup, wait_until_finished};
 use fds_worker::generate::Traffic;
+use fds_worker::metrics::{Metrics, PublishFailureLabels};
+use fds_worker::pipeline::{RunError, run};
+use fds_worker::redrive::{RedriveOptions, redrive};
+use fds_worker::sink::dead_letter::header;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
 
 const SPAN: Duration = Duration::from_secs(20);
+
+/// A stack on librdkafka's mock cluster, for the tests that inject broker errors (Apache Kafka
+/// cannot be told to refuse one particular request).
+async fn mock_stack() -> fds_worker::demo::LocalStack {
+    common::worker::start_stack_on(common::test_cluster_options(), KafkaSetup::Mock).await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transaction_is_enriched_once_and_counters_equal_ground_truth() {
@@ -97,7 +112,10 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
         running[0].progress(&config).enriched >= 500
     })
     .await;
-    assert!(started, "{protocol:?}: the first worker enriched 500 records");
+    assert!(
+        started,
+        "{protocol:?}: the first worker enriched 500 records"
+    );
     let publishing = publish_in_background(&stack, &config, &part(&traffic.events[half..]), 150);
     // The others join while the second half is flowing: a rebalance mid-stream for each.
     for _ in 1..workers {
@@ -142,4 +160,156 @@ async fn three_workers_join_and_leave_exactly_under_the_classic_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_join_and_leave_exactly_under_the_consumer_protocol() {
     workers_join_and_leave(GroupProtocol::Consumer, 3, 6).await;
+}
+
+/// A produce request the broker refuses for good (`MESSAGE_TOO_LARGE`, as for a record over
+/// the topic's `max.message.bytes`): the enrichment records in it are given up at once, their
+/// source records are dead-lettered as `publish_failed` naming the topic and the error, the
+/// rest of the stream goes on, and a redrive publishes the missing enrichment records without
+/// counting anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_it_once() {
+    // librdkafka's mock: the one broker that refuses exactly the first produce request.
+    let stack = mock_stack().await;
+    let config = test_config(&stack);
+    let traffic = traffic(&config, 300, 5, SPAN);
+    publish(&stack, &config, &traffic, None).await;
+    let records = traffic.events.len() as u64;
+    // The worker's first produce request is its first enrichment records.
+    stack
+        .kafka
+        .mock()
+        .expect("a mock stack")
+        .push_request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        )
+        .unwrap();
+
+    let worker = start_worker(&config);
+    let (progress, finished) = wait_until_finished(
+        &worker.metrics,
+        &config,
+        records,
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        |_, _| {},
+    )
+    .await;
+    assert!(finished, "every record finished: {progress:?}");
+    let gave_up = worker
+        .metrics
+        .publish_failures
+        .get_or_create(&PublishFailureLabels {
+            topic: config.kafka.enrichment_topic.clone(),
+            kind: "permanent".into(),
+            error: "message_size_too_large".into(),
+            decision: "gave_up".into(),
+        })
+        .get();
+    worker.stop().await;
+    assert!(progress.dead_lettered > 0, "{progress:?}");
+    assert_eq!(
+        gave_up, progress.dead_lettered,
+        "one give-up per dead letter"
+    );
+
+    let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
+    let letters = read_all(&stack, &dlq);
+    assert_eq!(letters.len() as u64, progress.dead_lettered);
+    for letter in &letters {
+        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
+        let message = letter.header(header::MESSAGE).unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
+                && message.contains("MessageSizeTooLarge"),
+            "names the topic and the error: {message}"
+        );
+    }
+    let counts = enrichment_counts(&stack, &config);
+    assert_eq!(
+        counts.len() + letters.len(),
+        traffic.truth.transactions,
+        "every transaction enriched or dead-lettered"
+    );
+    // The writes were applied once, before publishing failed.
+    assert_ground_truth(&stack, &traffic).await;
+
+    let options = RedriveOptions {
+        topic: dlq,
+        filters: Vec::new(),
+        batch_size: 200,
+    };
+    let summary = redrive(&config, &options, Metrics::unregistered(), |_, _| {})
+        .await
+        .expect("redrive");
+    assert_eq!(summary.enriched, letters.len() as u64, "{summary:?}");
+    assert_eq!(summary.dead_lettered_again, 0, "{summary:?}");
+    assert_enriched(&enrichment_counts(&stack, &config), &traffic, true);
+    assert_ground_truth(&stack, &traffic).await;
+}
+
+/// A dead letter the broker refuses for good has nowhere to go: the worker stops with an error
+/// naming the dead-letter topic and the error, quickly (no endless retry), and commits no
+/// offset past the records it could not finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_refused_for_good_stops_the_worker_naming_the_topic() {
+    // librdkafka's mock: it injects the refusal into every produce request from now on.
+    let stack = mock_stack().await;
+    let config = test_config(&stack);
+    let traffic = traffic(&config, 100, 6, SPAN);
+    publish(&stack, &config, &traffic, None).await;
+    // Every produce request from now on is refused: enrichment records, then their dead letters.
+    let refusals = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 500];
+    stack
+        .kafka
+        .mock()
+        .expect("a mock stack")
+        .push_request_errors(RDKafkaApiKey::Produce, &refusals)
+        .unwrap();
+
+    let ran = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(&config, Metrics::unregistered(), std::future::pending()),
+    )
+    .await
+    .expect("the worker stops by itself, within a minute");
+    let failure = match ran {
+        Err(RunError::Sink(failure)) => failure,
+        other => panic!("expected a sink error, got {other:?}"),
+    };
+    let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
+    assert_eq!(failure.topic, dlq);
+    assert_eq!(
+        failure.error.error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    let text = RunError::from(*failure).to_string();
+    assert!(
+        text.contains(&format!("`{dlq}`")) && text.contains("MessageSizeTooLarge"),
+        "{text}"
+    );
+
+    // No transaction was finished, so no offset of the transaction topic moved.
+    let consumer: BaseConsumer = stack
+        .kafka
+        .client_config()
+        .set("group.id", &config.kafka.group_id)
+        .create()
+        .unwrap();
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        wanted.add_partition(&config.kafka.transactions_topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
+    for element in committed.elements() {
+        assert!(
+            matches!(element.offset(), Offset::Invalid | Offset::Offset(0)),
+            "partition {} committed at {:?}",
+            element.partition(),
+            element.offset()
+        );
+    }
 }

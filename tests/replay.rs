@@ -528,7 +528,10 @@ async fn a_poison_record_in_the_range_is_dead_lettered_with_the_replay_marker() 
     assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
     let dead_letter = &dead_letters[0];
     assert_eq!(dead_letter.header(header::REPLAY), Some("shadow"));
-    assert_eq!(dead_letter.header(header::TOPIC), Some(transactions.as_str()));
+    assert_eq!(
+        dead_letter.header(header::TOPIC),
+        Some(transactions.as_str())
+    );
     assert_eq!(dead_letter.header(header::PARTITION), Some("0"));
     assert_eq!(
         dead_letter.header(header::OFFSET),

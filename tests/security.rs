@@ -531,7 +531,12 @@ fn logs_never_show_secrets() {
     secure.grant(&auth.principal(), &config, None);
     let nodes = stack.cluster.seed_urls().join(",");
     let wrong = "wrong-Pa55-never-logged";
-    let secrets = [wrong, WORKER_PASSWORD, common::secure_kafka::PASSWORD, ADMIN_PASSWORD];
+    let secrets = [
+        wrong,
+        WORKER_PASSWORD,
+        common::secure_kafka::PASSWORD,
+        ADMIN_PASSWORD,
+    ];
     let mut base: Vec<(&str, String)> = stack.env();
     base.extend([
         ("RUST_LOG", "debug".to_owned()),
@@ -543,8 +548,14 @@ fn logs_never_show_secrets() {
         ("FDS_REDIS__NODES", nodes),
         ("FDS_REDIS__USERNAME", WORKER_USER.to_owned()),
         ("FDS_KAFKA__SECURITY__PROTOCOL", "sasl_plaintext".to_owned()),
-        ("FDS_KAFKA__SECURITY__SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
-        ("FDS_KAFKA__SECURITY__SASL_USERNAME", common::secure_kafka::USER.to_owned()),
+        (
+            "FDS_KAFKA__SECURITY__SASL_MECHANISM",
+            "SCRAM-SHA-512".to_owned(),
+        ),
+        (
+            "FDS_KAFKA__SECURITY__SASL_USERNAME",
+            common::secure_kafka::USER.to_owned(),
+        ),
     ]);
     let run_with = |extra: &[(&'static str, &str)]| {
         let mut env: Vec<(&str, String)> = base.clone();
@@ -554,7 +565,10 @@ fn logs_never_show_secrets() {
 
     let env = run_with(&[
         ("FDS_REDIS__PASSWORD", WORKER_PASSWORD),
-        ("FDS_KAFKA__SECURITY__SASL_PASSWORD", common::secure_kafka::PASSWORD),
+        (
+            "FDS_KAFKA__SECURITY__SASL_PASSWORD",
+            common::secure_kafka::PASSWORD,
+        ),
     ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let worker = Process::start(&["run"], &env);
@@ -565,7 +579,10 @@ fn logs_never_show_secrets() {
         "[security] run over SASL/SCRAM to Apache Kafka: exit {status:?}, {} bytes of debug logs",
         output.len()
     );
-    assert!(assigned, "an authenticated session joined the group:\n{output}");
+    assert!(
+        assigned,
+        "an authenticated session joined the group:\n{output}"
+    );
     for secret in secrets {
         assert!(!output.contains(secret), "a secret in the logs:\n{output}");
     }
@@ -574,7 +591,10 @@ fn logs_never_show_secrets() {
         (
             [
                 ("FDS_REDIS__PASSWORD", wrong),
-                ("FDS_KAFKA__SECURITY__SASL_PASSWORD", common::secure_kafka::PASSWORD),
+                (
+                    "FDS_KAFKA__SECURITY__SASL_PASSWORD",
+                    common::secure_kafka::PASSWORD,
+                ),
             ],
             "redis.password",
         ),

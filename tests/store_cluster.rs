@@ -365,3 +365,44 @@ async fn a_store_under_another_library_name_loads_its_own_function_beside_the_de
         Some("6")
     );
 }
+
+/// A master that lost the function library (a node restarted empty answers an `FCALL` with
+/// `ERR Function not found`) gets it loaded again, and the unit is applied, not dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_on_a_master_that_lost_the_function_library_reloads_it_and_is_applied() {
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let mut lost_settings = settings(&cluster);
+    lost_settings.library = fds_worker::store::wire::Library::named("fds_reloaded");
+    let store = Store::connect(lost_settings).await.unwrap();
+    for master in cluster.masters() {
+        tokio::task::block_in_place(|| {
+            let mut node = cluster.connection(master).unwrap();
+            let _: () = redis::cmd("FUNCTION")
+                .arg("DELETE")
+                .arg("fds_reloaded")
+                .query(&mut node)
+                .unwrap();
+        });
+    }
+
+    let ns = common::random_name("ns");
+    let t = now_ms();
+    let events: Vec<_> = (0..4)
+        .map(|i| tx("reload-user", "10.8.0.1", t, i))
+        .collect();
+    let plan = planner(&ns).plan(&events, t);
+    let results = store.submit(plan.units).await;
+    for (unit, result) in &results {
+        assert!(result.is_ok(), "slot {}: {result:?}", unit.slot);
+    }
+    let keys = KeyBuilder::namespaced(&ns);
+    let user = Entity::new(EntityKind::User, "reload-user").tag();
+    assert_eq!(
+        get(&store, &keys.velocity(&user, 60, t.div_euclid(60_000)))
+            .await
+            .as_deref(),
+        Some("4")
+    );
+}

@@ -68,32 +68,80 @@ pub enum DecodeError {
     },
 }
 
+/// The stable kind of a codec error: the DLQ header value (`fds.error.kind`) and metrics
+/// label of a record the codec rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecKind {
+    /// [`DecodeError::Empty`].
+    Empty,
+    /// [`DecodeError::TooShort`].
+    TooShort,
+    /// [`DecodeError::WrongMagic`].
+    WrongMagic,
+    /// [`DecodeError::UnknownSchema`] and [`EncodeError::UnknownSchema`].
+    UnknownSchema,
+    /// [`DecodeError::Oversize`].
+    Oversize,
+    /// [`DecodeError::MalformedAvro`].
+    MalformedAvro,
+    /// [`DecodeError::Resolution`].
+    Resolution,
+    /// [`DecodeError::InvalidField`] and every
+    /// [`ValidationError`](super::validate::ValidationError).
+    InvalidField,
+    /// [`EncodeError::Schema`].
+    EncodeSchema,
+}
+
+impl CodecKind {
+    /// The stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CodecKind::Empty => "empty",
+            CodecKind::TooShort => "too_short",
+            CodecKind::WrongMagic => "wrong_magic",
+            CodecKind::UnknownSchema => "unknown_schema",
+            CodecKind::Oversize => "oversize",
+            CodecKind::MalformedAvro => "malformed_avro",
+            CodecKind::Resolution => "resolution",
+            CodecKind::InvalidField => "invalid_field",
+            CodecKind::EncodeSchema => "encode_schema",
+        }
+    }
+}
+
+impl From<&DecodeError> for CodecKind {
+    fn from(error: &DecodeError) -> CodecKind {
+        match error {
+            DecodeError::Empty => CodecKind::Empty,
+            DecodeError::TooShort { .. } => CodecKind::TooShort,
+            DecodeError::WrongMagic { .. } => CodecKind::WrongMagic,
+            DecodeError::UnknownSchema { .. } => CodecKind::UnknownSchema,
+            DecodeError::Oversize { .. } => CodecKind::Oversize,
+            DecodeError::MalformedAvro { .. } => CodecKind::MalformedAvro,
+            DecodeError::Resolution { .. } => CodecKind::Resolution,
+            DecodeError::InvalidField { .. } => CodecKind::InvalidField,
+        }
+    }
+}
+
 impl DecodeError {
     /// A short stable label: `empty`, `too_short`, `wrong_magic`, `unknown_schema`, `oversize`,
-    /// `malformed_avro`, `resolution` or `invalid_field`.
+    /// `malformed_avro`, `resolution` or `invalid_field` (see [`CodecKind`]).
     pub fn kind(&self) -> &'static str {
-        match self {
-            DecodeError::Empty => "empty",
-            DecodeError::TooShort { .. } => "too_short",
-            DecodeError::WrongMagic { .. } => "wrong_magic",
-            DecodeError::UnknownSchema { .. } => "unknown_schema",
-            DecodeError::Oversize { .. } => "oversize",
-            DecodeError::MalformedAvro { .. } => "malformed_avro",
-            DecodeError::Resolution { .. } => "resolution",
-            DecodeError::InvalidField { .. } => "invalid_field",
-        }
+        CodecKind::from(self).as_str()
     }
 
     /// Every label [`DecodeError::kind`] can return (e.g. to pre-register metric series).
     pub const KINDS: [&'static str; 8] = [
-        "empty",
-        "too_short",
-        "wrong_magic",
-        "unknown_schema",
-        "oversize",
-        "malformed_avro",
-        "resolution",
-        "invalid_field",
+        CodecKind::Empty.as_str(),
+        CodecKind::TooShort.as_str(),
+        CodecKind::WrongMagic.as_str(),
+        CodecKind::UnknownSchema.as_str(),
+        CodecKind::Oversize.as_str(),
+        CodecKind::MalformedAvro.as_str(),
+        CodecKind::Resolution.as_str(),
+        CodecKind::InvalidField.as_str(),
     ];
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> DecodeError {
@@ -130,13 +178,19 @@ pub enum EncodeError {
     },
 }
 
-impl EncodeError {
-    /// A short stable label: `unknown_schema` or `encode_schema`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            EncodeError::UnknownSchema { .. } => "unknown_schema",
-            EncodeError::Schema { .. } => "encode_schema",
+impl From<&EncodeError> for CodecKind {
+    fn from(error: &EncodeError) -> CodecKind {
+        match error {
+            EncodeError::UnknownSchema { .. } => CodecKind::UnknownSchema,
+            EncodeError::Schema { .. } => CodecKind::EncodeSchema,
         }
+    }
+}
+
+impl EncodeError {
+    /// A short stable label: `unknown_schema` or `encode_schema` (see [`CodecKind`]).
+    pub fn kind(&self) -> &'static str {
+        CodecKind::from(self).as_str()
     }
 }
 

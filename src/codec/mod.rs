@@ -50,7 +50,7 @@ use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 
 pub use catalog::{ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, TRANSACTION_AVSC};
-pub use error::{CatalogError, DecodeError, EncodeError};
+pub use error::{CatalogError, CodecKind, DecodeError, EncodeError};
 pub use validate::{Limits, ValidationError, validate_transaction, validate_verdict};
 
 use crate::event::{Enrichment, FraudVerdict, Transaction};

@@ -16,6 +16,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use super::CodecKind;
 use crate::event::{FraudVerdict, Transaction};
 
 /// Input bounds.
@@ -87,7 +88,13 @@ impl ValidationError {
     /// The stable label for DLQ headers and metrics: always `invalid_field` (the same label as
     /// [`DecodeError::InvalidField`](super::DecodeError::InvalidField)).
     pub fn kind(&self) -> &'static str {
-        "invalid_field"
+        CodecKind::from(self).as_str()
+    }
+}
+
+impl From<&ValidationError> for CodecKind {
+    fn from(_: &ValidationError) -> CodecKind {
+        CodecKind::InvalidField
     }
 }
 

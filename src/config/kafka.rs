@@ -54,6 +54,17 @@ pub struct KafkaConfig {
     /// worker keeps polling while paused, so only a stuck worker hits it. Default: `300s`.
     #[serde(with = "de::duration")]
     pub max_poll_interval: Duration,
+    /// How long the worker keeps trying to publish one record (enrichment or dead letter)
+    /// while the producer reports retryable errors (queue full, brokers unreachable, leader
+    /// elections, too few in-sync replicas, timeouts), with exponential backoff and jitter
+    /// between attempts. Permanent errors (record too large, topic not authorized, topic gone,
+    /// invalid record) end the attempts at once. Then an enrichment record's source record is
+    /// dead-lettered (`publish_failed`), and a dead letter that cannot be published stops the
+    /// worker with an error naming the topic. It is also librdkafka's `message.timeout.ms`
+    /// (unless `producer_options` sets that), so a single attempt does not outlast it.
+    /// Default: `5m`.
+    #[serde(with = "de::duration")]
+    pub produce_retry_budget: Duration,
     /// Authentication and encryption. Default: plaintext, no credentials.
     pub security: KafkaSecurity,
     /// Raw librdkafka consumer options (`"fetch.min.bytes" = "1"`), applied after the worker's
@@ -101,6 +112,7 @@ impl Default for KafkaConfig {
             group_protocol: GroupProtocol::default(),
             session_timeout: default_session_timeout(),
             max_poll_interval: default_max_poll_interval(),
+            produce_retry_budget: default_produce_retry_budget(),
             security: KafkaSecurity::default(),
             consumer_options: BTreeMap::new(),
             producer_options: BTreeMap::new(),
@@ -132,6 +144,12 @@ fn default_session_timeout() -> Duration {
 fn default_max_poll_interval() -> Duration {
     Duration::from_secs(300)
 }
+fn default_produce_retry_budget() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// librdkafka's largest `message.timeout.ms` (a 32-bit count of milliseconds).
+const MAX_MESSAGE_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 impl KafkaConfig {
     /// The dead-letter topic for events read from `source` (`transactions.dlq`).
@@ -186,10 +204,14 @@ impl KafkaConfig {
         out
     }
 
-    /// librdkafka producer options: [`common_options`](Self::common_options), then
-    /// `producer_options`.
+    /// librdkafka producer options: [`common_options`](Self::common_options), the delivery
+    /// timeout (`message.timeout.ms` = `produce_retry_budget`), then `producer_options`.
     pub fn producer_client_options(&self) -> Vec<(String, String)> {
         let mut out = self.common_options();
+        out.push((
+            "message.timeout.ms".into(),
+            self.produce_retry_budget.as_millis().to_string(),
+        ));
         out.extend(self.producer_options.clone());
         out
     }
@@ -241,6 +263,12 @@ impl KafkaConfig {
                 || self.max_poll_interval >= self.session_timeout,
             "kafka.max_poll_interval",
             "must be at least `kafka.session_timeout`",
+        );
+        check.positive("kafka.produce_retry_budget", self.produce_retry_budget);
+        check.ensure(
+            self.produce_retry_budget <= MAX_MESSAGE_TIMEOUT,
+            "kafka.produce_retry_budget",
+            "must be at most 24d (it is also librdkafka's message.timeout.ms)",
         );
         for (name, map, consumer) in [
             ("consumer_options", &self.consumer_options, true),
@@ -342,5 +370,22 @@ mod tests {
         assert_eq!(get("group.protocol"), Some("consumer"));
         assert_eq!(get("session.timeout.ms"), None);
         assert_eq!(get("max.poll.interval.ms"), Some("300000"));
+    }
+
+    #[test]
+    fn producer_options_bound_a_delivery_by_the_retry_budget_unless_overridden() {
+        let mut k = KafkaConfig::default();
+        let get = |opts: &[(String, String)], key: &str| {
+            opts.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let opts = k.producer_client_options();
+        assert_eq!(get(&opts, "message.timeout.ms").as_deref(), Some("300000"));
+        k.producer_options
+            .insert("message.timeout.ms".into(), "1000".into());
+        let opts = k.producer_client_options();
+        assert_eq!(get(&opts, "message.timeout.ms").as_deref(), Some("1000"));
     }
 }

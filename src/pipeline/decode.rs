@@ -2,22 +2,23 @@
 
 use std::sync::Arc;
 
-use crate::codec::Codec;
 use crate::codec::validate::{Limits, validate_transaction, validate_verdict};
+use crate::codec::{Codec, CodecKind};
 use crate::plan::{EventBody, PlannedEvent, SourceRef};
+use crate::sink::DeadLetterKind;
 use crate::source::SourceMessage;
 
 /// Why a record is poison: a stable kind (metric label, `fds.error.kind`) and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poison {
     /// Stable error kind.
-    pub kind: &'static str,
+    pub kind: DeadLetterKind,
     /// What is wrong, naming the field where there is one.
     pub message: String,
 }
 
 impl Poison {
-    fn new(kind: &'static str, message: impl Into<String>) -> Poison {
+    fn new(kind: DeadLetterKind, message: impl Into<String>) -> Poison {
         Poison {
             kind,
             message: message.into(),
@@ -46,31 +47,31 @@ pub fn decode(
     now_ms: i64,
 ) -> Result<PlannedEvent, Poison> {
     let Some(payload) = message.payload.as_deref() else {
-        return Err(Poison::new("empty", "record has no value"));
+        return Err(Poison::new(CodecKind::Empty.into(), "record has no value"));
     };
     let topic: &str = &message.topic;
     let body = if topic == decoder.transactions_topic {
         let tx = decoder
             .codec
             .decode_transaction(payload)
-            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(CodecKind::from(&e).into(), e.to_string()))?;
         validate_transaction(&tx, &decoder.limits)
-            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(CodecKind::from(&e).into(), e.to_string()))?;
         check_time(tx.event_time_ms, now_ms, decoder.max_future_skew_ms)?;
         EventBody::Transaction(tx)
     } else if decoder.verdict_topics.iter().any(|t| t == topic) {
         let verdict = decoder
             .codec
             .decode_verdict(payload)
-            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(CodecKind::from(&e).into(), e.to_string()))?;
         validate_verdict(&verdict, &decoder.limits)
-            .map_err(|e| Poison::new(e.kind(), e.to_string()))?;
+            .map_err(|e| Poison::new(CodecKind::from(&e).into(), e.to_string()))?;
         check_time(verdict.event_time_ms, now_ms, decoder.max_future_skew_ms)?;
         EventBody::Verdict(verdict)
     } else {
         // Only the configured verdict topics may change blacklists.
         return Err(Poison::new(
-            "unexpected_topic",
+            DeadLetterKind::UnexpectedTopic,
             format!("topic `{topic}` is neither the transaction topic nor a verdict topic"),
         ));
     };
@@ -88,7 +89,7 @@ pub fn decode(
 fn check_time(event_time_ms: i64, now_ms: i64, max_skew_ms: i64) -> Result<(), Poison> {
     if event_time_ms > now_ms + max_skew_ms {
         return Err(Poison::new(
-            "invalid_field",
+            CodecKind::InvalidField.into(),
             format!("event_time {event_time_ms} is more than {max_skew_ms} ms in the future"),
         ));
     }

@@ -35,6 +35,7 @@ pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::sink::PublishError;
 use crate::source::access::{self, AccessError};
 use crate::source::{
     Partition, RebalanceNote, SourceConsumer, SourceContext, SourceMessage, Watermarks,
@@ -57,13 +58,27 @@ pub enum RunError {
     /// The schema catalog could not be loaded.
     #[error("schemas: {0}")]
     Schemas(String),
+    /// A dead letter could not be published (nowhere left to put its record): the run stopped
+    /// with that record unfinished, its offset not committed.
+    #[error("kafka sink: {0}")]
+    Sink(Box<PublishError>),
+}
+
+impl From<PublishError> for RunError {
+    fn from(failure: PublishError) -> RunError {
+        RunError::Sink(Box::new(failure))
+    }
 }
 
 impl RunError {
-    /// Errors that a restart will not fix (bad schema files, refused credentials or ACLs); the
-    /// others may be transient.
+    /// Errors that a restart will not fix (bad schema files, refused credentials or ACLs, a
+    /// dead letter the broker refuses for good); the others may be transient.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, RunError::Schemas(_) | RunError::KafkaAccess(_))
+        match self {
+            RunError::Schemas(_) | RunError::KafkaAccess(_) => true,
+            RunError::Sink(failure) => !failure.error.retryable(),
+            _ => false,
+        }
     }
 }
 
@@ -84,6 +99,10 @@ pub struct RunSummary {
 
 /// Runs the worker until `shutdown` resolves, then drains: in-flight batches finish (up to
 /// `pipeline.shutdown_deadline`), offsets are stored and committed, the producer is flushed.
+///
+/// A dead letter that cannot be published (see [`crate::sink::Sink`]) stops the run the same
+/// way, without starting new batches, and returns [`RunError::Sink`]: offsets stay below that
+/// record, so the next run processes it again.
 pub async fn run(
     config: &Config,
     metrics: Metrics,
@@ -117,12 +136,13 @@ pub async fn run(
         paused: false,
         stalled_since: None,
         draining: false,
+        stopped: None,
         summary: RunSummary::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchDone>();
     tokio::pin!(shutdown);
     let mut refused = None;
-    loop {
+    while worker.stopped.is_none() {
         worker.apply_rebalances();
         if worker.batch_ready() {
             worker.dispatch(&done_tx);
@@ -161,8 +181,11 @@ pub async fn run(
     worker
         .drain(done_tx, done_rx, config.pipeline.shutdown_deadline)
         .await;
-    match refused {
-        Some(fatal) => Err(fatal.into()),
+    if let Some(fatal) = refused {
+        return Err(fatal.into());
+    }
+    match worker.stopped {
+        Some(failure) => Err(failure.into()),
         None => Ok(worker.summary),
     }
 }
@@ -178,11 +201,9 @@ async fn check_kafka_access(config: &Config) -> Result<(), AccessError> {
         .chain(sources.iter().map(|t| kafka.dlq_topic(t)))
         .chain([kafka.enrichment_topic.clone()])
         .collect();
-    tokio::task::spawn_blocking(move || {
-        access::check(&kafka, &topics, access::START_CHECK_TIMEOUT)
-    })
-    .await
-    .unwrap_or(Ok(()))
+    tokio::task::spawn_blocking(move || access::check(&kafka, &topics, access::START_CHECK_TIMEOUT))
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// `topic/partition:first..=last` per partition of a batch, for its tracing span.
@@ -227,6 +248,8 @@ struct Loop {
     /// Since when the next batch has been full with every in-flight slot taken.
     stalled_since: Option<Instant>,
     draining: bool,
+    /// Why the run stops on its own: a dead letter could not be published.
+    stopped: Option<PublishError>,
     summary: RunSummary,
 }
 
@@ -318,8 +341,20 @@ impl Loop {
     }
 
     fn finish(&mut self, done: BatchDone) {
+        // Unfinished records are not in `finished`: the watermark stays below them.
         for (partition, offset) in &done.finished {
             self.marks.finished(partition, *offset);
+        }
+        if let Some(failure) = done.stopped
+            && self.stopped.is_none()
+        {
+            tracing::error!(
+                topic = %failure.topic,
+                error = %failure.error,
+                unfinished = done.unfinished,
+                "stopping the worker: {failure}"
+            );
+            self.stopped = Some(failure);
         }
         self.summary.enriched += done.enriched;
         self.summary.dead_lettered += done.dead_lettered;
@@ -430,7 +465,8 @@ impl Loop {
         let until = Instant::now() + deadline;
         self.set_paused(true);
         self.draining = true;
-        while !self.batch.is_empty() && Instant::now() < until {
+        // After a stop, the batch not yet dispatched is left to the next run.
+        while !self.batch.is_empty() && self.stopped.is_none() && Instant::now() < until {
             self.dispatch(&done_tx);
             if !self.batch.is_empty() {
                 match tokio::time::timeout_at(until, done_rx.recv()).await {

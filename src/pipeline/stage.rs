@@ -2,18 +2,20 @@
 //! the live consumer, `redrive` and `replay`, so all three apply the same logic.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, join_all};
 
+use crate::codec::CodecKind;
 use crate::config::Config;
 use crate::event::{EntityKind, VerdictAction};
 use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts, TopicReasonLabels};
 use crate::plan::assemble::{Cause, Outcome, assemble};
 use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
-use crate::sink::{DeadLetterReason, Sink};
+use crate::sink::{DeadLetterKind, DeadLetterReason, PublishError, Sink};
 use crate::source::{Partition, SourceMessage};
-use crate::store::{Store, UnitFailure};
+use crate::store::{FailureKind, Store, UnitFailure};
 
 use super::decode::{Decoder, decode};
 use super::turn::{DeadLetterOrder, Turn};
@@ -40,6 +42,9 @@ pub struct Stage {
     pub publish_enrichment: bool,
     /// Keeps dead letters in batch order across concurrent batches.
     pub dead_letter_order: DeadLetterOrder,
+    /// Set when a dead letter could not be published: no later dead letter is published
+    /// (it would overtake that one), their records stay unfinished, and the run stops.
+    stopped: OnceLock<PublishError>,
 }
 
 /// A batch decoded and planned, waiting for its units.
@@ -70,6 +75,11 @@ pub struct BatchDone {
     pub writes_applied: u64,
     /// Writes the units skipped as already applied (apply-once).
     pub writes_skipped: u64,
+    /// Records left unfinished (not in `finished`): their dead letter could not be published,
+    /// or was not tried after another one failed.
+    pub unfinished: u64,
+    /// Why the batch left records unfinished: the run must stop.
+    pub stopped: Option<PublishError>,
 }
 
 impl Stage {
@@ -86,7 +96,7 @@ impl Stage {
             Store::connect_with_metrics(store_settings(&config.redis), Some(metrics.clone()))
                 .await?;
         let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
-        let sink = Sink::new(&config.kafka)?;
+        let sink = Sink::new(&config.kafka)?.with_metrics(&metrics);
         Ok(Stage {
             decoder,
             planner: Planner::new(plan_settings(config, namespace)),
@@ -97,6 +107,7 @@ impl Stage {
             replay_marker,
             publish_enrichment: true,
             dead_letter_order: DeadLetterOrder::default(),
+            stopped: OnceLock::new(),
         })
     }
 
@@ -180,7 +191,8 @@ impl Stage {
         // Enrichment records go at once; dead letters wait for the batch's turn (see `turn`).
         let mut publishes: Vec<BoxFuture<'_, Published>> = Vec::with_capacity(batch.messages.len());
         let mut dead_letters = Vec::new();
-        for (message, decoded) in batch.messages.iter().zip(&batch.decoded) {
+        for (position, (message, decoded)) in batch.messages.iter().zip(&batch.decoded).enumerate()
+        {
             let outcome = match decoded {
                 Err(reason) => Err(reason.clone()),
                 Ok(index) => match &outcomes[*index] {
@@ -197,9 +209,9 @@ impl Stage {
                 }
                 Ok(Some(_)) => Box::pin(async { Published::Withheld }),
                 Ok(None) => Box::pin(async { Published::Nothing }),
-                Err(mut reason) => {
-                    reason.replay = self.replay_marker.clone();
-                    dead_letters.push((message, reason));
+                Err(reason) => {
+                    dead_letters.push((position, message, reason));
+                    // Replaced by the dead letter's own result below.
                     Box::pin(async { Published::DeadLetter })
                 }
             });
@@ -208,19 +220,23 @@ impl Stage {
         let dead_letters = async move {
             if dead_letters.is_empty() {
                 turn.pass_after_previous();
-                return;
+                return Vec::new();
             }
             turn.wait().await;
             // Enqueued in record order on the first poll; the idempotent producer keeps it.
-            join_all(
-                dead_letters
-                    .into_iter()
-                    .map(|(message, reason)| self.publish_dead_letter(message, reason)),
-            )
+            let results = join_all(dead_letters.into_iter().map(
+                |(position, message, reason)| async move {
+                    (position, self.publish_dead_letter(message, reason).await)
+                },
+            ))
             .await;
             turn.pass();
+            results
         };
-        let (published, ()) = futures::join!(join_all(publishes), dead_letters);
+        let (mut published, dead_lettered) = futures::join!(join_all(publishes), dead_letters);
+        for (position, result) in dead_lettered {
+            published[position] = result;
+        }
         tracing::debug!(
             units_ms = units_done.as_millis() as u64,
             total_ms = batch.dispatched.elapsed().as_millis() as u64,
@@ -242,6 +258,13 @@ impl Stage {
                 Published::DeadLetter => done.dead_lettered += 1,
                 Published::Withheld => done.withheld += 1,
                 Published::Nothing => verdicts.add(&message.topic),
+                Published::Unfinished(error) => {
+                    done.unfinished += 1;
+                    if done.stopped.is_none() {
+                        done.stopped = error.or_else(|| self.stopped.get().cloned());
+                    }
+                    continue;
+                }
             }
             done.finished
                 .push(((message.topic.clone(), message.partition), message.offset));
@@ -270,14 +293,22 @@ impl Stage {
         let payload = match self.decoder.codec.encode_enrichment(enrichment) {
             Ok(payload) => payload,
             Err(error) => {
-                let mut reason = DeadLetterReason::poison(error.kind(), error.to_string());
+                let mut reason =
+                    DeadLetterReason::poison(CodecKind::from(&error).into(), error.to_string());
                 reason.class = "fds.codec.EncodeError";
                 return self.publish_dead_letter(message, reason).await;
             }
         };
-        self.sink
+        if let Err(failure) = self
+            .sink
             .publish_enrichment(&enrichment.user_id, &payload)
-            .await;
+            .await
+        {
+            // Its writes are applied; the source record goes to its dead-letter topic, which
+            // says where publishing failed and why (redrive publishes it again).
+            let reason = DeadLetterReason::publish_failed(&failure);
+            return self.publish_dead_letter(message, reason).await;
+        }
         let age_ms = unix_ms(SystemTime::now()) - enrichment.event_time_ms;
         self.metrics
             .event_to_enriched
@@ -285,15 +316,35 @@ impl Stage {
         Published::Enrichment
     }
 
+    /// Publishes the dead letter of `message`; if it cannot be, the record stays unfinished
+    /// and the stage stops publishing dead letters (see [`Stage::stopped`]).
     async fn publish_dead_letter(
         &self,
         message: &SourceMessage,
-        reason: DeadLetterReason,
+        mut reason: DeadLetterReason,
     ) -> Published {
+        if self.stopped.get().is_some() {
+            return Published::Unfinished(None);
+        }
+        reason.replay = self.replay_marker.clone();
         let topic = format!("{}{}", message.topic, self.dlq_suffix);
-        self.sink
+        if let Err(failure) = self
+            .sink
             .publish_dead_letter(&topic, message, &reason)
-            .await;
+            .await
+        {
+            tracing::error!(
+                topic = %message.topic,
+                partition = message.partition,
+                offset = message.offset,
+                dlq_topic = %failure.topic,
+                error = %failure,
+                "the dead letter cannot be published: stopping (the record stays unfinished, \
+                 its offset uncommitted)"
+            );
+            let _ = self.stopped.set(failure.clone());
+            return Published::Unfinished(Some(failure));
+        }
         tracing::warn!(
             topic = %message.topic,
             partition = message.partition,
@@ -306,7 +357,7 @@ impl Stage {
             .events_dead_lettered
             .get_or_create(&TopicReasonLabels {
                 topic: message.topic.to_string(),
-                reason: reason.kind.clone(),
+                reason: reason.kind.as_str().to_owned(),
             })
             .inc();
         self.metrics.dead_lettered_sum.inc();
@@ -321,7 +372,7 @@ impl Stage {
         match cause {
             Cause::Unit(failure) => DeadLetterReason {
                 class: "fds.store.UnitFailed",
-                kind: failure.kind.as_str().to_owned(),
+                kind: DeadLetterKind::Store(failure.kind),
                 message: failure.message.clone(),
                 slot: Some(failure.slot),
                 node: failure.node.clone(),
@@ -332,7 +383,12 @@ impl Stage {
                 replay: None,
             },
             Cause::Op(message) => {
-                let mut reason = DeadLetterReason::poison("wrongtype", message.clone());
+                // A write inside the unit failed (fds.lua catches it per op, e.g. WRONGTYPE or
+                // "not an integer" on a key we did not write).
+                let mut reason = DeadLetterReason::poison(
+                    DeadLetterKind::Store(FailureKind::WrongType),
+                    message.clone(),
+                );
                 reason.class = "fds.store.WriteFailed";
                 reason.attempts = 1;
                 reason.failed_tags = failed_tags.to_vec();
@@ -403,6 +459,9 @@ enum Published {
     DeadLetter,
     Withheld,
     Nothing,
+    /// Not finished: its dead letter could not be published (the error), or was not tried
+    /// because an earlier one could not (`None`).
+    Unfinished(Option<PublishError>),
 }
 
 /// Writes (ops with an apply-once mark) the units applied, and skipped as already applied.

@@ -200,7 +200,7 @@ pub(super) async fn run(
         keys: KeyCounter::default(),
         progress,
     };
-    replay.read().await;
+    replay.read().await?;
     let mut summary = replay.finish().await?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
@@ -239,7 +239,7 @@ impl Replay<'_> {
     }
 
     /// Reads until every partition stopped, sending full batches as they fill.
-    async fn read(&mut self) {
+    async fn read(&mut self) -> Result<(), ReplayError> {
         self.report();
         while let Some(step) = self.reader.next().await {
             let idle = match step {
@@ -260,12 +260,13 @@ impl Replay<'_> {
             if !self.batch.is_empty()
                 && (self.batch.len() >= self.batch_size || idle || !self.reading())
             {
-                self.send_batch().await;
+                self.send_batch().await?;
                 self.report();
             } else if idle {
                 self.report();
             }
         }
+        Ok(())
     }
 
     fn receive(&mut self, record: SourceMessage) {
@@ -330,7 +331,8 @@ impl Replay<'_> {
             .finish(&state.range.topic, state.range.partition);
     }
 
-    async fn send_batch(&mut self) {
+    /// Sends the batch; fails if a dead letter of it could not be published.
+    async fn send_batch(&mut self) -> Result<(), ReplayError> {
         let batch = std::mem::take(&mut self.batch);
         let now_ms = unix_ms(SystemTime::now());
         match &self.engine {
@@ -364,8 +366,12 @@ impl Replay<'_> {
                 summary.writes_applied += done.writes_applied;
                 summary.writes_skipped += done.writes_skipped;
                 summary.units += done.units;
+                if let Some(failure) = done.stopped {
+                    return Err(RunError::from(failure).into());
+                }
             }
         }
+        Ok(())
     }
 
     fn topic_progress(&self) -> Vec<TopicProgress> {
@@ -393,7 +399,7 @@ impl Replay<'_> {
 
     async fn finish(mut self) -> Result<ReplaySummary, ReplayError> {
         if !self.batch.is_empty() {
-            self.send_batch().await;
+            self.send_batch().await?;
         }
         let topics = self.topic_progress();
         self.progress.finish(&topics);

@@ -4,7 +4,10 @@
 
 use std::time::SystemTime;
 
+use super::error::PublishError;
+use crate::codec::CodecKind;
 use crate::source::SourceMessage;
+use crate::store::FailureKind;
 
 /// Header names (shared with `redrive`, which reads them back).
 pub mod header {
@@ -36,13 +39,69 @@ pub mod header {
     pub const REPLAY: &str = "fds.replay";
 }
 
+/// Why a record is dead-lettered, under one stable name: the `fds.error.kind` header value,
+/// the `reason` label of `fds_events_dead_lettered_total`, and what `redrive --filter
+/// error_kind=…` matches. The names ([`DeadLetterKind::as_str`]) never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterKind {
+    /// The codec rejected the record (`malformed_avro`, `invalid_field`, …), or could not
+    /// encode its enrichment record (`encode_schema`, `unknown_schema`).
+    Codec(CodecKind),
+    /// A record on a topic that is neither the transaction topic nor a verdict topic
+    /// (`unexpected_topic`).
+    UnexpectedTopic,
+    /// A Redis unit gave up, or a write inside it failed: the [`FailureKind`]'s name
+    /// (`slot_down`, `wrongtype`, …).
+    Store(FailureKind),
+    /// The enrichment record could not be published: a permanent producer error, or its retry
+    /// budget spent (`publish_failed`). Its Redis writes were applied.
+    PublishFailed,
+}
+
+impl DeadLetterKind {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Codec(kind) => kind.as_str(),
+            DeadLetterKind::UnexpectedTopic => "unexpected_topic",
+            DeadLetterKind::Store(kind) => kind.as_str(),
+            DeadLetterKind::PublishFailed => "publish_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind equals its stable name (`kind == "slot_down"`).
+impl PartialEq<&str> for DeadLetterKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+impl From<CodecKind> for DeadLetterKind {
+    fn from(kind: CodecKind) -> DeadLetterKind {
+        DeadLetterKind::Codec(kind)
+    }
+}
+
+impl From<FailureKind> for DeadLetterKind {
+    fn from(kind: FailureKind) -> DeadLetterKind {
+        DeadLetterKind::Store(kind)
+    }
+}
+
 /// Why a record is dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterReason {
     /// Error class, Kafka Connect style.
     pub class: &'static str,
     /// Stable error kind (a metric label too).
-    pub kind: String,
+    pub kind: DeadLetterKind,
     /// Human-readable message.
     pub message: String,
     /// Slot of the failed unit, if a Redis failure.
@@ -63,17 +122,36 @@ pub struct DeadLetterReason {
 
 impl DeadLetterReason {
     /// A record that cannot be decoded or is invalid: dead-lettered at once, never retried.
-    pub fn poison(kind: &str, message: impl Into<String>) -> DeadLetterReason {
+    pub fn poison(kind: DeadLetterKind, message: impl Into<String>) -> DeadLetterReason {
         let now = SystemTime::now();
         DeadLetterReason {
             class: "fds.codec.PoisonRecord",
-            kind: kind.to_owned(),
+            kind,
             message: message.into(),
             slot: None,
             node: None,
             attempts: 0,
             first_failure: now,
             last_failure: now,
+            failed_tags: Vec::new(),
+            replay: None,
+        }
+    }
+}
+
+impl DeadLetterReason {
+    /// An enrichment record the sink gave up on (`publish_failed`): the message names the
+    /// topic and the error.
+    pub fn publish_failed(failure: &PublishError) -> DeadLetterReason {
+        DeadLetterReason {
+            class: "fds.sink.PublishFailed",
+            kind: DeadLetterKind::PublishFailed,
+            message: failure.to_string(),
+            slot: None,
+            node: None,
+            attempts: failure.attempts,
+            first_failure: failure.first_failure,
+            last_failure: failure.last_failure,
             failed_tags: Vec::new(),
             replay: None,
         }
@@ -100,7 +178,7 @@ pub fn dead_letter_headers(
     put(header::OFFSET, message.offset.to_string());
     put(header::CLASS, reason.class.to_owned());
     put(header::MESSAGE, reason.message.clone());
-    put(header::KIND, reason.kind.clone());
+    put(header::KIND, reason.kind.as_str().to_owned());
     if let Some(slot) = reason.slot {
         put(header::SLOT, slot.to_string());
     }
@@ -145,7 +223,8 @@ mod tests {
             ],
             timestamp_ms: Some(1),
         };
-        let mut reason = DeadLetterReason::poison("malformed_avro", "truncated body");
+        let mut reason =
+            DeadLetterReason::poison(CodecKind::MalformedAvro.into(), "truncated body");
         reason.slot = Some(866);
         reason.failed_tags = vec!["{u:1}".to_owned()];
         let headers = dead_letter_headers(&message, &reason);
@@ -164,5 +243,77 @@ mod tests {
         assert_eq!(get(header::SLOT).as_deref(), Some("866"));
         assert_eq!(get(header::FAILED_TAGS).as_deref(), Some(r#"["{u:1}"]"#));
         assert!(get(header::FIRST_FAILURE).unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn kinds_keep_the_names_every_dead_letter_carried_so_far() {
+        // Header values and metric labels: redrive filters and dashboards read them.
+        let names = |kinds: &[DeadLetterKind]| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>();
+        let codec = [
+            CodecKind::Empty,
+            CodecKind::TooShort,
+            CodecKind::WrongMagic,
+            CodecKind::UnknownSchema,
+            CodecKind::Oversize,
+            CodecKind::MalformedAvro,
+            CodecKind::Resolution,
+            CodecKind::InvalidField,
+            CodecKind::EncodeSchema,
+        ]
+        .map(DeadLetterKind::Codec);
+        assert_eq!(
+            names(&codec),
+            [
+                "empty",
+                "too_short",
+                "wrong_magic",
+                "unknown_schema",
+                "oversize",
+                "malformed_avro",
+                "resolution",
+                "invalid_field",
+                "encode_schema"
+            ]
+        );
+        let store = [
+            FailureKind::Redirect,
+            FailureKind::TryAgain,
+            FailureKind::ClusterDown,
+            FailureKind::SlotDown,
+            FailureKind::MasterDown,
+            FailureKind::Loading,
+            FailureKind::Connection,
+            FailureKind::Timeout,
+            FailureKind::FunctionMissing,
+            FailureKind::NotReplicated,
+            FailureKind::WrongType,
+            FailureKind::OutOfMemory,
+            FailureKind::Script,
+            FailureKind::Auth,
+            FailureKind::Other,
+        ]
+        .map(DeadLetterKind::Store);
+        assert_eq!(
+            names(&store),
+            [
+                "redirect",
+                "tryagain",
+                "clusterdown",
+                "slot_down",
+                "masterdown",
+                "loading",
+                "connection",
+                "timeout",
+                "function_missing",
+                "not_replicated",
+                "wrongtype",
+                "oom",
+                "script",
+                "auth",
+                "other"
+            ]
+        );
+        assert_eq!(DeadLetterKind::UnexpectedTopic, "unexpected_topic");
+        assert_eq!(DeadLetterKind::PublishFailed, "publish_failed");
     }
 }

@@ -207,7 +207,10 @@ mod tests {
     fn handshake_failures_name_the_settings_to_check() {
         let heard = Mutex::new(vec![
             (RDKafkaErrorCode::BrokerTransportFailure, "down".to_owned()),
-            (RDKafkaErrorCode::SSL, "certificate verify failed".to_owned()),
+            (
+                RDKafkaErrorCode::SSL,
+                "certificate verify failed".to_owned(),
+            ),
         ]);
         let message = refusal(&heard).unwrap().to_string();
         assert!(message.contains("ssl_ca_location"), "{message}");

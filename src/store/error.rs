@@ -1,7 +1,7 @@
 //! Classification of everything that can go wrong talking to Redis: one decision, made here,
 //! on top of redis-rs's own error kinds.
 
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, RedisError, RetryMethod, ServerErrorKind};
 
 /// What kind of failure a Redis call had; the label used in metrics and DLQ headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,30 +91,15 @@ impl FailureKind {
         self == FailureKind::ClusterDown
     }
 
-    /// Classifies a redis-rs error.
+    /// Classifies a redis-rs error by its kind, its server error code and redis-rs's own
+    /// I/O flags ([`RedisError::is_timeout`], [`RedisError::is_connection_dropped`] …), never by
+    /// its message. The one exception is [`ServerReason`]: the server reply's fixed reason
+    /// phrase, where Redis gives one code to conditions handled differently.
     pub fn of(error: &RedisError) -> FailureKind {
-        let detail = error.detail().unwrap_or_default();
-        let code = error.code().unwrap_or_default();
         match error.kind() {
-            ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => {
-                FailureKind::Redirect
-            }
-            ErrorKind::Server(ServerErrorKind::TryAgain) => FailureKind::TryAgain,
-            ErrorKind::Server(ServerErrorKind::ClusterDown) => {
-                if error.to_string().contains("cluster is down") {
-                    FailureKind::ClusterDown
-                } else {
-                    FailureKind::SlotDown
-                }
-            }
-            ErrorKind::Server(ServerErrorKind::MasterDown | ServerErrorKind::ReadOnly) => {
-                FailureKind::MasterDown
-            }
-            ErrorKind::Server(ServerErrorKind::BusyLoading) => FailureKind::Loading,
-            ErrorKind::Server(ServerErrorKind::NoScript) => FailureKind::FunctionMissing,
-            ErrorKind::Server(ServerErrorKind::NoPerm) | ErrorKind::AuthenticationFailed => {
-                FailureKind::Auth
-            }
+            ErrorKind::Server(kind) => FailureKind::of_server(kind, error.detail()),
+            ErrorKind::Extension => FailureKind::of_code(error.code().unwrap_or_default()),
+            ErrorKind::AuthenticationFailed => FailureKind::Auth,
             ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => {
                 if error.is_timeout() {
                     FailureKind::Timeout
@@ -123,30 +108,86 @@ impl FailureKind {
                 }
             }
             ErrorKind::Parse | ErrorKind::UnexpectedReturnType => FailureKind::Script,
-            _ => classify_text(code, detail),
+            _ if error.is_timeout() => FailureKind::Timeout,
+            _ if error.is_connection_dropped() || error.is_connection_refusal() => {
+                FailureKind::Connection
+            }
+            _ => match error.retry_method() {
+                RetryMethod::Reconnect | RetryMethod::ReconnectFromInitialConnections => {
+                    FailureKind::Connection
+                }
+                _ => FailureKind::Other,
+            },
+        }
+    }
+
+    /// An error reply of a kind redis-rs knows.
+    fn of_server(kind: ServerErrorKind, detail: Option<&str>) -> FailureKind {
+        match kind {
+            ServerErrorKind::Moved | ServerErrorKind::Ask => FailureKind::Redirect,
+            ServerErrorKind::TryAgain => FailureKind::TryAgain,
+            ServerErrorKind::ClusterDown => match ServerReason::of(detail) {
+                Some(ServerReason::ClusterStateDown) => FailureKind::ClusterDown,
+                _ => FailureKind::SlotDown,
+            },
+            ServerErrorKind::MasterDown | ServerErrorKind::ReadOnly => FailureKind::MasterDown,
+            ServerErrorKind::BusyLoading => FailureKind::Loading,
+            ServerErrorKind::NoScript => FailureKind::FunctionMissing,
+            ServerErrorKind::NoPerm => FailureKind::Auth,
+            // `ERR`: what an `FCALL` answers when its function raised an error, and also when
+            // the node has no such function (a node that restarted empty).
+            ServerErrorKind::ResponseError => match ServerReason::of(detail) {
+                Some(ServerReason::FunctionNotFound) => FailureKind::FunctionMissing,
+                _ => FailureKind::Script,
+            },
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// An error reply whose code redis-rs has no kind for.
+    fn of_code(code: &str) -> FailureKind {
+        match code {
+            "WRONGTYPE" => FailureKind::WrongType,
+            "OOM" => FailureKind::OutOfMemory,
+            "NOAUTH" | "WRONGPASS" | "NOPERM" => FailureKind::Auth,
+            // A function running past `busy-reply-threshold` (ours are short: treated as a
+            // function error, not waited for).
+            "BUSY" => FailureKind::Script,
+            _ => FailureKind::Other,
         }
     }
 }
 
-/// Errors redis-rs has no kind for are told apart by their code and text.
-fn classify_text(code: &str, detail: &str) -> FailureKind {
-    let text = format!("{code} {detail}");
-    if code == "WRONGTYPE" || text.contains("not an integer") {
-        FailureKind::WrongType
-    } else if code == "OOM" {
-        FailureKind::OutOfMemory
-    } else if code == "NOAUTH" || code == "WRONGPASS" || code == "NOPERM" {
-        FailureKind::Auth
-    } else if text.contains("Function not found") || text.contains("Library not found") {
-        FailureKind::FunctionMissing
-    } else if text.contains("timed out") || text.contains("Timeout") {
-        FailureKind::Timeout
-    } else if text.contains("Connection") || text.contains("connection") {
-        FailureKind::Connection
-    } else if text.contains("script") || text.contains("user_function") || code == "ERR" {
-        FailureKind::Script
-    } else {
-        FailureKind::Other
+/// The reason phrase of an error reply, for the two codes that Redis uses for conditions the
+/// worker must tell apart: `CLUSTERDOWN` (the whole cluster, or one unserved slot) and `ERR`
+/// (a function's error, or no such function). redis-rs gives each a single kind; the phrases
+/// are fixed strings of the server (`clusterRedirectClient` and `fcallCommandGeneric` in
+/// Redis's source), compared whole at the start of the detail, not searched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerReason {
+    /// `CLUSTERDOWN The cluster is down` (also `… and only accepts read commands`): the
+    /// cluster's state is `fail`.
+    ClusterStateDown,
+    /// `CLUSTERDOWN Hash slot not served`: no master has the slot.
+    SlotNotServed,
+    /// `ERR Function not found`: the node does not have the function library.
+    FunctionNotFound,
+}
+
+impl ServerReason {
+    const PHRASES: [(&'static str, ServerReason); 3] = [
+        ("The cluster is down", ServerReason::ClusterStateDown),
+        ("Hash slot not served", ServerReason::SlotNotServed),
+        ("Function not found", ServerReason::FunctionNotFound),
+    ];
+
+    /// The reason of an error reply's detail, if it is one of the known phrases.
+    pub fn of(detail: Option<&str>) -> Option<ServerReason> {
+        let detail = detail?.trim_start();
+        ServerReason::PHRASES
+            .iter()
+            .find(|(phrase, _)| detail.starts_with(phrase))
+            .map(|(_, reason)| *reason)
     }
 }
 
@@ -173,5 +214,203 @@ impl StoreError {
 impl From<RedisError> for StoreError {
     fn from(error: RedisError) -> StoreError {
         StoreError::new(FailureKind::of(&error), error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    /// The error of a RESP error reply, e.g. `-CLUSTERDOWN The cluster is down`.
+    fn reply(line: &str) -> RedisError {
+        let wire = format!("-{line}\r\n");
+        redis::parse_redis_value(wire.as_bytes())
+            .expect("an error reply parses")
+            .extract_error()
+            .expect_err("an error reply is an error")
+    }
+
+    fn io_error(kind: io::ErrorKind) -> RedisError {
+        RedisError::from(io::Error::new(kind, "whatever the text says"))
+    }
+
+    #[test]
+    fn every_server_code_maps_to_its_kind() {
+        let cases = [
+            ("MOVED 3999 127.0.0.1:7001", FailureKind::Redirect),
+            ("ASK 3999 127.0.0.1:7001", FailureKind::Redirect),
+            (
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                FailureKind::TryAgain,
+            ),
+            ("CLUSTERDOWN The cluster is down", FailureKind::ClusterDown),
+            (
+                "CLUSTERDOWN The cluster is down and only accepts read commands",
+                FailureKind::ClusterDown,
+            ),
+            ("CLUSTERDOWN Hash slot not served", FailureKind::SlotDown),
+            (
+                "MASTERDOWN Link with MASTER is down",
+                FailureKind::MasterDown,
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                FailureKind::MasterDown,
+            ),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                FailureKind::Loading,
+            ),
+            ("NOSCRIPT No matching script.", FailureKind::FunctionMissing),
+            ("ERR Function not found", FailureKind::FunctionMissing),
+            (
+                "ERR user_function:12: attempt to index a nil value",
+                FailureKind::Script,
+            ),
+            (
+                "NOPERM User fds has no permissions to run 'fcall'",
+                FailureKind::Auth,
+            ),
+            ("NOAUTH Authentication required.", FailureKind::Auth),
+            (
+                "WRONGPASS invalid username-password pair",
+                FailureKind::Auth,
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                FailureKind::WrongType,
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                FailureKind::OutOfMemory,
+            ),
+            ("BUSY Redis is busy running a script.", FailureKind::Script),
+            ("EXECABORT Transaction discarded", FailureKind::Other),
+            (
+                "CROSSSLOT Keys in request don't hash to the same slot",
+                FailureKind::Other,
+            ),
+            ("SOMETHINGNEW with any text", FailureKind::Other),
+        ];
+        for (line, kind) in cases {
+            assert_eq!(FailureKind::of(&reply(line)), kind, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_message_text_does_not_decide_the_kind() {
+        // Words the old text matching looked for, under codes that say otherwise.
+        assert_eq!(
+            FailureKind::of(&reply("WRONGTYPE Connection timed out")),
+            FailureKind::WrongType
+        );
+        assert_eq!(
+            FailureKind::of(&reply("ERR connection Timeout in script")),
+            FailureKind::Script
+        );
+        assert_eq!(
+            FailureKind::of(&reply("SOMECODE the cluster is down, connection timed out")),
+            FailureKind::Other
+        );
+        // The reason phrase counts only where it starts the detail of its own code.
+        assert_eq!(
+            FailureKind::of(&reply("ERR The cluster is down")),
+            FailureKind::Script
+        );
+        assert_eq!(
+            FailureKind::of(&reply("CLUSTERDOWN Function not found")),
+            FailureKind::SlotDown
+        );
+        assert_eq!(
+            FailureKind::of(&reply("ERR user_function: Function not found in table")),
+            FailureKind::Script
+        );
+    }
+
+    #[test]
+    fn io_errors_are_told_apart_by_their_io_kind() {
+        assert_eq!(
+            FailureKind::of(&io_error(io::ErrorKind::TimedOut)),
+            FailureKind::Timeout
+        );
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::Other,
+        ] {
+            assert_eq!(
+                FailureKind::of(&io_error(kind)),
+                FailureKind::Connection,
+                "{kind:?}"
+            );
+        }
+        let dropped = RedisError::from((ErrorKind::Io, "connection dropped"));
+        assert_eq!(FailureKind::of(&dropped), FailureKind::Connection);
+        let no_connection =
+            RedisError::from((ErrorKind::ClusterConnectionNotFound, "No connections found"));
+        assert_eq!(FailureKind::of(&no_connection), FailureKind::Connection);
+    }
+
+    #[test]
+    fn client_side_errors_have_their_own_kinds() {
+        let auth = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        assert_eq!(FailureKind::of(&auth), FailureKind::Auth);
+        let shape = RedisError::from((ErrorKind::UnexpectedReturnType, "not a bulk string"));
+        assert_eq!(FailureKind::of(&shape), FailureKind::Script);
+        let config = RedisError::from((ErrorKind::InvalidClientConfig, "Redis URL did not parse"));
+        assert_eq!(FailureKind::of(&config), FailureKind::Other);
+        let client = RedisError::from((
+            ErrorKind::Client,
+            "request wasn't handled due to internal failure",
+            "connection timed out".to_owned(),
+        ));
+        assert_eq!(FailureKind::of(&client), FailureKind::Other);
+    }
+
+    #[test]
+    fn only_errors_that_can_get_better_are_retried() {
+        for kind in [
+            FailureKind::WrongType,
+            FailureKind::OutOfMemory,
+            FailureKind::Script,
+            FailureKind::Auth,
+            FailureKind::Other,
+        ] {
+            assert!(!kind.retryable(), "{kind:?}");
+        }
+        for kind in [
+            FailureKind::Redirect,
+            FailureKind::TryAgain,
+            FailureKind::ClusterDown,
+            FailureKind::SlotDown,
+            FailureKind::MasterDown,
+            FailureKind::Loading,
+            FailureKind::Connection,
+            FailureKind::Timeout,
+            FailureKind::FunctionMissing,
+            FailureKind::NotReplicated,
+        ] {
+            assert!(kind.retryable(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_read_from_the_start_of_the_detail() {
+        assert_eq!(
+            ServerReason::of(Some("Hash slot not served")),
+            Some(ServerReason::SlotNotServed)
+        );
+        assert_eq!(
+            ServerReason::of(Some("slot 12: Hash slot not served")),
+            None
+        );
+        assert_eq!(ServerReason::of(None), None);
     }
 }

@@ -5,6 +5,7 @@
 //! - [`error`]: one classification of every Redis failure ([`FailureKind`]).
 //! - [`health`]: which slots are failing, and whether anything succeeded lately (is the whole
 //!   cluster down, or only some slots?).
+//! - [`retry`]: one unit's retry state (attempts, failures, backoff, budget), pure.
 //! - `nodes`: a connection per node; units go to the master our slot map names, so a dead
 //!   node fails only its own units (redis-rs's cluster connection can stall every request
 //!   while it repairs its map).
@@ -20,6 +21,7 @@ pub mod acl;
 pub mod error;
 pub mod health;
 mod nodes;
+pub mod retry;
 pub mod tls;
 pub mod wire;
 
@@ -30,36 +32,21 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
-use redis::Value;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::{RedisError, Value};
 use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{FailureKind, StoreError};
 pub use health::Health;
 
 pub use nodes::Nodes;
+pub use retry::{Outage, RetryPolicy, UnitRetry};
 pub use tls::TlsFiles;
 
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::plan::{SlotUnit, UnitAnswer};
 use crate::slot::{SLOT_COUNT, Slot};
-
-/// How a unit is retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Give up on a slot after this long (should outlast a failover: ≈ 2 × node-timeout + 2 s).
-    pub budget: Duration,
-    /// …or after this many attempts.
-    pub max_attempts: u32,
-    /// First backoff; doubles per attempt, with full jitter.
-    pub initial_backoff: Duration,
-    /// Backoff cap.
-    pub max_backoff: Duration,
-    /// Retries per second across all units (`governor`), so a sick cluster is not hammered.
-    pub max_retries_per_second: u32,
-}
 
 /// Connection and execution settings (built from the `redis` config section).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,24 +242,14 @@ impl Store {
         if let Some(limiter) = &inner.unit_limiter {
             limiter.until_ready().await;
         }
-        let policy = &inner.settings.retry;
         // Built once: every attempt sends the same bytes (only an `ASK` needs another pipeline).
         let pipeline = self.unit_pipeline(unit, false);
-        // The budget starts now, and again each time the whole cluster is found down (the unit
-        // waits through an outage, then gets a full budget once the cluster is back).
-        let mut budget_started = Instant::now();
-        let mut budget_attempts = 0u32;
-        let mut undecided_since: Option<Instant> = None;
-        let mut attempts = 0u32;
-        let mut first_failure = None;
-        let mut backoff = policy.initial_backoff;
-        let mut waiting_logged = false;
+        let mut retry = UnitRetry::new(&inner.settings.retry);
         let mut last_kind = FailureKind::Connection;
         loop {
             let attempted = inner.health.may_attempt(unit.slot);
             let attempt = if attempted {
-                attempts += 1;
-                budget_attempts += 1;
+                retry.attempt();
                 let _permit = inner
                     .inflight
                     .acquire()
@@ -300,63 +277,42 @@ impl Store {
                     inner.health.end_probe(unit.slot);
                 }
             }
-            let now = SystemTime::now();
-            let first = *first_failure.get_or_insert(now);
+            retry.failed(SystemTime::now());
             if error.kind.cluster_wide() {
                 inner.health.record_cluster_down();
             }
             self.refresh_owners(false).await;
-            let give_up = |kind: FailureKind| UnitFailure {
-                kind,
-                message: error.message.clone(),
-                slot: unit.slot,
-                node: inner.health.owner(unit.slot).map(|n| n.to_string()),
-                attempts,
-                first_failure: first,
-                last_failure: now,
+            let give_up = |retry: &UnitRetry| {
+                let node = inner.health.owner(unit.slot).map(|n| n.to_string());
+                self.failed(retry.give_up(unit.slot, error.kind, &error.message, node))
             };
             if !error.kind.retryable() {
-                return Err(self.failed(give_up(error.kind)));
+                return Err(give_up(&retry));
             }
             if error.kind == FailureKind::FunctionMissing {
                 let _ = self.load_library().await;
             }
             let failing = inner.health.is_failing(unit.slot);
-            let over_budget =
-                budget_started.elapsed() >= policy.budget || budget_attempts >= policy.max_attempts;
+            let over_budget = retry.over_budget();
             // A node that already used up a budget gets no new one (this was its probe); a
             // unit out of budget gives up if the cluster agrees its node failed (or has not
             // decided within another budget); while the whole cluster is down it waits.
             if failing || over_budget {
-                let give_up_now = match self.outage(unit.slot).await {
-                    Outage::NodeFailed => true,
-                    Outage::Undecided => {
-                        undecided_since.get_or_insert_with(Instant::now).elapsed() >= policy.budget
-                    }
-                    Outage::ClusterDown => {
-                        undecided_since = None;
-                        false
-                    }
-                };
-                if give_up_now {
+                let outage = self.outage(unit.slot).await;
+                if retry.give_up_on(outage) {
                     if over_budget {
                         inner.health.mark_failing(unit.slot);
                     }
-                    return Err(self.failed(give_up(error.kind)));
+                    return Err(give_up(&retry));
                 }
             }
-            if over_budget {
-                if !waiting_logged {
-                    tracing::warn!(
-                        slot = unit.slot,
-                        error.kind = error.kind.as_str(),
-                        "waiting instead of dead-lettering: the whole cluster is down, or has not \
-                         yet agreed that the slot's node failed"
-                    );
-                    waiting_logged = true;
-                }
-                budget_started = Instant::now();
-                budget_attempts = 0;
+            if over_budget && retry.wait_for_outage() {
+                tracing::warn!(
+                    slot = unit.slot,
+                    error.kind = error.kind.as_str(),
+                    "waiting instead of dead-lettering: the whole cluster is down, or has not \
+                     yet agreed that the slot's node failed"
+                );
             }
             inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             if let Some(metrics) = &inner.metrics {
@@ -371,10 +327,14 @@ impl Store {
                     })
                     .inc();
             }
-            tracing::debug!(slot = unit.slot, attempts, error = %error, "retrying unit");
+            tracing::debug!(
+                slot = unit.slot,
+                attempts = retry.attempts(),
+                error = %error,
+                "retrying unit"
+            );
             inner.retry_limiter.until_ready().await;
-            tokio::time::sleep(jitter(backoff)).await;
-            backoff = (backoff * 2).min(policy.max_backoff);
+            tokio::time::sleep(retry.next_wait()).await;
         }
     }
 
@@ -605,26 +565,58 @@ impl Store {
     }
 }
 
-/// A connect-time error with a hint at the setting to check: authentication and TLS failures
-/// are configuration problems, not outages.
-fn at_start(error: redis::RedisError) -> StoreError {
-    let error = StoreError::from(error);
-    let text = error.message.to_ascii_lowercase();
-    let hint = if error.kind == FailureKind::Auth
-        || text.contains("wrongpass")
-        || text.contains("noauth")
-        || text.contains("authentication")
-    {
-        "check redis.username and redis.password (and the user's ACL on the nodes)"
-    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-        "check redis.tls (ca_file must sign the nodes' certificates; rediss:// nodes need TLS)"
+/// What to check when the worker cannot connect because of its configuration.
+const AUTH_HINT: &str = "check redis.username and redis.password (and the user's ACL on the nodes)";
+const TLS_HINT: &str =
+    "check redis.tls (ca_file must sign the nodes' certificates; rediss:// nodes need TLS)";
+
+/// The setting to check when `error` is a configuration problem (authentication, TLS), not an
+/// outage.
+fn config_hint(error: &RedisError) -> Option<&'static str> {
+    if FailureKind::of(error) == FailureKind::Auth {
+        Some(AUTH_HINT)
+    } else if tls::is_tls_failure(error) {
+        Some(TLS_HINT)
     } else {
-        return error;
+        None
+    }
+}
+
+/// A failed start, with a hint at the setting to check where the cause is configuration.
+///
+/// redis-rs's cluster client reports a failed first connection as one I/O error that carries
+/// the node's own error only as text, so when the error itself says nothing, one seed node is
+/// asked directly (connect and `PING`), which gives the typed error.
+async fn start_failure(settings: &StoreSettings, error: RedisError) -> StoreError {
+    let found = match config_hint(&error) {
+        Some(hint) => Some((FailureKind::of(&error), hint)),
+        None => seed_error(settings)
+            .await
+            .and_then(|direct| Some((FailureKind::of(&direct), config_hint(&direct)?))),
     };
-    StoreError::new(
-        error.kind,
-        format!("connecting to the cluster: {} ({hint})", error.message),
-    )
+    let error = StoreError::from(error);
+    match found {
+        Some((kind, hint)) => StoreError::new(
+            kind,
+            format!("connecting to the cluster: {} ({hint})", error.message),
+        ),
+        None => error,
+    }
+}
+
+/// The error of a fresh connection and `PING` to the first seed node, if it fails in time.
+async fn seed_error(settings: &StoreSettings) -> Option<RedisError> {
+    let nodes = Nodes::new(settings).ok()?;
+    let seed = nodes.seeds().into_iter().next()?;
+    let probe = async {
+        let mut connection = nodes.dial(&seed).await?;
+        redis::cmd("PING")
+            .query_async::<Value>(&mut connection)
+            .await
+            .map(drop)
+    };
+    let bound = settings.connect_timeout + settings.response_timeout;
+    tokio::time::timeout(bound, probe).await.ok()?.err()
 }
 
 /// A cluster connection with the store's settings (credentials, TLS files, timeouts, few
@@ -651,26 +643,20 @@ pub async fn connect_cluster(settings: &StoreSettings) -> Result<ClusterConnecti
     if let Some(certificates) = settings.tls.certificates()? {
         builder = builder.certs(certificates);
     }
-    let client = builder.build().map_err(at_start)?;
-    let connection = tokio::time::timeout(
+    let client = match builder.build() {
+        Ok(client) => client,
+        Err(error) => return Err(start_failure(settings, error).await),
+    };
+    let connecting = tokio::time::timeout(
         settings.connect_timeout * 4 + settings.response_timeout,
         client.get_async_connection(),
     )
     .await
-    .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?
-    .map_err(at_start)?;
-    Ok(connection)
-}
-
-/// What [`Store::outage`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outage {
-    /// The cluster as a whole refuses: wait.
-    ClusterDown,
-    /// The other masters agree the slot's node failed (or nobody serves the slot).
-    NodeFailed,
-    /// The other masters serve, but have not yet agreed on the node.
-    Undecided,
+    .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?;
+    match connecting {
+        Ok(connection) => Ok(connection),
+        Err(error) => Err(start_failure(settings, error).await),
+    }
 }
 
 /// The text of a bulk or verbatim string reply.
@@ -772,12 +758,6 @@ pub fn slot_ranges(reply: &Value) -> Vec<(Slot, Slot, String)> {
             Some((*first as Slot, *last as Slot, format!("{host}:{port}")))
         })
         .collect()
-}
-
-/// Full jitter: a uniformly random wait in `[backoff/2, backoff]`.
-fn jitter(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    half + rand::rng().random_range(Duration::ZERO..=half)
 }
 
 #[cfg(test)]

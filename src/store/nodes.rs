@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    RedisError, RedisResult,
+};
 
 use super::{FailureKind, StoreError, StoreSettings};
 
@@ -106,11 +109,7 @@ impl Nodes {
         if let Some(connection) = slot.current() {
             return Ok(connection);
         }
-        let client = self.client(node)?;
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-            .map_err(StoreError::from)?;
+        let connection = self.dial(node).await.map_err(StoreError::from)?;
         *slot.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.clone());
         Ok(connection)
     }
@@ -138,11 +137,24 @@ impl Nodes {
         self.seeds.clone()
     }
 
-    fn client(&self, node: &str) -> Result<Client, StoreError> {
+    /// A new connection to `node`, with redis-rs's error as it is.
+    pub async fn dial(&self, node: &str) -> RedisResult<MultiplexedConnection> {
+        self.client(node)?
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+    }
+
+    fn client(&self, node: &str) -> RedisResult<Client> {
         let (host, port) = node
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
-            .ok_or_else(|| StoreError::new(FailureKind::Other, format!("bad node {node:?}")))?;
+            .ok_or_else(|| {
+                RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "bad node address",
+                    node.to_owned(),
+                ))
+            })?;
         let addr = match self.template.addr() {
             ConnectionAddr::TcpTls {
                 insecure,
@@ -156,6 +168,6 @@ impl Nodes {
             },
             _ => ConnectionAddr::Tcp(host, port),
         };
-        Client::open(self.template.clone().set_addr(addr)).map_err(StoreError::from)
+        Client::open(self.template.clone().set_addr(addr))
     }
 }

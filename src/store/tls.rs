@@ -6,6 +6,7 @@
 //! the work, with the `ring` provider installed once per process ([`install_crypto_provider`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redis::{ClientTlsConfig, TlsCertificates};
 
@@ -76,9 +77,48 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Whether `error` is a TLS failure (an untrusted certificate, a refused client certificate, a
+/// failed handshake): rustls's own error, which redis-rs returns as is or inside the I/O error
+/// of the handshake.
+pub fn is_tls_failure(error: &redis::RedisError) -> bool {
+    let Some(source) = std::error::Error::source(error) else {
+        return false;
+    };
+    // redis-rs keeps a cause as `Arc<dyn Error + Send + Sync>`.
+    let cause: &(dyn std::error::Error + 'static) =
+        match source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+            Some(shared) => shared.as_ref(),
+            None => source,
+        };
+    cause.is::<rustls::Error>()
+        || cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_failures_are_recognised_by_rustls_error_type() {
+        let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let in_io = std::io::Error::new(std::io::ErrorKind::InvalidData, untrusted.clone());
+        assert!(is_tls_failure(&redis::RedisError::from(in_io)));
+        assert!(is_tls_failure(&redis::RedisError::from(untrusted)));
+        // The words alone do not make a TLS failure.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tls handshake: certificate",
+        );
+        assert!(!is_tls_failure(&redis::RedisError::from(refused)));
+        assert!(!is_tls_failure(&redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "Failed to create initial connections",
+            "invalid peer certificate".to_owned(),
+        ))));
+    }
 
     #[test]
     fn nothing_set_means_no_certificates() {
