@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: unit and property tests, and integration tests against a real 6-node
-# Redis Cluster (started from redis-server on loopback) and librdkafka's mock Kafka cluster.
+# The whole test suite: unit and property tests, and integration tests against real 6-node
+# Redis Clusters (redis-server on loopback) and real Apache Kafka 4.1 clusters (KRaft, from the
+# Maven Central jars scripts/deps.sh fetches once). --no-fail-fast: one failing test binary does
+# not hide the others' results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"

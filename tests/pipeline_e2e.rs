@@ -127,6 +127,12 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
         assert!(got, "{protocol:?}: worker {} got partitions", running.len());
         running.push(joined);
     }
+    // Every member works on its share before the leaving starts.
+    let all_working = common::wait_until_async(Duration::from_secs(60), || async {
+        running.iter().all(|w| w.progress(&config).consumed > 0)
+    })
+    .await;
+    assert!(all_working, "{protocol:?}: every worker consumed records");
     // Then all but the first leave, one by one, while traffic still flows.
     let mut summaries = Vec::new();
     while running.len() > 1 {

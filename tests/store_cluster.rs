@@ -128,7 +128,9 @@ async fn ttl(store: &Store, key: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_are_applied_once_even_when_a_batch_is_sent_twice() {
-    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+    // A cluster of its own: FCALLs are counted cluster-wide, and the other tests' units would
+    // be counted too on a shared one.
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
         .await
         .unwrap();
     let store = Store::connect(settings(&cluster)).await.unwrap();

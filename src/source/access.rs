@@ -93,6 +93,9 @@ pub fn check(kafka: &KafkaConfig, topics: &[String], timeout: Duration) -> Resul
             // consumer's creation.
             Err(_) => return Ok(()),
         };
+    if let Some(refused) = tls_refusal(kafka) {
+        return Err(refused);
+    }
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<&String> = topics.iter().collect();
     while !pending.is_empty() {
@@ -131,6 +134,65 @@ pub fn check(kafka: &KafkaConfig, topics: &[String], timeout: Duration) -> Resul
         }
     }
     Ok(())
+}
+
+/// How long the TLS probe waits for a broker's answer.
+const TLS_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A TLS handshake with the first bootstrap broker, with the configured CA and client
+/// certificate: a broker that refuses the client certificate (missing, or not signed by a CA it
+/// trusts) answers with a TLS alert, which librdkafka reports only as a transport failure.
+/// rustls gives it as a typed alert. Only the broker's own refusal counts: anything else (no
+/// CA file given, unreachable, our own verification) is left to librdkafka.
+fn tls_refusal(kafka: &KafkaConfig) -> Option<AccessError> {
+    use std::io::Read as _;
+    use std::net::ToSocketAddrs as _;
+
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let security = &kafka.security;
+    if !security.protocol.uses_tls() {
+        return None;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(security.ssl_ca_location.as_ref()?).ok()? {
+        roots.add(cert.ok()?).ok()?;
+    }
+    crate::store::tls::install_crypto_provider();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match (
+        &security.ssl_certificate_location,
+        &security.ssl_key_location,
+    ) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .ok()?
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            let key = PrivateKeyDer::from_pem_file(key).ok()?;
+            builder.with_client_auth_cert(chain, key).ok()?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let broker = kafka.brokers.split(',').next()?.trim();
+    let broker = broker.split_once("://").map_or(broker, |(_, rest)| rest);
+    let (host, _) = broker.rsplit_once(':')?;
+    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).ok()?;
+    let address = broker.to_socket_addrs().ok()?.next()?;
+    let mut tcp = std::net::TcpStream::connect_timeout(&address, TLS_PROBE_TIMEOUT).ok()?;
+    tcp.set_read_timeout(Some(TLS_PROBE_TIMEOUT)).ok()?;
+    tcp.set_write_timeout(Some(TLS_PROBE_TIMEOUT)).ok()?;
+    let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let mut stream = rustls::Stream::new(&mut connection, &mut tcp);
+    // Reading drives the handshake; an accepting broker then waits for a request (a timeout).
+    let error = stream.read(&mut [0u8; 1]).err()?;
+    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(AccessError::Tls {
+            reason: format!("{broker} refused the TLS session with the alert {alert:?}"),
+        }),
+        _ => None,
+    }
 }
 
 fn refusal(heard: &Mutex<Vec<(RDKafkaErrorCode, String)>>) -> Option<AccessError> {
