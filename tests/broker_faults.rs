@@ -217,8 +217,8 @@ async fn b5_enrichment_partition_leader_killed_with_records_in_flight_no_duplica
     tokio::task::block_in_place(|| kafka.restart(victim)).unwrap();
     let (progress, stall) = s.finish().await;
     println!(
-        "[{}] killed broker {victim} with {before} enrichment records published; recovered in \
-         {:.1}s",
+        "[{}] killed broker {victim} with {before} enrichment records published; 2,000 records \
+         finished {:.1}s after the kill",
         s.name,
         started.elapsed().as_secs_f64()
     );
