@@ -21,11 +21,5 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 # kill(1) (procps; `command -v kill` finds the shell builtin): tests signal the worker binary.
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  echo "installing: ${need[*]}" >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+"$(dirname "$0")/apt-install.sh" "${need[@]}"
 "$(dirname "$0")/kafka-jars.sh" >/dev/null

@@ -11,13 +11,7 @@ pom=localstack/kafka/pom.xml
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  echo "installing: ${need[*]}" >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/apt-install.sh "${need[@]}"
 key=$(sha256sum "$pom" | cut -c1-16)
 lib="$PWD/.cache/kafka/$key/lib"
 if [ ! -f "$lib/.complete" ]; then

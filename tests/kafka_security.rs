@@ -13,18 +13,14 @@ use std::time::Duration;
 
 use common::secure_kafka::{Auth, SecureKafka, secure_kafka};
 use common::worker::{
-    assert_enriched, assert_ground_truth, publish, start_worker, test_config, traffic,
+    assert_enriched, assert_ground_truth, publish, run_error, start_worker, test_config, traffic,
     wait_for_enrichment,
 };
-use fds_worker::config::{Config, SaslMechanism, Secret};
+use fds_worker::config::{SaslMechanism, Secret};
 use fds_worker::demo::{KafkaSetup, LocalStack};
 use fds_worker::localstack::{ClusterOptions, TestPki};
-use fds_worker::metrics::Metrics;
-use fds_worker::pipeline::{RunError, run};
+use fds_worker::pipeline::RunError;
 use fds_worker::source::access::AccessError;
-
-/// A hang detector, not a performance bound.
-const BOUND: Duration = Duration::from_secs(90);
 
 async fn stack_on(secure: &SecureKafka) -> LocalStack {
     let kafka = KafkaSetup::Shared(secure.kafka.clone());
@@ -74,20 +70,6 @@ async fn scram_sha_512_over_sasl_ssl_runs_a_full_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_runs_a_full_session() {
     full_session(Auth::MutualTls).await;
-}
-
-/// `run` with `config` must fail within [`BOUND`]; returns its error.
-async fn run_error(config: &Config) -> RunError {
-    let ran = tokio::time::timeout(
-        BOUND,
-        run(config, Metrics::unregistered(), std::future::pending()),
-    )
-    .await;
-    match ran {
-        Err(_) => panic!("the worker hung instead of stopping"),
-        Ok(Ok(summary)) => panic!("the worker ran: {summary:?}"),
-        Ok(Err(error)) => error,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,16 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::worker::{
-    assert_enriched, assert_ground_truth, publish, read_all, start_stack_with, start_worker,
-    test_config, traffic, wait_for_enrichment,
+    assert_enriched, assert_ground_truth, publish, read_all, run_error, start_stack_with,
+    start_worker, test_config, traffic, wait_for_enrichment,
 };
 use fds_worker::codec::Codec;
 use fds_worker::config::{Config, Secret};
 use fds_worker::demo::{KafkaSetup, LocalStack};
 use fds_worker::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, VerdictAction};
 use fds_worker::localstack::{ClusterOptions, TestPki};
-use fds_worker::metrics::Metrics;
-use fds_worker::pipeline::{RunError, run};
+
 use fds_worker::sink::dead_letter::header;
 use fds_worker::store::acl::worker_acl_rule;
 use proptest::prelude::*;
@@ -58,20 +57,6 @@ fn worker_config(stack: &LocalStack) -> Config {
     config.redis.username = Some(WORKER_USER.into());
     config.redis.password = Some(Secret::new(WORKER_PASSWORD));
     config
-}
-
-/// Starts the worker's `run` with `config` and expects it to fail at start.
-async fn start_error(config: &Config) -> RunError {
-    let started = tokio::time::timeout(
-        START_BOUND,
-        run(config, Metrics::unregistered(), std::future::pending()),
-    )
-    .await;
-    match started {
-        Err(_) => panic!("the worker hung at start instead of failing"),
-        Ok(Ok(summary)) => panic!("the worker ran: {summary:?}"),
-        Ok(Err(error)) => error,
-    }
 }
 
 /// Records that pretend to be verdicts without being valid ones for this worker: a valid
@@ -257,7 +242,7 @@ async fn wrong_credentials_fail_at_start_with_a_clear_error() {
         ("unknown user", &unknown_user),
         ("no credentials", &no_user),
     ] {
-        let error = start_error(config).await.to_string();
+        let error = run_error(config).await.to_string();
         println!("[security] {case}: {error}");
         assert!(
             error.contains("redis.password") || error.contains("NOAUTH"),
@@ -271,7 +256,7 @@ async fn wrong_credentials_fail_at_start_with_a_clear_error() {
 
     let mut no_load = base.clone();
     no_load.redis.username = Some(NO_LOAD_USER.into());
-    let error = start_error(&no_load).await.to_string();
+    let error = run_error(&no_load).await.to_string();
     println!("[security] user without FUNCTION LOAD: {error}");
     assert!(
         error.contains("FUNCTION LOAD") && error.to_lowercase().contains("no permissions"),
@@ -323,7 +308,7 @@ async fn tls_cluster_works_and_untrusted_certificates_fail_at_start() {
 
     // (d) first: the worker must not start against a cluster it cannot verify.
     let untrusted = tls_config(&stack, &pki, &stranger.ca_cert);
-    let error = start_error(&untrusted).await.to_string();
+    let error = run_error(&untrusted).await.to_string();
     println!("[security] untrusted CA: {error}");
     assert!(
         error.contains("redis.tls") && error.to_lowercase().contains("certificate"),
@@ -332,7 +317,7 @@ async fn tls_cluster_works_and_untrusted_certificates_fail_at_start() {
     let mut no_client_cert = tls_config(&stack, &pki, &pki.ca_cert);
     no_client_cert.redis.tls.cert_file = None;
     no_client_cert.redis.tls.key_file = None;
-    let error = start_error(&no_client_cert).await.to_string();
+    let error = run_error(&no_client_cert).await.to_string();
     println!("[security] no client certificate: {error}");
 
     // (c) the worker over TLS, exact.

@@ -11,7 +11,7 @@ use fds_worker::demo::{KafkaSetup, LocalStack, Progress};
 use fds_worker::generate::{Traffic, TrafficSettings, Verification, generate, produce, verify};
 use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
-use fds_worker::pipeline::{RunSummary, plan_settings, run};
+use fds_worker::pipeline::{RunError, RunSummary, plan_settings, run};
 use fds_worker::source::SourceMessage;
 use fds_worker::source::range::{self, BlockingRangeReader, End, Start};
 use rdkafka::consumer::BaseConsumer;
@@ -103,6 +103,22 @@ pub fn publish_in_background(
         .await
         .expect("traffic published");
     })
+}
+
+/// Runs the worker on `config` and expects it to stop with an error (at start, or soon after:
+/// a refused credential, certificate or ACL); panics if it runs on past 90 s — a hang
+/// detector, not a performance bound.
+pub async fn run_error(config: &Config) -> RunError {
+    let ran = tokio::time::timeout(
+        Duration::from_secs(90),
+        run(config, Metrics::unregistered(), std::future::pending()),
+    )
+    .await;
+    match ran {
+        Err(_) => panic!("the worker hung instead of stopping"),
+        Ok(Ok(summary)) => panic!("the worker ran: {summary:?}"),
+        Ok(Err(error)) => error,
+    }
 }
 
 /// A worker running in this process.
