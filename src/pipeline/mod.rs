@@ -109,7 +109,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let stage = Arc::new(Stage::from_config(config, "", metrics, None).await?);
-    check_kafka_access(config).await?;
+    // Polled from here on, so a signal during the start-up check is a graceful stop (the
+    // signal handlers are installed when the shutdown future is first polled).
+    tokio::pin!(shutdown);
+    tokio::select! {
+        checked = check_kafka_access(config) => checked?,
+        () = &mut shutdown => return Ok(RunSummary::default()),
+    }
     let mut client_config = consumer_config(&config.kafka);
     // Consumer lag comes from librdkafka's statistics (unless the operator set their own).
     if client_config.get("statistics.interval.ms").is_none() {
@@ -140,7 +146,6 @@ pub async fn run(
         summary: RunSummary::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchDone>();
-    tokio::pin!(shutdown);
     let mut refused = None;
     while worker.stopped.is_none() {
         worker.apply_rebalances();
