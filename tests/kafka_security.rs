@@ -1,5 +1,5 @@
 //! Kafka security end to end, on a real Apache Kafka broker with the `StandardAuthorizer` on:
-//! - SASL/SCRAM-SHA-512 and SASL/PLAIN over `SASL_PLAINTEXT` and `SASL_SSL`, and mutual TLS:
+//! - SASL/SCRAM-SHA-512 and SASL/PLAIN, each over `SASL_PLAINTEXT` and `SASL_SSL`, and mutual TLS:
 //!   each a full authenticated session in which the worker consumes, writes Redis exactly and
 //!   publishes, with its principal allowed exactly the README's ACL set;
 //! - a missing ACL (on the enrichment topic, on the group) stops the worker with an error naming
@@ -65,6 +65,11 @@ async fn plain_over_sasl_plaintext_runs_a_full_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha_512_over_sasl_ssl_runs_a_full_session() {
     full_session(Auth::SaslTls(SaslMechanism::ScramSha512)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_over_sasl_ssl_runs_a_full_session() {
+    full_session(Auth::SaslTls(SaslMechanism::Plain)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
