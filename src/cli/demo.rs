@@ -45,7 +45,7 @@ pub struct DemoArgs {
     pub partitions: i32,
     /// The Kafka to run: librdkafka's in-process mock cluster (no Java needed), or a local
     /// 3-node Apache Kafka 4.x cluster (KRaft; Java, jars from Maven Central via
-    /// `scripts/kafka-jars.sh` or `FDS_KAFKA_JARS`).
+    /// `scripts/kafka-jars.sh` or `LOCALSTACK_KAFKA_JARS`).
     #[arg(long, value_enum, default_value_t = KafkaKind::Mock)]
     pub kafka: KafkaKind,
     /// Give up waiting for the worker after this long.

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use super::super::{LocalStackError, Result};
 
 /// Environment variable naming a directory of Kafka broker jars (skips the fetch script).
-pub const JARS_ENV: &str = "FDS_KAFKA_JARS";
+// Not `FDS_*`: every `FDS_*` variable is read as worker configuration (and an unknown key refused).
+pub const JARS_ENV: &str = "LOCALSTACK_KAFKA_JARS";
 
 const INSTALL_JAVA: &str = "apt-get install -y openjdk-17-jre-headless";
 
