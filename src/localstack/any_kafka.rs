@@ -66,14 +66,6 @@ impl Kafka {
         }
     }
 
-    /// What runs, for logs and summaries: `librdkafka mock` or `Apache Kafka`.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Kafka::Mock(_) => "librdkafka mock cluster",
-            Kafka::Apache(_) => "Apache Kafka (KRaft)",
-        }
-    }
-
     /// Every broker's log tail (empty for the mock, which has none), for failure messages.
     pub fn log_tails(&self, lines: usize) -> String {
         match self {
