@@ -14,7 +14,8 @@ pub enum FailureKind {
     ClusterDown,
     /// `CLUSTERDOWN Hash slot not served` and similar: this slot has no serving master.
     SlotDown,
-    /// `MASTERDOWN`, `READONLY`: the node is a replica or lost its master mid-failover.
+    /// `MASTERDOWN`, `READONLY`, `UNBLOCKED`: the node is a replica, lost its master or turned
+    /// into a replica mid-call (failover).
     MasterDown,
     /// `LOADING`: the node is loading its dataset after a restart.
     Loading,
@@ -153,6 +154,10 @@ impl FailureKind {
             // A function running past `busy-reply-threshold` (ours are short: treated as a
             // function error, not waited for).
             "BUSY" => FailureKind::Script,
+            // A blocking command (our `WAIT` for replica acks) interrupted because the master
+            // turned into a replica (`CLUSTER FAILOVER`): the write may or may not have been
+            // applied; apply-once makes the retry against the new master safe.
+            "UNBLOCKED" => FailureKind::MasterDown,
             _ => FailureKind::Other,
         }
     }
@@ -287,6 +292,10 @@ mod tests {
                 FailureKind::OutOfMemory,
             ),
             ("BUSY Redis is busy running a script.", FailureKind::Script),
+            (
+                "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+                FailureKind::MasterDown,
+            ),
             ("EXECABORT Transaction discarded", FailureKind::Other),
             (
                 "CROSSSLOT Keys in request don't hash to the same slot",
