@@ -17,7 +17,6 @@
 //! |---|---|
 //! | `redis_cluster.rs` | [`RedisCluster`]: lifecycle, fault injection, health waits |
 //! | `node.rs` | one `redis-server` process: config file, spawn, readiness |
-//! | `topology.rs` | parsing `CLUSTER NODES` / `CLUSTER INFO` into [`Topology`] (pure) |
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
 //! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (openssl CLI) for TLS clusters |
 //! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
@@ -47,14 +46,14 @@ mod node;
 mod ports;
 pub mod redis_cluster;
 pub mod tls;
-pub mod topology;
 
+/// The parsed `CLUSTER NODES` the stack's health checks read ([`crate::store::admin`]).
+pub use crate::store::admin::{NodeView, Role, Topology};
 pub use any_kafka::Kafka;
 pub use apache_kafka::{ApacheKafka, KafkaOptions};
 pub use kafka::{MockKafka, STANDARD_TOPICS};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
 pub use tls::{ClusterTls, TestPki};
-pub use topology::{NodeView, Role, Topology};
 
 /// What went wrong while starting or driving the local stack.
 #[derive(Debug, thiserror::Error)]

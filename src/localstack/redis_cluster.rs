@@ -13,9 +13,9 @@ use nix::sys::signal::Signal;
 use super::node::{self, Access, NodeConfig, NotReady};
 use super::ports::{PortLease, reserve_port_pair};
 use super::tls::{self, ClusterTls};
-use super::topology::{Role, Topology, info_field};
 use super::{LocalStackError, Result};
 use crate::slot::{SLOT_COUNT, Slot};
+use crate::store::admin::{ClusterInfo, InfoDict, Role, Topology};
 
 const POLL: Duration = Duration::from_millis(50);
 // A paused node accepts connections and never answers; every probe is bounded by this.
@@ -568,21 +568,23 @@ impl RedisCluster {
             let port = self.ports[index];
             let mut con = node::connect(port, self.access(), PROBE_TIMEOUT)
                 .map_err(|e| format!("node {index}: {e}"))?;
-            let info: String = redis::cmd("CLUSTER")
+            let info: InfoDict = redis::cmd("CLUSTER")
                 .arg("INFO")
                 .query(&mut con)
                 .map_err(|e| format!("node {index}: CLUSTER INFO: {e}"))?;
-            let field = |name| info_field(&info, name).unwrap_or("?");
-            let known = self.node_count().to_string();
-            if field("cluster_state") != "ok"
-                || field("cluster_slots_ok") != SLOT_COUNT.to_string()
-                || field("cluster_known_nodes") != known
+            let info = ClusterInfo::from(&info);
+            let known = self.node_count() as u64;
+            if !info.is_ok()
+                || info.slots_ok != Some(u64::from(SLOT_COUNT))
+                || info.known_nodes != Some(known)
             {
+                let shown =
+                    |value: Option<u64>| value.map_or_else(|| "?".to_owned(), |n| n.to_string());
                 return Err(format!(
                     "node {index}: cluster_state:{} cluster_slots_ok:{} cluster_known_nodes:{} (want ok, {SLOT_COUNT}, {known})",
-                    field("cluster_state"),
-                    field("cluster_slots_ok"),
-                    field("cluster_known_nodes")
+                    info.state.as_deref().unwrap_or("?"),
+                    shown(info.slots_ok),
+                    shown(info.known_nodes)
                 ));
             }
             let topology = self.view_from(index, &mut con).map_err(|e| e.to_string())?;
@@ -592,11 +594,14 @@ impl RedisCluster {
                 .find(|n| n.myself)
                 .ok_or_else(|| format!("node {index}: CLUSTER NODES has no `myself` line"))?;
             if me.role == Role::Replica {
-                let replication: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut con)
-                    .map_err(|e| format!("node {index}: INFO replication: {e}"))?;
-                let link = info_field(&replication, "master_link_status").unwrap_or("?");
+                let replication: InfoDict =
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query(&mut con)
+                        .map_err(|e| format!("node {index}: INFO replication: {e}"))?;
+                let link: String = replication
+                    .get("master_link_status")
+                    .unwrap_or_else(|| "?".to_owned());
                 if link != "up" {
                     return Err(format!("node {index}: master_link_status:{link}"));
                 }

@@ -1,6 +1,7 @@
 //! The Redis side: the cluster client, the `fds` function library, and running slot units
 //! with retries, a per-slot budget and per-slot ordering.
 //!
+//! - [`admin`]: Redis's administrative replies (`INFO`, `CLUSTER NODES|SLOTS|SHARDS`), parsed.
 //! - [`wire`]: the unit ↔ `FCALL` contract with `fds.lua`.
 //! - [`error`]: one classification of every Redis failure ([`FailureKind`]).
 //! - [`health`]: which slots are failing, and whether anything succeeded lately (is the whole
@@ -18,6 +19,7 @@
 //! run concurrently up to `max_inflight_units`.
 
 pub mod acl;
+pub mod admin;
 pub mod error;
 pub mod health;
 mod nodes;
@@ -389,13 +391,14 @@ impl Store {
             ) else {
                 continue;
             };
-            if !info.contains("cluster_state:ok") {
+            if !admin::ClusterInfo::parse(&info).is_ok() {
                 break;
             }
             let nodes = text_of(
                 self.on_node(&master, redis::cmd("CLUSTER").arg("NODES").clone())
                     .await,
-            );
+            )
+            .and_then(|nodes| admin::Topology::parse(&nodes).ok());
             outage = match nodes {
                 None => continue,
                 Some(nodes) => node_verdict(&nodes, &own),
@@ -669,22 +672,11 @@ fn text_of(reply: Result<Value, StoreError>) -> Option<String> {
 }
 
 /// The cluster's verdict on `node` (`host:port`, or `slot N` when nobody serves the slot) from
-/// a `CLUSTER NODES` reply.
-fn node_verdict(nodes: &str, node: &str) -> Outage {
-    let line = nodes.lines().find(|line| {
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|addr| addr.split('@').next())
-            .is_some_and(|addr| addr == node)
-    });
-    let Some(line) = line else {
-        return Outage::NodeFailed;
-    };
-    let flags = line.split_whitespace().nth(2).unwrap_or_default();
-    if flags.split(',').any(|flag| flag == "fail") {
-        Outage::NodeFailed
-    } else {
-        Outage::Undecided
+/// a `CLUSTER NODES` reply: unknown to the cluster or flagged `fail` → failed.
+fn node_verdict(nodes: &admin::Topology, node: &str) -> Outage {
+    match nodes.by_addr(node) {
+        Some(view) if !view.failed => Outage::Undecided,
+        _ => Outage::NodeFailed,
     }
 }
 
@@ -731,31 +723,18 @@ fn check_replicated(reply: Option<Value>, wanted: u32) -> Result<(), StoreError>
     }
 }
 
-/// `(first, last, master host:port)` ranges of a `CLUSTER SLOTS` reply.
+/// `(first, last, master host:port)` ranges of a `CLUSTER SLOTS` reply; none when the reply
+/// is not understood.
 pub fn slot_ranges(reply: &Value) -> Vec<(Slot, Slot, String)> {
-    let Value::Array(ranges) = reply else {
-        return Vec::new();
-    };
-    ranges
-        .iter()
-        .filter_map(|range| {
-            let Value::Array(fields) = range else {
-                return None;
-            };
-            let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
-                (fields.first(), fields.get(1), fields.get(2))
-            else {
-                return None;
-            };
-            let host = match master.first()? {
-                Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                Value::SimpleString(text) => text.clone(),
-                _ => return None,
-            };
-            let Value::Int(port) = master.get(1)? else {
-                return None;
-            };
-            Some((*first as Slot, *last as Slot, format!("{host}:{port}")))
+    admin::parse_cluster_slots(reply)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|range| {
+            (
+                range.first,
+                range.last,
+                format!("{}:{}", range.host, range.port),
+            )
         })
         .collect()
 }
@@ -773,9 +752,11 @@ d4 127.0.0.1:7003@17003 slave a1 0 1 1 connected
 
     #[test]
     fn the_cluster_verdict_on_a_node_comes_from_its_flags() {
-        assert_eq!(node_verdict(NODES, "127.0.0.1:7001"), Outage::NodeFailed);
-        assert_eq!(node_verdict(NODES, "127.0.0.1:7002"), Outage::Undecided);
-        assert_eq!(node_verdict(NODES, "127.0.0.1:7003"), Outage::Undecided);
-        assert_eq!(node_verdict(NODES, "slot 42"), Outage::NodeFailed);
+        let nodes = admin::Topology::parse(NODES).unwrap();
+        let node_verdict = |node| node_verdict(&nodes, node);
+        assert_eq!(node_verdict("127.0.0.1:7001"), Outage::NodeFailed);
+        assert_eq!(node_verdict("127.0.0.1:7002"), Outage::Undecided);
+        assert_eq!(node_verdict("127.0.0.1:7003"), Outage::Undecided);
+        assert_eq!(node_verdict("slot 42"), Outage::NodeFailed);
     }
 }
