@@ -25,20 +25,22 @@
 //! | [`redrive`] | re-processing dead letters through the normal path |
 //! | [`replay`] | re-processing a historical, event-time-bounded range into live or shadow keys |
 //! | [`generate`] | synthetic traffic with ground truth |
-//! | [`demo`] | the worker on a local stack with synthetic traffic (the demo and end-to-end tests) |
-//! | [`localstack`] | a real local stack: 6-node Redis Cluster from `redis-server`, Apache Kafka (or the mock) |
-//! | [`bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
 //! | [`cli`] | the `fds-worker` command line |
+//!
+//! # The test kit
+//! The local stack (Redis Cluster and Kafka launchers, fault injection, test certificates),
+//! the demo and the benchmark live in the workspace's other crate, `fds-testkit`
+//! (`crates/fds-testkit`), which depends on this one; this crate never depends on it (only
+//! its integration tests do, as a dev-dependency), so the product's library, binary and
+//! container image carry no test equipment. `fds-worker demo` and `fds-worker bench` are parsed
+//! here and handed over to the test kit's binary ([`cli::testkit`]).
 
-pub mod bench;
 pub mod cli;
 pub mod codec;
 pub mod config;
-pub mod demo;
 pub mod event;
 pub mod generate;
 pub mod http;
-pub mod localstack;
 pub mod metrics;
 pub mod monitor;
 pub mod pipeline;

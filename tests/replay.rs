@@ -18,9 +18,9 @@ use common::worker::{
     assert_ground_truth, enrichment_counts, now_ms, read_all, start_stack, start_worker,
     test_config,
 };
+use fds_testkit::demo::{KafkaSetup, LocalStack, wait_until_finished};
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{KafkaSetup, LocalStack, wait_until_finished};
 use fds_worker::generate::{
     GeneratedEvent, Traffic, TrafficSettings, generate, ground_truth, produce_at_event_time,
 };

@@ -14,8 +14,8 @@ use super::node::{self, Access, NodeConfig, NotReady};
 use super::ports::{PortLease, reserve_port_pair};
 use super::tls::{self, ClusterTls};
 use super::{LocalStackError, Result};
-use crate::slot::{SLOT_COUNT, Slot};
-use crate::store::admin::{ClusterInfo, InfoDict, Role, Topology};
+use fds_worker::slot::{SLOT_COUNT, Slot};
+use fds_worker::store::admin::{ClusterInfo, InfoDict, Role, Topology};
 
 const POLL: Duration = Duration::from_millis(50);
 // A paused node accepts connections and never answers; every probe is bounded by this.
@@ -130,7 +130,7 @@ impl Node {
 /// the [module docs](super) for use from async code.
 ///
 /// ```no_run
-/// use fds_worker::localstack::{ClusterOptions, RedisCluster};
+/// use fds_testkit::localstack::{ClusterOptions, RedisCluster};
 /// use std::time::Duration;
 ///
 /// let cluster = RedisCluster::start(ClusterOptions::default())?;
@@ -138,7 +138,7 @@ impl Node {
 /// cluster.kill(master)?;
 /// let promoted = cluster.wait_for_failover_of(master, Duration::from_secs(30))?;
 /// assert_ne!(promoted, master);
-/// # Ok::<(), fds_worker::localstack::LocalStackError>(())
+/// # Ok::<(), fds_testkit::localstack::LocalStackError>(())
 /// ```
 #[derive(Debug)]
 pub struct RedisCluster {

@@ -13,7 +13,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo};
 
 use super::tls::ClusterTls;
 use super::{LocalStackError, Result};
-use crate::store::admin::InfoDict;
+use fds_worker::store::admin::InfoDict;
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -305,7 +305,7 @@ pub(crate) fn connect(
             redis::Client::open(info)?
         }
         Some(tls) => {
-            crate::store::tls::install_crypto_provider();
+            fds_worker::store::tls::install_crypto_provider();
             let info = ConnectionAddr::TcpTls {
                 host: "127.0.0.1".into(),
                 port,

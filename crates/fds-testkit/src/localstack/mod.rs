@@ -47,10 +47,10 @@ mod ports;
 pub mod redis_cluster;
 pub mod tls;
 
-/// The parsed `CLUSTER NODES` the stack's health checks read ([`crate::store::admin`]).
-pub use crate::store::admin::{NodeView, Role, Topology};
 pub use any_kafka::Kafka;
 pub use apache_kafka::{ApacheKafka, KafkaOptions};
+/// The parsed `CLUSTER NODES` the stack's health checks read ([`fds_worker::store::admin`]).
+pub use fds_worker::store::admin::{NodeView, Role, Topology};
 pub use kafka::{MockKafka, STANDARD_TOPICS};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
 pub use tls::{ClusterTls, TestPki};

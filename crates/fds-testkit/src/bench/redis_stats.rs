@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use crate::localstack::RedisCluster;
-use crate::store::admin::InfoDict;
+use fds_worker::store::admin::InfoDict;
 
 /// `redis-benchmark --cluster -t <tests> -P 32 -c 50 -n <requests> -q` on the cluster:
 /// requests per second by test name (`INCR`, `SET`).
