@@ -14,10 +14,6 @@ use anyhow::anyhow;
 /// The test kit's binary: beside this one, else on `PATH`.
 pub const BINARY: &str = "fds-testkit";
 
-/// Set for the test kit's binary: this binary's path, the worker `bench` measures and the
-/// `fds-worker` the demo's printed commands run.
-pub const WORKER_BINARY_ENV: &str = "FDS_WORKER_BINARY";
-
 /// Replaces this process with [`BINARY`] and this process's arguments; returns only if that
 /// fails, with the reason.
 pub fn exec() -> anyhow::Error {
@@ -29,9 +25,6 @@ pub fn exec() -> anyhow::Error {
     let program = beside.unwrap_or_else(|| PathBuf::from(BINARY));
     let mut command = std::process::Command::new(&program);
     command.args(std::env::args_os().skip(1));
-    if let Some(own) = &own {
-        command.env(WORKER_BINARY_ENV, own);
-    }
     let error = command.exec();
     if error.kind() == std::io::ErrorKind::NotFound {
         anyhow!(

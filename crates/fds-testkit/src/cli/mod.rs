@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use fds_worker::cli::Command;
-use fds_worker::cli::testkit::WORKER_BINARY_ENV;
 use fds_worker::config::Config;
 
 /// Runs `demo` or `bench`; the other subcommands belong to `fds-worker`.
@@ -24,19 +23,24 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// The `fds-worker` binary: the one that handed over ([`WORKER_BINARY_ENV`]), else the one
-/// beside this binary.
+/// The `fds-worker` binary: the one beside this binary (where `cargo build` puts both), else
+/// the first on `PATH`. (Not passed in the environment: every `FDS_*` variable is
+/// configuration.)
 pub fn worker_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os(WORKER_BINARY_ENV) {
-        return Ok(PathBuf::from(path));
-    }
     let own = std::env::current_exe().context("locating the fds-testkit binary")?;
     let beside = own.with_file_name("fds-worker");
-    if !beside.is_file() {
-        bail!(
-            "no fds-worker binary beside {} (build it with `cargo build`) and {WORKER_BINARY_ENV} is not set",
-            own.display()
-        );
+    if beside.is_file() {
+        return Ok(beside);
     }
-    Ok(beside)
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("fds-worker"))
+        .find(|path| path.is_file())
+        .with_context(|| {
+            format!(
+                "no fds-worker binary beside {} or on PATH (build it with `cargo build`)",
+                own.display()
+            )
+        })
 }
