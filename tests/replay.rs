@@ -6,7 +6,7 @@
 //!
 //! The mock cluster answers `offsets_for_times` with no usable offset, so these runs take the
 //! fallback path (earliest offset, skip by event time); the choice of start offsets from a real
-//! broker's answers is unit-tested in `replay::bounds`.
+//! broker's answers is unit-tested in `replay::positions`.
 
 mod common;
 
