@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::table;
 use crate::config::Config;
-use crate::monitor::snapshot::format_ranges;
+use crate::monitor::ranges::format_ranges;
 use crate::monitor::{ClusterSnapshot, NodeStatus, Prober};
 use crate::slot::SLOT_COUNT;
 use crate::store::admin::Role;

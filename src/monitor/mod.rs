@@ -6,12 +6,14 @@
 //! | file | job |
 //! |---|---|
 //! | `snapshot.rs` | one poll's answers → nodes, roles, slot ranges, coverage (pure) |
+//! | `ranges.rs` | slot ranges from per-slot flags, and as text |
 //! | `probe.rs` | asking every node, over the store's per-node connections |
 //! | `export.rs` | snapshot → metrics |
 //! | `readiness.rs` | snapshot + partitions + draining → ready or the degraded state |
 
 mod export;
 mod probe;
+pub mod ranges;
 pub mod readiness;
 pub mod snapshot;
 

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::ranges::ranges;
 use crate::slot::{SLOT_COUNT, Slot};
 use crate::store::admin::{ClusterInfo, NodeInfo, Role, Shard, ShardNode};
 
@@ -288,44 +289,9 @@ impl ClusterSnapshot {
     }
 }
 
-/// `lo-hi` ranges, comma-separated; a single slot as `n`; at most `limit` ranges, then `…`.
-pub fn format_ranges(ranges: &[(Slot, Slot)], limit: usize) -> String {
-    let mut parts: Vec<String> = ranges
-        .iter()
-        .take(limit)
-        .map(|&(lo, hi)| {
-            if lo == hi {
-                lo.to_string()
-            } else {
-                format!("{lo}-{hi}")
-            }
-        })
-        .collect();
-    if ranges.len() > limit {
-        parts.push(format!("… ({} more)", ranges.len() - limit));
-    }
-    parts.join(",")
-}
-
-/// Inclusive ranges of the slots whose flag equals `wanted`.
-fn ranges(flags: &[bool], wanted: bool) -> Vec<(Slot, Slot)> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (slot, flag) in flags.iter().chain(std::iter::once(&!wanted)).enumerate() {
-        match (*flag == wanted, start) {
-            (true, None) => start = Some(slot),
-            (false, Some(lo)) => {
-                out.push((lo as Slot, (slot - 1) as Slot));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::ranges::format_ranges;
     use super::*;
 
     const INFO_OK: &str = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:4\r\ncluster_current_epoch:7\r\n";
@@ -491,20 +457,5 @@ mod tests {
         let s = ClusterSnapshot::from_reports(&reports, false);
         assert!(s.nodes.iter().all(|n| n.addr.starts_with("127.0.0.1")));
         assert_eq!(s.covered_slots, 16384);
-    }
-
-    #[test]
-    fn ranges_and_their_format() {
-        let mut flags = vec![true; 10];
-        flags[0] = false;
-        flags[4] = false;
-        flags[5] = false;
-        flags[9] = false;
-        assert_eq!(ranges(&flags, false), [(0, 0), (4, 5), (9, 9)]);
-        assert_eq!(ranges(&flags, true), [(1, 3), (6, 8)]);
-        assert_eq!(
-            format_ranges(&[(0, 0), (4, 5), (9, 9)], 2),
-            "0,4-5,… (1 more)"
-        );
     }
 }
