@@ -53,37 +53,22 @@ mod tests {
 
     use super::*;
 
-    fn node(ip: &str, port: i64) -> Value {
-        Array(vec![
-            BulkString(ip.into()),
-            Int(port),
-            BulkString(b"id".to_vec()),
-        ])
-    }
-
     #[test]
-    fn parses_ranges_and_their_masters() {
-        let reply = Array(vec![
-            Array(vec![
-                Int(0),
-                Int(5460),
-                node("10.0.0.1", 7000),
-                node("10.0.0.4", 7003),
-            ]),
-            Array(vec![Int(5461), Int(16383), node("", 7001)]),
-        ]);
-        let ranges = parse_cluster_slots(&reply).unwrap();
+    fn parses_ranges_and_their_masters_ignoring_replicas() {
+        // One range, its master announced as text, a replica after it.
+        let master = Array(vec![SimpleString("::1".into()), Int(6379)]);
+        let replica = Array(vec![BulkString(b"10.0.0.9".to_vec()), Int(6380)]);
+        let reply = Array(vec![Array(vec![Int(42), Int(42), master, replica])]);
         assert_eq!(
-            ranges[0],
-            SlotRange {
-                first: 0,
-                last: 5460,
-                host: "10.0.0.1".into(),
-                port: 7000
-            }
+            parse_cluster_slots(&reply).unwrap(),
+            [SlotRange {
+                first: 42,
+                last: 42,
+                host: "::1".into(),
+                port: 6379
+            }]
         );
-        assert_eq!((ranges[1].first, ranges[1].last), (5461, 16383));
-        assert_eq!((ranges[1].host.as_str(), ranges[1].port), ("", 7001));
+        assert_eq!(parse_cluster_slots(&Array(vec![])).unwrap(), []);
     }
 
     #[test]

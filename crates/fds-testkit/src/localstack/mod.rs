@@ -36,7 +36,8 @@
 //! `setpriv --pdeathsig KILL` from a thread that lives as long as the process. Set
 //! `FDS_LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 mod any_kafka;
@@ -159,6 +160,46 @@ impl LocalStackError {
             source,
         }
     }
+
+    /// [`LocalStackError::NodeState`].
+    pub(crate) fn node_state(
+        index: usize,
+        state: &'static str,
+        operation: &'static str,
+        needed: &'static str,
+    ) -> LocalStackError {
+        LocalStackError::NodeState {
+            index,
+            state,
+            operation,
+            needed,
+        }
+    }
+}
+
+/// A new directory for one cluster's nodes: `<temp>/<prefix><pid>-<n>-<random>`.
+pub(crate) fn make_root_dir(prefix: &str) -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "{prefix}{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let root = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
+    Ok(root)
+}
+
+/// Removes a cluster's directory once its processes are dead, or keeps it (logs, data) when
+/// `FDS_LOCALSTACK_KEEP=1`.
+pub(crate) fn remove_root_dir(root: &Path) {
+    if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
+        eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", root.display());
+        return;
+    }
+    let _ = std::fs::remove_dir_all(root);
 }
 
 /// Result alias for this module.

@@ -38,7 +38,6 @@ mod metadata;
 mod properties;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -420,11 +419,7 @@ impl Drop for ApacheKafka {
         for n in self.lock_nodes().iter_mut() {
             n.kill();
         }
-        if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
-            eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", self.root.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
+        super::remove_root_dir(&self.root);
     }
 }
 
@@ -454,18 +449,8 @@ fn new_node(id: i32, root: &Path, listeners: &[Listener]) -> Result<BrokerNode> 
 const ROOT_PREFIX: &str = "fds-apache-kafka-";
 
 fn make_root_dir() -> Result<PathBuf> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     remove_dirs_of_dead_processes();
-    let name = format!(
-        "{ROOT_PREFIX}{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    );
-    let root = std::env::temp_dir().join(name);
-    std::fs::create_dir_all(&root)
-        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
-    Ok(root)
+    super::make_root_dir(ROOT_PREFIX)
 }
 
 /// A cluster kept for a process's whole life (a test binary's shared one) is never dropped, so
@@ -498,10 +483,5 @@ fn node_state(
     operation: &'static str,
     needed: &'static str,
 ) -> LocalStackError {
-    LocalStackError::NodeState {
-        index: id.max(0) as usize,
-        state,
-        operation,
-        needed,
-    }
+    LocalStackError::node_state(id.max(0) as usize, state, operation, needed)
 }

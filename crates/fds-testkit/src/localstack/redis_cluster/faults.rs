@@ -2,7 +2,7 @@
 
 use nix::sys::signal::Signal;
 
-use super::{NODE_READY_TIMEOUT, NotReady, RedisCluster, node, node_start_error, node_state};
+use super::{NODE_READY_TIMEOUT, NotReady, RedisCluster, node, node_start_error};
 use crate::localstack::{LocalStackError, Result};
 
 impl RedisCluster {
@@ -21,7 +21,9 @@ impl RedisCluster {
         self.with_node(index, |n| {
             let state = n.state();
             let Some(child) = n.child.as_ref().filter(|_| state == "running") else {
-                return Err(node_state(index, state, "pause", "running"));
+                return Err(LocalStackError::node_state(
+                    index, state, "pause", "running",
+                ));
             };
             node::signal(child.id(), Signal::SIGSTOP)?;
             n.paused = true;
@@ -35,7 +37,9 @@ impl RedisCluster {
         self.with_node(index, |n| {
             let state = n.state();
             let Some(child) = n.child.as_ref().filter(|_| state == "paused") else {
-                return Err(node_state(index, state, "resume", "paused"));
+                return Err(LocalStackError::node_state(
+                    index, state, "resume", "paused",
+                ));
             };
             node::signal(child.id(), Signal::SIGCONT)?;
             n.paused = false;

@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -465,40 +464,12 @@ impl Drop for RedisCluster {
         for n in self.lock_nodes().iter_mut() {
             n.kill();
         }
-        if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
-            eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", self.root.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
+        super::remove_root_dir(&self.root);
     }
 }
 
 fn make_root_dir() -> Result<PathBuf> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "fds-redis-cluster-{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    );
-    let root = std::env::temp_dir().join(name);
-    std::fs::create_dir_all(&root)
-        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
-    Ok(root)
-}
-
-fn node_state(
-    index: usize,
-    state: &'static str,
-    operation: &'static str,
-    needed: &'static str,
-) -> LocalStackError {
-    LocalStackError::NodeState {
-        index,
-        state,
-        operation,
-        needed,
-    }
+    super::make_root_dir("fds-redis-cluster-")
 }
 
 fn node_start_error(index: usize, n: &Node, reason: String) -> LocalStackError {
