@@ -15,7 +15,7 @@
 //! |---|---|
 //! | [`localstack`] | a 6-node Redis Cluster from `redis-server`, Apache Kafka (or librdkafka's mock), faults, test PKI, ports |
 //! | [`demo`] | [`demo::LocalStack`]: the stack with the worker's topics and a config pointing at it; progress of a run |
-//! | [`bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
+//! | [`mod@bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
 //! | [`cli`] | the binary: `demo` and `bench` (arguments in [`fds_worker::cli`]) |
 
 pub mod bench;

@@ -10,7 +10,7 @@ use fds_worker::store::admin::{ClusterInfo, InfoDict, Role, Topology};
 
 impl RedisCluster {
     /// The cluster as seen by the first running, unpaused node that answers `CLUSTER NODES`,
-    /// with [`NodeView::index`](super::NodeView::index) filled in.
+    /// with [`NodeView::index`](fds_worker::store::admin::NodeView::index) filled in.
     pub fn topology(&self) -> Result<Topology> {
         let mut last = None;
         for index in self.live_nodes() {
