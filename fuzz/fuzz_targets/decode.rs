@@ -77,9 +77,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             Err(poison) => {
-                assert!(!poison.kind.is_empty() && !poison.message.is_empty());
+                assert!(!poison.kind.as_str().is_empty() && !poison.message.is_empty());
                 if oversize && topic != "not-a-verdict-topic" {
-                    assert_eq!(poison.kind, "oversize", "{}", poison.message);
+                    assert_eq!(poison.kind.as_str(), "oversize", "{}", poison.message);
                 }
             }
         }
