@@ -26,12 +26,16 @@ COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 COPY schemas ./schemas
 COPY src ./src
+# The test kit (crates/fds-testkit) is a workspace member, so Cargo reads it, but `-p fds-worker`
+# compiles the product alone: the test kit is only the integration tests' dev-dependency, and
+# nothing of it (redis-server launcher, mock broker, test PKI, demo, bench) is in the binary.
+COPY crates ./crates
 # Keep symbols (readable backtraces), drop DWARF (the image stays small).
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin fds-worker \
+    cargo build --release --locked -p fds-worker --bin fds-worker \
  && install -m 0755 target/release/fds-worker /usr/local/bin/fds-worker
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 # cargo's own progress: the first build on a fresh 2-core machine takes about ten minutes.
+# Builds both default members: fds-worker hands `demo` over to the test kit's binary beside it.
 cargo build --release
 exec target/release/fds-worker demo "$@"

@@ -15,7 +15,8 @@ shift || true
 out=target/profile
 mkdir -p "$out"
 binary=target/release/fds-worker
-[ -x "$binary" ] || cargo build --release
+# `bench` runs in the test kit's binary, fds-testkit, which `cargo build` builds beside it.
+{ [ -x "$binary" ] && [ -x target/release/fds-testkit ]; } || cargo build --release
 
 "$binary" bench --latency-run 2s "$@" >"$out/bench.md" 2>&1 &
 bench=$!

@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo test --all-targets --no-fail-fast "$@"
+# --workspace: the product (fds-worker: unit tests, tests/, benches) and the test kit (crates/).
+cargo test --workspace --all-targets --no-fail-fast "$@"

@@ -75,7 +75,7 @@ export PATH="$tools/bin:$tools/venv/bin:$PATH"
 PY="$tools/venv/bin/python"
 
 log "building the worker binary (for check-config and cluster status)"
-cargo build --quiet --bin fds-worker
+cargo build --quiet -p fds-worker --bin fds-worker
 worker_bin="$root/target/debug/fds-worker"
 
 work="$(mktemp -d)"
@@ -130,6 +130,18 @@ expect_failure() { # a command that must fail, with this text in its output
 # Container image.
 check "hadolint Dockerfile" hadolint --ignore DL3008 Dockerfile # DL3008: Debian packages unpinned on purpose (security updates)
 check "Dockerfile COPY sources exist and pass .dockerignore" "$PY" deploy/validate/checks.py dockerfile Dockerfile .dockerignore
+# The image builds `-p fds-worker`: none of the test kit (local stack, demo, bench) may be in
+# its dependency graph (dev-dependencies are for tests only and not built).
+product_without_test_kit() {
+  local deps
+  deps="$(cargo tree --quiet --locked -p fds-worker -e normal,build --prefix none)"
+  if grep -q '^fds-testkit ' <<<"$deps"; then
+    echo "fds-worker depends on fds-testkit:"
+    cargo tree --quiet --locked -p fds-worker -e normal,build -i fds-testkit
+    return 1
+  fi
+}
+check "the image's package has no test kit in its dependencies" product_without_test_kit
 check "shellcheck" shellcheck scripts/validate-deploy.sh deploy/docker/healthcheck.sh "$chart"/files/*.sh
 
 # Alert rules and dashboard.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use fds_worker::localstack::{ApacheKafka, KafkaOptions};
+use fds_testkit::localstack::{ApacheKafka, KafkaOptions};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::scenario::Scenario;
 use common::worker::{assert_enriched, enrichment_counts, start_stack_on};
+use fds_testkit::demo::{KafkaSetup, LocalStack};
+use fds_testkit::localstack::apache_kafka::{INTERNAL_TOPIC_PARTITIONS, internal_partition};
+use fds_testkit::localstack::{ApacheKafka, ClusterOptions, KafkaOptions};
 use fds_worker::config::Config;
-use fds_worker::demo::{KafkaSetup, LocalStack};
-use fds_worker::localstack::apache_kafka::{INTERNAL_TOPIC_PARTITIONS, internal_partition};
-use fds_worker::localstack::{ApacheKafka, ClusterOptions, KafkaOptions};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Mutex;

@@ -17,10 +17,10 @@ use common::worker::{
     enrichment_counts, publish_in_background, read_all, start_stack_with, start_worker,
     test_config, traffic, verification,
 };
+use fds_testkit::demo::LocalStack;
+use fds_testkit::localstack::ClusterOptions;
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::LocalStack;
-use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
 use fds_worker::redrive::{RedriveOptions, redrive};
 use fds_worker::sink::dead_letter::header;

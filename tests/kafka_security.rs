@@ -16,9 +16,9 @@ use common::worker::{
     assert_enriched, assert_ground_truth, publish, run_error, start_worker, test_config, traffic,
     wait_for_enrichment,
 };
+use fds_testkit::demo::{KafkaSetup, LocalStack};
+use fds_testkit::localstack::{ClusterOptions, TestPki};
 use fds_worker::config::{SaslMechanism, Secret};
-use fds_worker::demo::{KafkaSetup, LocalStack};
-use fds_worker::localstack::{ClusterOptions, TestPki};
 use fds_worker::pipeline::RunError;
 use fds_worker::source::access::AccessError;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{WAIT, random_name, start_cluster, wait_for, wait_until};
-use fds_worker::localstack::{MockKafka, RedisCluster, Role};
+use fds_testkit::localstack::{MockKafka, RedisCluster, Role};
 use fds_worker::slot::key_slot;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,

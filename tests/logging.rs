@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::ops::{Process, http_get, sum};
 use common::worker::{PARTITIONS, publish, start_stack_with, test_config, traffic};
-use fds_worker::localstack::ClusterOptions;
+use fds_testkit::localstack::ClusterOptions;
 
 const REDIS_SECRET: &str = "redis-Pa55-from-file";
 const URL_SECRET: &str = "url-Pa55-in-node-url";

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::ops::{Process, http_get, sample, sum};
 use common::worker::{publish, start_stack, test_config, traffic};
+use fds_testkit::demo::LocalStack;
 use fds_worker::cli::run::Service;
 use fds_worker::config::Config;
-use fds_worker::demo::LocalStack;
 use fds_worker::generate::GeneratedEvent;
 use fds_worker::pipeline::RunSummary;
 use rdkafka::producer::FutureRecord;

@@ -13,8 +13,8 @@ use common::worker::{
     publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
     wait_for_enrichment,
 };
+use fds_testkit::demo::{KafkaSetup, wait_until_finished};
 use fds_worker::config::GroupProtocol;
-use fds_worker::demo::{KafkaSetup, wait_until_finished};
 use fds_worker::generate::Traffic;
 use fds_worker::metrics::{Metrics, PublishFailureLabels};
 use fds_worker::pipeline::{RunError, run};
@@ -29,7 +29,7 @@ const SPAN: Duration = Duration::from_secs(20);
 
 /// A stack on librdkafka's mock cluster, for the tests that inject broker errors (Apache Kafka
 /// cannot be told to refuse one particular request).
-async fn mock_stack() -> fds_worker::demo::LocalStack {
+async fn mock_stack() -> fds_testkit::demo::LocalStack {
     common::worker::start_stack_on(common::test_cluster_options(), KafkaSetup::Mock).await
 }
 

@@ -6,7 +6,7 @@
 //!
 //! The mock cluster answers `offsets_for_times` with no usable offset, so these runs take the
 //! fallback path (earliest offset, skip by event time); the choice of start offsets from a real
-//! broker's answers is unit-tested in `replay::bounds`.
+//! broker's answers is unit-tested in `replay::positions`.
 
 mod common;
 
@@ -18,9 +18,9 @@ use common::worker::{
     assert_ground_truth, enrichment_counts, now_ms, read_all, start_stack, start_worker,
     test_config,
 };
+use fds_testkit::demo::{KafkaSetup, LocalStack, wait_until_finished};
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{KafkaSetup, LocalStack, wait_until_finished};
 use fds_worker::generate::{
     GeneratedEvent, Traffic, TrafficSettings, generate, ground_truth, produce_at_event_time,
 };

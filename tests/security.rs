@@ -20,12 +20,11 @@ use common::worker::{
     assert_enriched, assert_ground_truth, publish, read_all, run_error, start_stack_with,
     start_worker, test_config, traffic, wait_for_enrichment,
 };
+use fds_testkit::demo::{KafkaSetup, LocalStack};
+use fds_testkit::localstack::{ClusterOptions, TestPki};
 use fds_worker::codec::Codec;
 use fds_worker::config::{Config, Secret};
-use fds_worker::demo::{KafkaSetup, LocalStack};
 use fds_worker::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, VerdictAction};
-use fds_worker::localstack::{ClusterOptions, TestPki};
-
 use fds_worker::sink::dead_letter::header;
 use fds_worker::store::acl::worker_acl_rule;
 use proptest::prelude::*;

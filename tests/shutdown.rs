@@ -16,8 +16,8 @@ use common::worker::{
     assert_enriched, assert_ground_truth, enrichment_counts, publish, publish_in_background,
     start_stack, test_config, traffic,
 };
+use fds_testkit::demo::LocalStack;
 use fds_worker::config::Config;
-use fds_worker::demo::LocalStack;
 use tokio::sync::Mutex;
 
 /// One stack at a time.

@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fds_testkit::localstack::RedisCluster;
 use fds_worker::event::{
     EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction,
 };
-use fds_worker::localstack::RedisCluster;
 use fds_worker::plan::{EventBody, PlanSettings, PlannedEvent, Planner, SourceRef};
 use fds_worker::slot::keys::{Entity, KeyBuilder};
 use fds_worker::store::{RetryPolicy, Store, StoreSettings};
@@ -104,7 +104,7 @@ fn verdict(
 
 /// `cmdstat_fcall` calls summed over every master.
 fn fcall_count(cluster: &RedisCluster) -> u64 {
-    let calls = fds_worker::bench::redis_stats::command_calls(cluster).unwrap();
+    let calls = fds_testkit::bench::redis_stats::command_calls(cluster).unwrap();
     calls.get("fcall").copied().unwrap_or(0)
 }
 

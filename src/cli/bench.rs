@@ -1,11 +1,7 @@
-//! `fds-worker bench`: the reproducible benchmark (see `BENCHMARKS.md`).
+//! `fds-worker bench`: its arguments. The benchmark runs in the test kit's binary (see
+//! [`super::testkit`]) on a local stack; see `BENCHMARKS.md`.
 
 use std::time::Duration;
-
-use anyhow::Context as _;
-
-use crate::bench::{BenchOptions, run as run_bench};
-use crate::config::Config;
 
 /// Measure the worker against the cluster's own ceiling on a fresh local stack: redis-benchmark
 /// INCR/SET, then throughput, latency at a fixed rate, worker RSS and apply-once memory.
@@ -35,20 +31,4 @@ pub struct BenchArgs {
     /// Partitions per topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
-}
-
-/// Runs the benchmark and prints the report.
-pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
-    let binary = std::env::current_exe().context("locating the fds-worker binary")?;
-    let options = BenchOptions {
-        transactions: args.transactions,
-        rate: args.rate,
-        latency_run: args.latency_run,
-        ceiling_requests: args.ceiling_requests,
-        partitions: args.partitions,
-        binary,
-    };
-    let report = run_bench(options, config).await?;
-    println!("{report}");
-    Ok(())
 }

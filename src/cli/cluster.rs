@@ -8,10 +8,10 @@ use clap::{Args, Subcommand};
 
 use super::table;
 use crate::config::Config;
-use crate::localstack::Role;
-use crate::monitor::snapshot::{format_ranges, role_label};
+use crate::monitor::ranges::format_ranges;
 use crate::monitor::{ClusterSnapshot, NodeStatus, Prober};
 use crate::slot::SLOT_COUNT;
+use crate::store::admin::Role;
 
 /// Arguments of `fds-worker cluster`.
 #[derive(Debug, Args)]
@@ -191,7 +191,7 @@ fn row(node: &NodeStatus) -> [String; 9] {
             .as_deref()
             .map_or("-", |id| &id[..id.len().min(8)])
             .to_owned(),
-        node.role.map_or("?", role_label).to_owned(),
+        node.role.map_or("?", Role::as_str).to_owned(),
         state.to_owned(),
         slots,
         node.replica_of.clone().unwrap_or_else(|| "-".to_owned()),
@@ -222,18 +222,19 @@ fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use crate::monitor::snapshot::{NodeAnswer, NodeReport};
+    use crate::store::admin::{ClusterInfo, NodeInfo};
 
     #[test]
     fn renders_nodes_masters_first_with_memory_and_hit_rate() {
         let answer = |id: &str, role: &str| NodeAnswer {
             myid: id.into(),
-            cluster_info:
-                "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:2\r\n"
-                    .into(),
-            shards: Vec::new(),
-            info: format!(
-                "role:{role}\r\nused_memory:1572864\r\nmaxmemory:0\r\nconnected_clients:4\r\nkeyspace_hits:3\r\nkeyspace_misses:1\r\n"
+            cluster_info: ClusterInfo::parse(
+                "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:2\r\n",
             ),
+            shards: Vec::new(),
+            info: NodeInfo::parse(&format!(
+                "role:{role}\r\nused_memory:1572864\r\nmaxmemory:0\r\nconnected_clients:4\r\nkeyspace_hits:3\r\nkeyspace_misses:1\r\n"
+            )),
         };
         let reports = [
             NodeReport {

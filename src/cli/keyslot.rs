@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::table;
 use crate::config::{Config, RedisConfig, redact_url};
 use crate::slot::{Slot, hash_tag, key_slot};
+use crate::store::admin;
 
 /// Arguments of `fds-worker keyslot`.
 #[derive(Debug, Args)]
@@ -151,7 +152,7 @@ async fn slot_owners(url: &str, redis: &RedisConfig) -> anyhow::Result<SlotOwner
         .await
         // The redis error's text already includes its io cause; `context` would repeat it.
         .map_err(|e| anyhow::anyhow!("connecting: {e}"))?;
-    let reply: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+    let reply: redis::Value = redis::cmd("CLUSTER")
         .arg("SLOTS")
         .query_async(&mut connection)
         .await
@@ -186,38 +187,27 @@ fn client_for(info: redis::ConnectionInfo, redis: &RedisConfig) -> anyhow::Resul
     )?)
 }
 
-/// Parses `CLUSTER SLOTS`: `[[start, end, [ip, port, id, …], replicas…], …]`. An empty ip means
+/// The owners in a `CLUSTER SLOTS` reply ([`admin::parse_cluster_slots`]). An empty ip means
 /// "the address you reached me on" (Redis docs), so it becomes `asked_host`.
-fn parse_cluster_slots(
-    reply: &[Vec<redis::Value>],
-    asked_host: &str,
-) -> anyhow::Result<SlotOwners> {
-    let mut owners = SlotOwners::default();
-    for entry in reply {
-        let [start, end, master, ..] = entry.as_slice() else {
-            anyhow::bail!("unexpected CLUSTER SLOTS entry: {entry:?}");
-        };
-        let start: Slot = redis::from_redis_value_ref(start)?;
-        let end: Slot = redis::from_redis_value_ref(end)?;
-        let master: Vec<redis::Value> = redis::from_redis_value_ref(master)?;
-        let [ip, port, ..] = master.as_slice() else {
-            anyhow::bail!("unexpected CLUSTER SLOTS node: {master:?}");
-        };
-        let ip: String = redis::from_redis_value_ref(ip)?;
-        let port: u16 = redis::from_redis_value_ref(port)?;
-        let host = if ip.is_empty() {
-            asked_host
-        } else {
-            ip.as_str()
-        };
-        let node = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        owners.ranges.push((start, end, node));
-    }
-    Ok(owners)
+fn parse_cluster_slots(reply: &redis::Value, asked_host: &str) -> anyhow::Result<SlotOwners> {
+    let ranges = admin::parse_cluster_slots(reply).map_err(anyhow::Error::msg)?;
+    let ranges = ranges
+        .into_iter()
+        .map(|range| {
+            let host = if range.host.is_empty() {
+                asked_host
+            } else {
+                range.host.as_str()
+            };
+            let node = if host.contains(':') {
+                format!("[{host}]:{}", range.port)
+            } else {
+                format!("{host}:{}", range.port)
+            };
+            (range.first, range.last, node)
+        })
+        .collect();
+    Ok(SlotOwners { ranges })
 }
 
 #[cfg(test)]
@@ -258,15 +248,15 @@ mod tests {
                 BulkString(b"id".to_vec()),
             ])
         };
-        let reply = vec![
-            vec![
+        let reply = Array(vec![
+            Array(vec![
                 Int(0),
                 Int(5460),
                 node("10.0.0.1", 7000),
                 node("10.0.0.4", 7003),
-            ],
-            vec![Int(5461), Int(16383), node("", 7001)],
-        ];
+            ]),
+            Array(vec![Int(5461), Int(16383), node("", 7001)]),
+        ]);
         let owners = parse_cluster_slots(&reply, "127.0.0.1").unwrap();
         assert_eq!(owners.owner(0), Some("10.0.0.1:7000"));
         assert_eq!(owners.owner(5460), Some("10.0.0.1:7000"));

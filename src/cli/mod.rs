@@ -1,7 +1,9 @@
 //! The `fds-worker` command line (clap derive).
 //!
-//! `main` parses [`Cli`], loads the [`Config`] ([`Cli::load_config`]), sets up logging
-//! ([`logging::init`]), starts a tokio runtime and calls [`dispatch`].
+//! [`main`] parses [`Cli`], loads the [`Config`] ([`Cli::load_config`]), sets up logging
+//! ([`logging::init`]), starts a tokio runtime and calls [`dispatch`]. `demo` and `bench` are
+//! parsed here and run by the test kit's binary ([`testkit`]), which calls [`main`] with its
+//! own dispatch.
 //!
 //! # Adding a subcommand
 //! 1. Create `src/cli/<name>.rs` with a `#[derive(clap::Args)] pub struct <Name>Args` (doc
@@ -28,9 +30,12 @@ pub mod run;
 pub mod signals;
 pub mod table;
 pub mod tail;
+pub mod testkit;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ConfigError};
@@ -120,11 +125,52 @@ impl Cli {
     }
 }
 
+/// Exit status for an invalid or unreadable configuration (clap's usage errors also exit 2).
+const EXIT_CONFIG: u8 = 2;
+
+/// A binary's whole `main`: parses the command line, loads the configuration, sets up
+/// logging, runs `dispatch` on a tokio runtime, and maps the outcome to the exit status (0; 2
+/// for a [`ConfigError`] anywhere in the chain; else 1, with the error's whole cause chain on
+/// stderr).
+pub fn main<F, R>(dispatch: F) -> ExitCode
+where
+    F: FnOnce(Command, Config) -> R,
+    R: Future<Output = anyhow::Result<()>>,
+{
+    let cli = Cli::parse();
+    match start(cli, dispatch) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line: "a: b: c".
+            eprintln!("fds-worker: error: {err:#}");
+            if err.chain().any(|cause| cause.is::<ConfigError>()) {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn start<F, R>(cli: Cli, dispatch: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Command, Config) -> R,
+    R: Future<Output = anyhow::Result<()>>,
+{
+    let config = cli.load_config()?;
+    logging::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(dispatch(cli.command, config))
+}
+
 /// Runs a subcommand with the loaded configuration.
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run::run(args, config).await,
-        Command::Demo(args) => demo::run(args, config).await,
+        Command::Demo(_) | Command::Bench(_) => Err(testkit::exec()),
         Command::Generate(args) => generate::run(args, config).await,
         Command::Redrive(args) => redrive::run(args, config).await,
         Command::Replay(args) => replay::run(args, config).await,
@@ -133,7 +179,6 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Cluster(args) => cluster::run(args, &config).await,
         Command::Blacklist(args) => blacklist::run(args, &config).await,
         Command::Tail(args) => tail::run(args, &config).await,
-        Command::Bench(args) => bench::run(args, config).await,
     }
 }
 

@@ -37,15 +37,13 @@ mod binary;
 mod catalog;
 mod convert;
 mod error;
+mod prepared;
 pub mod validate;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
 
 use apache_avro::Schema;
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::schema::ResolvedSchema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 
@@ -54,6 +52,7 @@ pub use error::{CatalogError, CodecKind, DecodeError, EncodeError};
 pub use validate::{Limits, ValidationError, validate_transaction, validate_verdict};
 
 use crate::event::{Enrichment, FraudVerdict, Transaction};
+use prepared::{Prepared, RecordKind, Writer, full_name, intern};
 use wire::BodyReader;
 
 /// Default limit on a message's size (1 MiB, Kafka's default `message.max.bytes`).
@@ -79,112 +78,6 @@ impl Default for SchemaIds {
             enrichment: 3,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecordKind {
-    Transaction,
-    Verdict,
-    Enrichment,
-}
-
-impl RecordKind {
-    const ALL: [RecordKind; 3] = [
-        RecordKind::Transaction,
-        RecordKind::Verdict,
-        RecordKind::Enrichment,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            RecordKind::Transaction => "Transaction",
-            RecordKind::Verdict => "FraudVerdict",
-            RecordKind::Enrichment => "Enrichment",
-        }
-    }
-
-    fn avsc(self) -> &'static str {
-        match self {
-            RecordKind::Transaction => TRANSACTION_AVSC,
-            RecordKind::Verdict => FRAUD_VERDICT_AVSC,
-            RecordKind::Enrichment => ENRICHMENT_AVSC,
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Shares each distinct schema text as one `&'static Schema` for the rest of the process.
-///
-/// apache-avro's prepared readers and writers borrow their schema; keeping them in the codec
-/// (instead of rebuilding them — ≈0.2–0.5 µs — for every message) needs a schema that outlives
-/// the codec. Interning by text bounds the memory kept to the distinct schemas ever loaded (a
-/// few KiB each), however many codecs are built.
-fn intern(
-    text: &str,
-    parse: impl FnOnce() -> Result<Schema, String>,
-) -> Result<&'static Schema, String> {
-    static INTERNED: OnceLock<Mutex<HashMap<String, &'static Schema>>> = OnceLock::new();
-    let mut map = INTERNED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(schema) = map.get(text) {
-        return Ok(schema);
-    }
-    let schema: &'static Schema = Box::leak(Box::new(parse()?));
-    map.insert(text.to_owned(), schema);
-    Ok(schema)
-}
-
-/// A schema with everything apache-avro derives from it prepared once.
-struct Prepared {
-    schema: &'static Schema,
-    /// Named types, for resolving a value *into* this schema.
-    resolved: ResolvedSchema<'static>,
-    /// Decodes data written with this schema (no resolution).
-    reader: GenericDatumReader<'static>,
-    /// Parsing Canonical Form, to detect a writer identical to the reader.
-    canonical: String,
-}
-
-impl Prepared {
-    fn new(schema: &'static Schema) -> Result<Prepared, String> {
-        let err = |e: apache_avro::Error| e.to_string();
-        Ok(Prepared {
-            schema,
-            resolved: ResolvedSchema::try_from(schema).map_err(err)?,
-            reader: GenericDatumReader::builder(schema).build().map_err(err)?,
-            canonical: schema.canonical_form(),
-        })
-    }
-
-    /// A writer schema matches this reader if it is a record with the same unqualified name or
-    /// one of this reader's aliases (the Avro resolution rule for records).
-    fn matches_record(&self, writer: &Schema) -> bool {
-        let (Schema::Record(reader), Schema::Record(writer)) = (self.schema, writer) else {
-            return false;
-        };
-        let wanted = writer.name.name();
-        reader.name.name() == wanted
-            || reader
-                .aliases
-                .iter()
-                .flatten()
-                .any(|alias| alias.name() == wanted)
-    }
-}
-
-/// One catalog entry, prepared for decoding and encoding.
-struct Writer {
-    prepared: Prepared,
-    /// Encodes (validated) values of this schema when it is not the built-in one.
-    writer: GenericDatumWriter<'static>,
-    kind: Option<RecordKind>,
-    /// Same Parsing Canonical Form as the built-in reader: no resolution needed either way.
-    same_as_reader: bool,
 }
 
 /// Decodes and encodes the worker's events in the Confluent wire format. `Send + Sync`;
@@ -504,13 +397,6 @@ impl Codec {
         }
         Ok(out)
     }
-}
-
-fn full_name(schema: &Schema) -> String {
-    schema
-        .name()
-        .map(|n| n.fullname(None))
-        .unwrap_or_else(|| format!("{:?}", apache_avro::schema::SchemaKind::from(schema)))
 }
 
 #[cfg(test)]

@@ -55,7 +55,9 @@ pub use kafka::{KafkaConfig, MANAGED_KEYS};
 pub use kafka_group::{CLASSIC_ONLY_KEYS, GroupProtocol};
 pub use kafka_security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 pub use pipeline::{LimitsConfig, PipelineConfig, ReplayConfig};
-pub use redis::{NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node, redact_url};
+pub use redis::{
+    DEFAULT_LIBRARY, NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node, redact_url,
+};
 pub use schemas::{SchemaEntry, SchemasConfig};
 pub use secret::{REDACTED, Secret};
 pub use telemetry::{LogConfig, LogFormat, MetricsConfig};

@@ -94,8 +94,12 @@ fn default_wait_timeout() -> Duration {
     Duration::from_millis(100)
 }
 fn default_function_library() -> String {
-    crate::store::wire::DEFAULT_LIBRARY.into()
+    DEFAULT_LIBRARY.into()
 }
+
+/// The default of `redis.function_library`: the library name `fds.lua` is written with (the
+/// store renames it when another is configured).
+pub const DEFAULT_LIBRARY: &str = "fds";
 
 /// TLS settings for every Redis node. Paths are used as given (relative to the working
 /// directory).

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
-use super::snapshot::{ClusterSnapshot, role_label};
+use super::snapshot::ClusterSnapshot;
 use crate::metrics::{ClusterMetrics, NodeLabel, NodeRoleLabels, SlotStateLabel};
 
 /// Exports snapshots, remembering which per-node series it wrote.
@@ -58,7 +58,7 @@ impl Exporter {
             if let Some(role) = node.role {
                 let labels = NodeRoleLabels {
                     node: node.addr.clone(),
-                    role: role_label(role).to_owned(),
+                    role: role.as_str().to_owned(),
                 };
                 metrics.node_role.get_or_create(&labels).set(1);
                 roles.insert(labels);
@@ -120,15 +120,20 @@ mod tests {
     use super::super::snapshot::{NodeAnswer, NodeReport};
     use super::*;
     use crate::metrics::Metrics;
+    use crate::store::admin::{ClusterInfo, NodeInfo};
 
     fn report(addr: &str, role: &str) -> NodeReport {
         NodeReport {
             addr: addr.into(),
             answer: Ok(NodeAnswer {
                 myid: addr.into(),
-                cluster_info: "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_known_nodes:1\r\n".into(),
+                cluster_info: ClusterInfo::parse(
+                    "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_known_nodes:1\r\n",
+                ),
                 shards: Vec::new(),
-                info: format!("role:{role}\r\nused_memory:2048\r\nmaxmemory:4096\r\nconnected_clients:2\r\nkeyspace_hits:9\r\nkeyspace_misses:1\r\n"),
+                info: NodeInfo::parse(&format!(
+                    "role:{role}\r\nused_memory:2048\r\nmaxmemory:4096\r\nconnected_clients:2\r\nkeyspace_hits:9\r\nkeyspace_misses:1\r\n"
+                )),
             }),
         }
     }

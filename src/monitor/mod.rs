@@ -1,20 +1,20 @@
 //! The cluster monitor: a task that polls every Redis node each `metrics.poll_interval`
 //! (`CLUSTER MYID`, `CLUSTER INFO`, `CLUSTER SHARDS`, `INFO`), keeps the latest
 //! [`ClusterSnapshot`] for `/readyz` and `fds-worker cluster status`, and exports the seed's
-//! alert inputs as `fds_redis_*` metrics.
+//! alert inputs as `fds_redis_*` metrics. The replies are parsed by [`crate::store::admin`].
 //!
 //! | file | job |
 //! |---|---|
-//! | `shards.rs` | parsing `CLUSTER SHARDS` |
 //! | `snapshot.rs` | one poll's answers → nodes, roles, slot ranges, coverage (pure) |
+//! | `ranges.rs` | slot ranges from per-slot flags, and as text |
 //! | `probe.rs` | asking every node, over the store's per-node connections |
 //! | `export.rs` | snapshot → metrics |
 //! | `readiness.rs` | snapshot + partitions + draining → ready or the degraded state |
 
 mod export;
 mod probe;
+pub mod ranges;
 pub mod readiness;
-pub mod shards;
 pub mod snapshot;
 
 use std::sync::Arc;

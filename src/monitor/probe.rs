@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use redis::Value;
 
-use super::shards::parse_shards;
 use super::snapshot::{ClusterSnapshot, NodeAnswer, NodeReport};
 use crate::config::RedisConfig;
 use crate::pipeline::store_settings;
+use crate::store::admin::{ClusterInfo, NodeInfo, parse_shards};
 use crate::store::{Nodes, StoreError, StoreSettings};
 
 /// Polls the cluster. Remembers the nodes the cluster listed, so a node that stops answering
@@ -127,9 +127,9 @@ impl Prober {
             .map_err(|r| format!("expected 4 replies, got {}", r.len()))?;
         Ok(NodeAnswer {
             myid: text(myid)?,
-            cluster_info: text(cluster_info)?,
+            cluster_info: ClusterInfo::parse(&text(cluster_info)?),
             shards: parse_shards(&shards)?,
-            info: text(info)?,
+            info: NodeInfo::parse(&text(info)?),
         })
     }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-use super::snapshot::{ClusterSnapshot, format_ranges};
+use super::ranges::format_ranges;
+use super::snapshot::ClusterSnapshot;
 use crate::metrics::Metrics;
 use crate::slot::SLOT_COUNT;
 

@@ -13,22 +13,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::shards::Shard;
-use crate::localstack::Role;
-use crate::localstack::topology::info_field;
+use super::ranges::ranges;
 use crate::slot::{SLOT_COUNT, Slot};
+use crate::store::admin::{ClusterInfo, NodeInfo, Role, Shard, ShardNode};
 
 /// What one node answered to a poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAnswer {
     /// `CLUSTER MYID`.
     pub myid: String,
-    /// `CLUSTER INFO` text.
-    pub cluster_info: String,
+    /// `CLUSTER INFO`, parsed.
+    pub cluster_info: ClusterInfo,
     /// `CLUSTER SHARDS`, parsed.
     pub shards: Vec<Shard>,
-    /// `INFO` text (default sections).
-    pub info: String,
+    /// `INFO` (default sections), parsed.
+    pub info: NodeInfo,
 }
 
 /// One node asked: its answer or why there was none.
@@ -74,16 +73,8 @@ pub struct NodeStatus {
 
 fn role_name<S: serde::Serializer>(role: &Option<Role>, s: S) -> Result<S::Ok, S::Error> {
     match role {
-        Some(role) => s.serialize_str(role_label(*role)),
+        Some(role) => s.serialize_str(role.as_str()),
         None => s.serialize_none(),
-    }
-}
-
-/// The metric label / display name of a role: `master` or `replica`.
-pub fn role_label(role: Role) -> &'static str {
-    match role {
-        Role::Master => "master",
-        Role::Replica => "replica",
     }
 }
 
@@ -170,8 +161,8 @@ impl ClusterSnapshot {
             .collect();
         let reference = answered.iter().max_by_key(|(addr, answer)| {
             (
-                info_field(&answer.info, "role") == Some("master"),
-                number(&answer.cluster_info, "cluster_current_epoch"),
+                answer.info.role == Some(Role::Master),
+                answer.cluster_info.current_epoch,
                 Reverse(*addr),
             )
         });
@@ -179,7 +170,7 @@ impl ClusterSnapshot {
         let mut by_id: HashMap<&str, String> = HashMap::new();
         if let Some((reference_addr, reference)) = reference {
             for shard in &reference.shards {
-                let address = |node: &super::shards::ShardNode| {
+                let address = |node: &ShardNode| {
                     node.address(tls)
                         .or_else(|| (node.id == reference.myid).then(|| reference_addr.to_string()))
                 };
@@ -220,18 +211,14 @@ impl ClusterSnapshot {
                     status.id.get_or_insert_with(|| answer.myid.clone());
                     status.up = true;
                     status.error = None;
-                    let info = |field| number(&answer.info, field);
-                    status.used_memory = info("used_memory");
-                    status.maxmemory = info("maxmemory");
-                    status.connected_clients = info("connected_clients");
-                    status.keyspace_hits = info("keyspace_hits");
-                    status.keyspace_misses = info("keyspace_misses");
+                    let info = &answer.info;
+                    status.used_memory = info.used_memory;
+                    status.maxmemory = info.maxmemory;
+                    status.connected_clients = info.connected_clients;
+                    status.keyspace_hits = info.keyspace_hits;
+                    status.keyspace_misses = info.keyspace_misses;
                     if status.role.is_none() {
-                        status.role = match info_field(&answer.info, "role") {
-                            Some("master") => Some(Role::Master),
-                            Some("slave") => Some(Role::Replica),
-                            _ => None,
-                        };
+                        status.role = info.role;
                     }
                 }
                 Err(error) => {
@@ -253,21 +240,20 @@ impl ClusterSnapshot {
             }
         }
         let view = reference.map(|(addr, answer)| {
-            let field = |name| number(&answer.cluster_info, name).unwrap_or(0) as u32;
+            let info = &answer.cluster_info;
+            let field = |value: Option<u64>| value.unwrap_or(0) as u32;
             ClusterView {
                 from: by_id
                     .get(answer.myid.as_str())
                     .cloned()
                     .unwrap_or_else(|| addr.to_string()),
-                state: info_field(&answer.cluster_info, "cluster_state")
-                    .unwrap_or("unknown")
-                    .to_owned(),
-                slots_assigned: field("cluster_slots_assigned"),
-                slots_ok: field("cluster_slots_ok"),
-                slots_pfail: field("cluster_slots_pfail"),
-                slots_fail: field("cluster_slots_fail"),
-                known_nodes: field("cluster_known_nodes"),
-                current_epoch: number(&answer.cluster_info, "cluster_current_epoch").unwrap_or(0),
+                state: info.state.clone().unwrap_or_else(|| "unknown".to_owned()),
+                slots_assigned: field(info.slots_assigned),
+                slots_ok: field(info.slots_ok),
+                slots_pfail: field(info.slots_pfail),
+                slots_fail: field(info.slots_fail),
+                known_nodes: field(info.known_nodes),
+                current_epoch: info.current_epoch.unwrap_or(0),
             }
         });
         ClusterSnapshot {
@@ -303,49 +289,9 @@ impl ClusterSnapshot {
     }
 }
 
-/// `lo-hi` ranges, comma-separated; a single slot as `n`; at most `limit` ranges, then `…`.
-pub fn format_ranges(ranges: &[(Slot, Slot)], limit: usize) -> String {
-    let mut parts: Vec<String> = ranges
-        .iter()
-        .take(limit)
-        .map(|&(lo, hi)| {
-            if lo == hi {
-                lo.to_string()
-            } else {
-                format!("{lo}-{hi}")
-            }
-        })
-        .collect();
-    if ranges.len() > limit {
-        parts.push(format!("… ({} more)", ranges.len() - limit));
-    }
-    parts.join(",")
-}
-
-fn number(text: &str, field: &str) -> Option<u64> {
-    info_field(text, field)?.parse().ok()
-}
-
-/// Inclusive ranges of the slots whose flag equals `wanted`.
-fn ranges(flags: &[bool], wanted: bool) -> Vec<(Slot, Slot)> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (slot, flag) in flags.iter().chain(std::iter::once(&!wanted)).enumerate() {
-        match (*flag == wanted, start) {
-            (true, None) => start = Some(slot),
-            (false, Some(lo)) => {
-                out.push((lo as Slot, (slot - 1) as Slot));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::shards::ShardNode;
+    use super::super::ranges::format_ranges;
     use super::*;
 
     const INFO_OK: &str = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:4\r\ncluster_current_epoch:7\r\n";
@@ -384,11 +330,11 @@ mod tests {
     fn answer(id: &str, role: &str, cluster_info: &str, shards: Vec<Shard>) -> NodeAnswer {
         NodeAnswer {
             myid: id.into(),
-            cluster_info: cluster_info.into(),
+            cluster_info: ClusterInfo::parse(cluster_info),
             shards,
-            info: format!(
+            info: NodeInfo::parse(&format!(
                 "role:{role}\r\nused_memory:1000\r\nmaxmemory:0\r\nconnected_clients:3\r\nkeyspace_hits:5\r\nkeyspace_misses:2\r\n"
-            ),
+            )),
         }
     }
 
@@ -511,20 +457,5 @@ mod tests {
         let s = ClusterSnapshot::from_reports(&reports, false);
         assert!(s.nodes.iter().all(|n| n.addr.starts_with("127.0.0.1")));
         assert_eq!(s.covered_slots, 16384);
-    }
-
-    #[test]
-    fn ranges_and_their_format() {
-        let mut flags = vec![true; 10];
-        flags[0] = false;
-        flags[4] = false;
-        flags[5] = false;
-        flags[9] = false;
-        assert_eq!(ranges(&flags, false), [(0, 0), (4, 5), (9, 9)]);
-        assert_eq!(ranges(&flags, true), [(1, 3), (6, 8)]);
-        assert_eq!(
-            format_ranges(&[(0, 0), (4, 5), (9, 9)], 2),
-            "0,4-5,… (1 more)"
-        );
     }
 }

@@ -12,7 +12,7 @@
 //!   `offsets_for_times(from - replay.max_lateness)` where the broker answers it (Apache Kafka),
 //!   else at its earliest offset (events before `from` are skipped), or at a given
 //!   `partition:offset`. It stops at the high watermark captured at start, or once an event is
-//!   later than `to + replay.max_lateness`. See [`bounds`].
+//!   later than `to + replay.max_lateness`. See [`bounds`] and [`positions`].
 //! - **The same logic.** Records go through [`Stage`](crate::pipeline::Stage) — decode, plan,
 //!   one atomic unit per slot, retries and retry budget, dead letters — exactly as in `run`.
 //!   Dead letters carry the header `fds.replay: <namespace>`.
@@ -32,6 +32,7 @@
 //!   connects to Kafka, not to Redis.
 
 pub mod bounds;
+pub mod positions;
 pub mod progress;
 mod runner;
 pub mod seek;

@@ -12,7 +12,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::StreamConsumer;
 
-use super::bounds::{Cursor, Decision, TimeWindow};
+use super::bounds::TimeWindow;
+use super::positions::{Cursor, Decision};
 use super::progress::{ReplayProgress, TopicProgress};
 use super::seek::{PartitionRange, partition_ranges};
 use super::summary::{KeyCounter, PartitionSummary, ReplaySummary, TopicSummary};

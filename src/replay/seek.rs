@@ -1,7 +1,7 @@
 //! Asking Kafka for each partition's range: metadata and watermarks (the [`range`] reader's
 //! listing), `offsets_for_times`, and — for a replay into the live namespace — the live
 //! group's committed offsets. The choices are made by the pure functions of
-//! [`bounds`](super::bounds).
+//! [`positions`](super::positions).
 
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::ReplayError;
-use super::bounds::{EndReason, StartBound, StartReason, TimeAnswer, plan_end, plan_start};
+use super::bounds::StartBound;
+use super::positions::{EndReason, StartReason, TimeAnswer, plan_end, plan_start};
 use crate::config::Config;
 use crate::source::range::{self, REQUEST_TIMEOUT};
 

@@ -14,4 +14,4 @@ pub mod retry;
 
 pub use dead_letter::{DeadLetterKind, DeadLetterReason, dead_letter_headers};
 pub use error::{PublishError, SinkError, SinkErrorKind};
-pub use producer::{RECONNECT_BACKOFF_MAX_MS, Sink, producer_config};
+pub use producer::{Sink, producer_config};

@@ -15,12 +15,7 @@ use super::error::{PublishError, SinkError};
 use super::retry::{Next, PublishRetry};
 use crate::config::KafkaConfig;
 use crate::metrics::{Metrics, PublishFailureLabels};
-use crate::source::SourceMessage;
-
-/// The longest wait before reconnecting to a broker, for the producer and the consumer.
-/// librdkafka's default (10 s) let a 4 s broker outage cost the consumer its group session
-/// (10 s) and a rebalance; Kafka's Java clients use 1 s.
-pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+use crate::source::{RECONNECT_BACKOFF_MAX_MS, SourceMessage};
 
 /// librdkafka producer settings: idempotent, acks=all, then the config.
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {

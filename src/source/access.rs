@@ -159,8 +159,13 @@ fn tls_refusal(kafka: &KafkaConfig) -> Option<AccessError> {
     for cert in CertificateDer::pem_file_iter(security.ssl_ca_location.as_ref()?).ok()? {
         roots.add(cert.ok()?).ok()?;
     }
-    crate::store::tls::install_crypto_provider();
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    // The same `ring` provider the Redis client installs process-wide, named here: the source
+    // does not depend on the store.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots);
     let config = match (
         &security.ssl_certificate_location,
         &security.ssl_key_location,

@@ -162,6 +162,11 @@ impl ConsumerContext for SourceContext {
 /// The consumer type the worker uses.
 pub type SourceConsumer = StreamConsumer<SourceContext>;
 
+/// The longest wait before reconnecting to a broker, for the consumer and the producer
+/// ([`crate::sink`] takes it from here). librdkafka's default (10 s) let a 4 s broker outage
+/// cost the consumer its group session (10 s) and a rebalance; Kafka's Java clients use 1 s.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
 /// librdkafka consumer settings: defaults, then the config (brokers, group and its protocol,
 /// security, pass-through options), then what the worker's semantics require. With the
 /// `consumer` group protocol (KIP-848) none of the classic client-side group settings
@@ -184,10 +189,7 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         // With a full prefetch queue librdkafka postpones the partition's next fetch by this
         // much (1 s by default): a worker that drains its queue in 100 ms then idled for 900.
         .set("fetch.queue.backoff.ms", "10")
-        .set(
-            "reconnect.backoff.max.ms",
-            crate::sink::RECONNECT_BACKOFF_MAX_MS,
-        );
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     match kafka.group_protocol {
         // Incremental: a rebalance moves only the partitions that change owner.
         GroupProtocol::Classic => {

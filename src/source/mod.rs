@@ -9,6 +9,9 @@ mod message;
 pub mod range;
 pub mod watermark;
 
-pub use consumer::{LagGauges, RebalanceNote, SourceConsumer, SourceContext, consumer_config};
+pub use consumer::{
+    LagGauges, RECONNECT_BACKOFF_MAX_MS, RebalanceNote, SourceConsumer, SourceContext,
+    consumer_config,
+};
 pub use message::SourceMessage;
 pub use watermark::{Partition, Watermarks};

@@ -1,6 +1,7 @@
 //! The Redis side: the cluster client, the `fds` function library, and running slot units
 //! with retries, a per-slot budget and per-slot ordering.
 //!
+//! - [`admin`]: Redis's administrative replies (`INFO`, `CLUSTER NODES|SLOTS|SHARDS`), parsed.
 //! - [`wire`]: the unit ↔ `FCALL` contract with `fds.lua`.
 //! - [`error`]: one classification of every Redis failure ([`FailureKind`]).
 //! - [`health`]: which slots are failing, and whether anything succeeded lately (is the whole
@@ -9,7 +10,11 @@
 //! - `nodes`: a connection per node; units go to the master our slot map names, so a dead
 //!   node fails only its own units (redis-rs's cluster connection can stall every request
 //!   while it repairs its map).
-//! - [`Store`]: connects, loads the library on every master, and runs units.
+//! - [`Store`]: connects, loads the library on every master, and runs units (this file:
+//!   ordering per slot, the retry loop); `attempt.rs`: one attempt (`FCALL` + `WAIT`, `MOVED`
+//!   and `ASK`, the `WAIT` check); `slot_map.rs`: our slot map from `CLUSTER SLOTS`;
+//!   `outage.rs`: whole cluster down or the slot's node failed; `connect.rs`: the cluster
+//!   client and why a start failed.
 //! - [`tls`]: the CA and client certificate for `rediss://` nodes; [`acl`]: the least-privilege
 //!   ACL rule for the worker's Redis user.
 //!
@@ -18,10 +23,15 @@
 //! run concurrently up to `max_inflight_units`.
 
 pub mod acl;
+pub mod admin;
+mod attempt;
+mod connect;
 pub mod error;
 pub mod health;
 mod nodes;
+mod outage;
 pub mod retry;
+mod slot_map;
 pub mod tls;
 pub mod wire;
 
@@ -32,16 +42,16 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use redis::cluster::ClusterClientBuilder;
+use redis::Value;
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisError, Value};
 use tokio::sync::{Semaphore, oneshot};
 
+pub use connect::connect_cluster;
 pub use error::{FailureKind, StoreError};
 pub use health::Health;
-
 pub use nodes::Nodes;
 pub use retry::{Outage, RetryPolicy, UnitRetry};
+pub use slot_map::slot_ranges;
 pub use tls::TlsFiles;
 
 use crate::metrics::{ErrorLabels, Metrics};
@@ -352,430 +362,5 @@ impl Store {
             "unit failed"
         );
         failure
-    }
-
-    /// What is wrong when `slot`'s units keep failing: the whole cluster (wait), its node by
-    /// the cluster's own verdict (dead-letter), or not decided yet. A node said `CLUSTERDOWN`
-    /// more recently than anything succeeded → down. Otherwise the other masters are asked
-    /// (the answer is reused for [`OUTAGE_CHECK_TTL`]): `cluster_state` other than `ok`, or no
-    /// master answering → down; `ok` and their `CLUSTER NODES` flags the node `fail` (the
-    /// majority agreed) or no node serves the slot → node failed; `ok` but the node only
-    /// suspected (`fail?`) or still connected → undecided: the cluster has not finished its own
-    /// failure detection, and with full coverage required it may yet go down as a whole.
-    async fn outage(&self, slot: Slot) -> Outage {
-        let health = &self.inner.health;
-        if health.cluster_down_reported() {
-            return Outage::ClusterDown;
-        }
-        let own = health.domain(slot);
-        {
-            let cached = self
-                .inner
-                .outage_check
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some((at, node, outage)) = cached.as_ref()
-                && *node == own
-                && at.elapsed() < OUTAGE_CHECK_TTL
-            {
-                return *outage;
-            }
-        }
-        let mut outage = Outage::ClusterDown;
-        for master in health.masters().into_iter().filter(|m| *m != own) {
-            let Some(info) = text_of(
-                self.on_node(&master, redis::cmd("CLUSTER").arg("INFO").clone())
-                    .await,
-            ) else {
-                continue;
-            };
-            if !info.contains("cluster_state:ok") {
-                break;
-            }
-            let nodes = text_of(
-                self.on_node(&master, redis::cmd("CLUSTER").arg("NODES").clone())
-                    .await,
-            );
-            outage = match nodes {
-                None => continue,
-                Some(nodes) => node_verdict(&nodes, &own),
-            };
-            break;
-        }
-        *self
-            .inner
-            .outage_check
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), own, outage));
-        outage
-    }
-
-    /// One command on one node, bounded by the response timeout.
-    async fn on_node(&self, node: &Arc<str>, command: redis::Cmd) -> Result<Value, StoreError> {
-        let settings = &self.inner.settings;
-        let call = async {
-            let mut connection = self.inner.nodes.connection(node).await?;
-            command
-                .query_async::<Value>(&mut connection)
-                .await
-                .map_err(StoreError::from)
-        };
-        match tokio::time::timeout(settings.connect_timeout + settings.response_timeout, call).await
-        {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                if error.kind.node_unreachable() {
-                    self.inner.nodes.forget(node);
-                }
-                Err(error)
-            }
-            Err(_) => {
-                self.inner.nodes.forget(node);
-                Err(StoreError::new(FailureKind::Timeout, "timed out"))
-            }
-        }
-    }
-
-    /// Refreshes the slot map from `CLUSTER SLOTS` of the first known master (or seed node)
-    /// that answers — when it is stale, or always with `force`. One refresh at a time.
-    async fn refresh_owners(&self, force: bool) {
-        let inner = &self.inner;
-        if !force && !inner.health.owners_stale() {
-            return;
-        }
-        let Ok(_single) = inner.refreshing.try_lock() else {
-            return;
-        };
-        let mut candidates = inner.health.masters();
-        candidates.extend(inner.nodes.seeds());
-        for node in candidates {
-            let reply = self
-                .on_node(&node, redis::cmd("CLUSTER").arg("SLOTS").clone())
-                .await;
-            if let Ok(reply) = reply {
-                let ranges = slot_ranges(&reply);
-                if !ranges.is_empty() {
-                    inner.health.set_owners(&ranges);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The unit's `FCALL`, after `ASKING` when `asking`, and followed by the optional `WAIT`.
-    /// Error replies come back as values, unwrapped, so `MOVED`/`ASK` can be followed.
-    fn unit_pipeline(&self, unit: &SlotUnit, asking: bool) -> redis::Pipeline {
-        let settings = &self.inner.settings;
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        if asking {
-            pipe.cmd("ASKING").ignore();
-        }
-        pipe.add_command(wire::unit_command(unit, &settings.library.function));
-        if settings.wait_replicas > 0 {
-            pipe.cmd("WAIT")
-                .arg(settings.wait_replicas)
-                .arg(settings.wait_timeout.as_millis() as u64);
-        }
-        pipe
-    }
-
-    /// One attempt: `pipeline` (see [`Store::unit_pipeline`]) on the slot's master, following
-    /// `MOVED`/`ASK`; then decoding the reply.
-    async fn call(
-        &self,
-        pipeline: &redis::Pipeline,
-        unit: &SlotUnit,
-    ) -> Result<UnitAnswer, StoreError> {
-        let inner = &self.inner;
-        let settings = &inner.settings;
-        let mut node = match inner.health.owner(unit.slot) {
-            Some(node) => node,
-            None => {
-                self.refresh_owners(true).await;
-                inner.health.owner(unit.slot).ok_or_else(|| {
-                    StoreError::new(FailureKind::SlotDown, "no master serves the slot")
-                })?
-            }
-        };
-        // After an `ASK`: the same unit behind `ASKING`, for the one node that asked.
-        let mut asking: Option<redis::Pipeline> = None;
-        for _ in 0..=MAX_REDIRECTS {
-            inner.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let pipe = asking.as_ref().unwrap_or(pipeline);
-            let replies = match self.send(&node, pipe).await {
-                Ok(replies) => replies,
-                Err(Sent::Redirect { to, ask }) => {
-                    if !ask {
-                        inner.health.set_owner(unit.slot, &to);
-                    }
-                    node = to;
-                    asking = ask.then(|| self.unit_pipeline(unit, true));
-                    continue;
-                }
-                Err(Sent::Failed(error)) => return Err(error),
-            };
-            let mut replies = replies.into_iter();
-            let reply = replies.next().unwrap_or(Value::Nil);
-            if settings.wait_replicas > 0 {
-                check_replicated(replies.next(), settings.wait_replicas)?;
-            }
-            return wire::decode_reply(unit, reply)
-                .map_err(|e| StoreError::new(FailureKind::Script, e.0));
-        }
-        Err(StoreError::new(
-            FailureKind::Redirect,
-            format!("more than {MAX_REDIRECTS} redirects"),
-        ))
-    }
-
-    /// Sends a pipeline to `node`; a `MOVED`/`ASK` reply becomes [`Sent::Redirect`].
-    async fn send(&self, node: &Arc<str>, pipe: &redis::Pipeline) -> Result<Vec<Value>, Sent> {
-        let settings = &self.inner.settings;
-        let nodes = &self.inner.nodes;
-        let call = async {
-            let mut connection = nodes.connection(node).await.map_err(Sent::Failed)?;
-            let replies: Vec<Value> = pipe
-                .query_async(&mut connection)
-                .await
-                .map_err(Sent::from)?;
-            for reply in &replies {
-                if let Value::ServerError(error) = reply {
-                    return Err(Sent::from(redis::RedisError::from(error.clone())));
-                }
-            }
-            Ok(replies)
-        };
-        // redis-rs has its own response timeout; this guards connecting and the reply together.
-        let deadline = settings.connect_timeout + settings.response_timeout;
-        let result = tokio::time::timeout(deadline, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Sent::Failed(StoreError::new(
-                    FailureKind::Timeout,
-                    "unit call timed out",
-                )))
-            });
-        if let Err(Sent::Failed(error)) = &result
-            && matches!(error.kind, FailureKind::Connection | FailureKind::Timeout)
-        {
-            nodes.forget(node);
-        }
-        result
-    }
-}
-
-/// What to check when the worker cannot connect because of its configuration.
-const AUTH_HINT: &str = "check redis.username and redis.password (and the user's ACL on the nodes)";
-const TLS_HINT: &str =
-    "check redis.tls (ca_file must sign the nodes' certificates; rediss:// nodes need TLS)";
-
-/// The setting to check when `error` is a configuration problem (authentication, TLS), not an
-/// outage.
-fn config_hint(error: &RedisError) -> Option<&'static str> {
-    if FailureKind::of(error) == FailureKind::Auth {
-        Some(AUTH_HINT)
-    } else if tls::is_tls_failure(error) {
-        Some(TLS_HINT)
-    } else {
-        None
-    }
-}
-
-/// A failed start, with a hint at the setting to check where the cause is configuration.
-///
-/// redis-rs's cluster client reports a failed first connection as one I/O error that carries
-/// the node's own error only as text, so when the error itself says nothing, one seed node is
-/// asked directly (connect and `PING`), which gives the typed error.
-async fn start_failure(settings: &StoreSettings, error: RedisError) -> StoreError {
-    let found = match config_hint(&error) {
-        Some(hint) => Some((FailureKind::of(&error), hint)),
-        None => seed_error(settings)
-            .await
-            .and_then(|direct| Some((FailureKind::of(&direct), config_hint(&direct)?))),
-    };
-    let error = StoreError::from(error);
-    match found {
-        Some((kind, hint)) => StoreError::new(
-            kind,
-            format!("connecting to the cluster: {} ({hint})", error.message),
-        ),
-        None => error,
-    }
-}
-
-/// The error of a fresh connection and `PING` to the first seed node, if it fails in time.
-async fn seed_error(settings: &StoreSettings) -> Option<RedisError> {
-    let nodes = Nodes::new(settings).ok()?;
-    let seed = nodes.seeds().into_iter().next()?;
-    let probe = async {
-        let mut connection = nodes.dial(&seed).await?;
-        redis::cmd("PING")
-            .query_async::<Value>(&mut connection)
-            .await
-            .map(drop)
-    };
-    let bound = settings.connect_timeout + settings.response_timeout;
-    tokio::time::timeout(bound, probe).await.ok()?.err()
-}
-
-/// A cluster connection with the store's settings (credentials, TLS files, timeouts, few
-/// client-side retries), bounded in time: for the store and for tools that read the cluster.
-pub async fn connect_cluster(settings: &StoreSettings) -> Result<ClusterConnection, StoreError> {
-    let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
-        // The client's own retries only follow redirects and ride over blips; the budget
-        // and backoff are ours (the default of 16 retries would hide failures).
-        .retries(2)
-        .min_retry_wait(10)
-        .max_retry_wait(200)
-        // Stop background reconnects to a dead node after a few tries; it returns to the
-        // map with the next topology refresh.
-        .max_connection_attempts(std::num::NonZeroUsize::new(3).expect("3 > 0"))
-        .connection_timeout(settings.connect_timeout)
-        .response_timeout(settings.response_timeout);
-    if let Some(username) = &settings.username {
-        builder = builder.username(username);
-    }
-    if let Some(password) = &settings.password {
-        builder = builder.password(password);
-    }
-    tls::install_crypto_provider();
-    if let Some(certificates) = settings.tls.certificates()? {
-        builder = builder.certs(certificates);
-    }
-    let client = match builder.build() {
-        Ok(client) => client,
-        Err(error) => return Err(start_failure(settings, error).await),
-    };
-    let connecting = tokio::time::timeout(
-        settings.connect_timeout * 4 + settings.response_timeout,
-        client.get_async_connection(),
-    )
-    .await
-    .map_err(|_| StoreError::new(FailureKind::Timeout, "connecting to the cluster timed out"))?;
-    match connecting {
-        Ok(connection) => Ok(connection),
-        Err(error) => Err(start_failure(settings, error).await),
-    }
-}
-
-/// The text of a bulk or verbatim string reply.
-fn text_of(reply: Result<Value, StoreError>) -> Option<String> {
-    match reply.ok()? {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-        Value::VerbatimString { text, .. } => Some(text),
-        _ => None,
-    }
-}
-
-/// The cluster's verdict on `node` (`host:port`, or `slot N` when nobody serves the slot) from
-/// a `CLUSTER NODES` reply.
-fn node_verdict(nodes: &str, node: &str) -> Outage {
-    let line = nodes.lines().find(|line| {
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|addr| addr.split('@').next())
-            .is_some_and(|addr| addr == node)
-    });
-    let Some(line) = line else {
-        return Outage::NodeFailed;
-    };
-    let flags = line.split_whitespace().nth(2).unwrap_or_default();
-    if flags.split(',').any(|flag| flag == "fail") {
-        Outage::NodeFailed
-    } else {
-        Outage::Undecided
-    }
-}
-
-/// How long an outage check is reused.
-const OUTAGE_CHECK_TTL: Duration = Duration::from_millis(250);
-
-/// Redirects followed within one attempt.
-const MAX_REDIRECTS: usize = 5;
-
-/// Why a pipeline did not come back with replies.
-enum Sent {
-    /// `MOVED` (the slot lives on `to` now) or `ASK` (this once, on `to`, after `ASKING`).
-    Redirect { to: Arc<str>, ask: bool },
-    /// Anything else.
-    Failed(StoreError),
-}
-
-impl From<redis::RedisError> for Sent {
-    fn from(error: redis::RedisError) -> Sent {
-        match error.redirect_node() {
-            Some((to, _slot)) => Sent::Redirect {
-                to: Arc::from(to),
-                ask: error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Ask),
-            },
-            None => Sent::Failed(StoreError::from(error)),
-        }
-    }
-}
-
-/// The `WAIT` reply: enough replicas, or a retryable failure. A node that answers something
-/// else (a demoted zombie says "WAIT cannot be used with replica instances") leaves the
-/// write's durability unknown, so it is retried too (apply-once makes that safe).
-fn check_replicated(reply: Option<Value>, wanted: u32) -> Result<(), StoreError> {
-    match reply {
-        Some(Value::Int(acknowledged)) if acknowledged >= i64::from(wanted) => Ok(()),
-        Some(Value::Int(acknowledged)) => Err(StoreError::new(
-            FailureKind::NotReplicated,
-            format!("WAIT: {acknowledged} of {wanted} replicas acknowledged"),
-        )),
-        other => Err(StoreError::new(
-            FailureKind::MasterDown,
-            format!("WAIT: unexpected reply {other:?}"),
-        )),
-    }
-}
-
-/// `(first, last, master host:port)` ranges of a `CLUSTER SLOTS` reply.
-pub fn slot_ranges(reply: &Value) -> Vec<(Slot, Slot, String)> {
-    let Value::Array(ranges) = reply else {
-        return Vec::new();
-    };
-    ranges
-        .iter()
-        .filter_map(|range| {
-            let Value::Array(fields) = range else {
-                return None;
-            };
-            let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
-                (fields.first(), fields.get(1), fields.get(2))
-            else {
-                return None;
-            };
-            let host = match master.first()? {
-                Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                Value::SimpleString(text) => text.clone(),
-                _ => return None,
-            };
-            let Value::Int(port) = master.get(1)? else {
-                return None;
-            };
-            Some((*first as Slot, *last as Slot, format!("{host}:{port}")))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NODES: &str = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7001@17001 master,fail - 1 1 2 disconnected 5461-10922
-c3 127.0.0.1:7002@17002 master,fail? - 1 1 3 connected 10923-16383
-d4 127.0.0.1:7003@17003 slave a1 0 1 1 connected
-";
-
-    #[test]
-    fn the_cluster_verdict_on_a_node_comes_from_its_flags() {
-        assert_eq!(node_verdict(NODES, "127.0.0.1:7001"), Outage::NodeFailed);
-        assert_eq!(node_verdict(NODES, "127.0.0.1:7002"), Outage::Undecided);
-        assert_eq!(node_verdict(NODES, "127.0.0.1:7003"), Outage::Undecided);
-        assert_eq!(node_verdict(NODES, "slot 42"), Outage::NodeFailed);
     }
 }

@@ -12,7 +12,7 @@ use crate::plan::{BlacklistAdd, BlacklistEntry, EventOp, OpAnswer, SlotUnit, Uni
 pub const LIBRARY_SOURCE: &str = include_str!("fds.lua");
 
 /// The library name in [`LIBRARY_SOURCE`], and the default of `redis.function_library`.
-pub const DEFAULT_LIBRARY: &str = "fds";
+pub use crate::config::DEFAULT_LIBRARY;
 
 /// The function's name after the library's: function names are global on a Redis server, so
 /// two deployments sharing a cluster under different library names do not collide. The

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use fds_worker::localstack::{ApacheKafka, ClusterOptions, KafkaOptions, RedisCluster};
+use fds_testkit::localstack::{ApacheKafka, ClusterOptions, KafkaOptions, RedisCluster};
 
 /// How long a test waits for anything that should take a few seconds (a failover takes ≈4 s
 /// with the 2000 ms test node timeout).

@@ -3,8 +3,9 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// `GET path` on `addr` (HTTP/1.1, connection closed after): status code and body.
@@ -71,6 +72,42 @@ pub fn sum(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Builds the test kit's binary `fds-testkit` beside `fds-worker` (same target directory and
+/// profile), once per test process: `fds-worker demo` and `bench` hand over to it, and cargo
+/// builds another package's binaries for a test only when asked.
+pub fn build_testkit_binary() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let profile_dir = Path::new(env!("CARGO_BIN_EXE_fds-worker"))
+            .parent()
+            .expect("the binary is in a profile directory");
+        let target_dir = profile_dir.parent().expect("a target directory");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "fds-testkit",
+                "--bin",
+                "fds-testkit",
+            ])
+            .args(["--profile", profile, "--target-dir"])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building fds-testkit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 /// The `fds-worker` binary running as a child, its stderr lines collected.
 pub struct Process {
     child: Child,
@@ -79,8 +116,12 @@ pub struct Process {
 
 impl Process {
     /// Spawns `fds-worker args…` in the repository (its `config/` and `schemas/`) with `env`
-    /// (and JSON logs), stdout and stderr captured.
+    /// (and JSON logs), stdout and stderr captured. For `demo` and `bench`, which the binary
+    /// hands over to the test kit's binary, that one is built first.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
+        if matches!(args.first(), Some(&("demo" | "bench"))) {
+            build_testkit_binary();
+        }
         let mut command = Command::new(env!("CARGO_BIN_EXE_fds-worker"));
         command
             .args(args)

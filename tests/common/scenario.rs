@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use fds_testkit::demo::{LocalStack, Progress};
+use fds_testkit::localstack::ClusterOptions;
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{LocalStack, Progress};
 use fds_worker::generate::Traffic;
-use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
 
 use super::worker::{

@@ -6,11 +6,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use fds_worker::config::{Config, SaslMechanism, Secret, SecurityProtocol};
-use fds_worker::localstack::apache_kafka::{
+use fds_testkit::localstack::apache_kafka::{
     BrokerTls, KafkaUser, Listener, ListenerSecurity, SaslMechanism as BrokerMechanism,
 };
-use fds_worker::localstack::{ApacheKafka, KafkaOptions, TestPki};
+use fds_testkit::localstack::{ApacheKafka, KafkaOptions, TestPki};
+use fds_worker::config::{Config, SaslMechanism, Secret, SecurityProtocol};
 
 /// The worker's SASL user.
 pub const USER: &str = "fds-worker";

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fds_testkit::demo::{KafkaSetup, LocalStack, Progress};
+use fds_testkit::localstack::ClusterOptions;
 use fds_worker::codec::Codec;
 use fds_worker::config::Config;
-use fds_worker::demo::{KafkaSetup, LocalStack, Progress};
 use fds_worker::generate::{Traffic, TrafficSettings, Verification, generate, produce, verify};
-use fds_worker::localstack::ClusterOptions;
 use fds_worker::metrics::Metrics;
 use fds_worker::pipeline::{RunError, RunSummary, plan_settings, run};
 use fds_worker::source::SourceMessage;
@@ -275,6 +275,6 @@ pub fn assert_enriched(counts: &HashMap<String, usize>, traffic: &Traffic, exact
 
 /// `cmdstat_<command>` calls summed over every master.
 pub fn command_calls(stack: &LocalStack, command: &str) -> u64 {
-    let calls = fds_worker::bench::redis_stats::command_calls(&stack.cluster).unwrap();
+    let calls = fds_testkit::bench::redis_stats::command_calls(&stack.cluster).unwrap();
     calls.get(command).copied().unwrap_or(0)
 }

@@ -41,7 +41,12 @@ fn resolve() -> std::result::Result<PathBuf, String> {
         let dir = PathBuf::from(dir);
         return check(&dir).map(|()| dir);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-jars.sh");
+    // The repository's script: this crate is `crates/fds-testkit` in it.
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/fds-testkit has a repository two levels up");
+    let script = repository.join("scripts/kafka-jars.sh");
     if !script.is_file() {
         return Err(format!(
             "{JARS_ENV} is not set and {} does not exist: point {JARS_ENV} at a directory of \

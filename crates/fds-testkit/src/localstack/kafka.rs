@@ -65,7 +65,7 @@ type Op = Box<dyn FnOnce(&Mock) + Send>;
 /// async code. Dropping it destroys the cluster: connected clients see their brokers vanish.
 ///
 /// ```no_run
-/// use fds_worker::localstack::MockKafka;
+/// use fds_testkit::localstack::MockKafka;
 /// let kafka = MockKafka::with_standard_topics(3, 4)?;
 /// let producer: rdkafka::producer::BaseProducer = kafka.client_config().create()?;
 /// kafka.broker_down(2)?; // fault injection

@@ -11,21 +11,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 
-use crate::config::Config;
 use crate::localstack::{
     ApacheKafka, ClusterOptions, Kafka, KafkaOptions, LocalStackError, MockKafka, RedisCluster,
 };
-use crate::metrics::{Metrics, TopicLabel};
-
-/// Which Kafka a local stack runs (`--kafka` of `demo` and `bench`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KafkaKind {
-    /// librdkafka's in-process mock cluster: no Java needed.
-    Mock,
-    /// A 3-node Apache Kafka 4.x cluster (KRaft) from the jars `scripts/kafka-jars.sh`
-    /// fetches: needs Java.
-    Apache,
-}
+use fds_worker::cli::demo::KafkaKind;
+use fds_worker::config::Config;
+use fds_worker::metrics::{Metrics, TopicLabel};
 
 /// The Kafka a [`LocalStack`] starts or joins.
 #[derive(Debug, Clone)]
@@ -107,7 +98,7 @@ impl LocalStack {
             }
         };
         let topics = StackTopics::with_prefix(&prefix);
-        let dlq_suffix = crate::config::KafkaConfig::default().dlq_suffix;
+        let dlq_suffix = fds_worker::config::KafkaConfig::default().dlq_suffix;
         for topic in [&topics.transactions, &topics.verdicts] {
             kafka.create_topic(topic, partitions)?;
             kafka.create_topic(&format!("{topic}{dlq_suffix}"), partitions)?;
@@ -156,9 +147,9 @@ impl LocalStack {
         env
     }
 
-    /// A producer for generated traffic (idempotent, see [`crate::generate::traffic_producer`]).
+    /// A producer for generated traffic (idempotent, see [`fds_worker::generate::traffic_producer`]).
     pub fn producer(&self) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-        crate::generate::traffic_producer(self.kafka.client_config())
+        fds_worker::generate::traffic_producer(self.kafka.client_config())
     }
 
     /// Publishes generated `events` in order to `config`'s transaction topic and first verdict
@@ -166,13 +157,13 @@ impl LocalStack {
     pub async fn publish(
         &self,
         config: &Config,
-        events: &[crate::generate::GeneratedEvent],
+        events: &[fds_worker::generate::GeneratedEvent],
         rate: Option<std::num::NonZeroU32>,
     ) -> anyhow::Result<()> {
         let producer = self.producer()?;
-        crate::generate::produce(
+        fds_worker::generate::produce(
             &producer,
-            &crate::codec::Codec::builtin(),
+            &fds_worker::codec::Codec::builtin(),
             events,
             &config.kafka.transactions_topic,
             &config.kafka.verdict_topics[0],

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use fds_worker::config::Config;
 
 /// A running `fds-worker run` and its RSS samples.
 pub struct WorkerProcess {

@@ -17,7 +17,6 @@
 //! |---|---|
 //! | `redis_cluster.rs` | [`RedisCluster`]: lifecycle, fault injection, health waits |
 //! | `node.rs` | one `redis-server` process: config file, spawn, readiness |
-//! | `topology.rs` | parsing `CLUSTER NODES` / `CLUSTER INFO` into [`Topology`] (pure) |
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
 //! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (openssl CLI) for TLS clusters |
 //! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
@@ -37,7 +36,8 @@
 //! `setpriv --pdeathsig KILL` from a thread that lives as long as the process. Set
 //! `FDS_LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 mod any_kafka;
@@ -47,14 +47,14 @@ mod node;
 mod ports;
 pub mod redis_cluster;
 pub mod tls;
-pub mod topology;
 
 pub use any_kafka::Kafka;
 pub use apache_kafka::{ApacheKafka, KafkaOptions};
+/// The parsed `CLUSTER NODES` the stack's health checks read ([`fds_worker::store::admin`]).
+pub use fds_worker::store::admin::{NodeView, Role, Topology};
 pub use kafka::{MockKafka, STANDARD_TOPICS};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
 pub use tls::{ClusterTls, TestPki};
-pub use topology::{NodeView, Role, Topology};
 
 /// What went wrong while starting or driving the local stack.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +160,46 @@ impl LocalStackError {
             source,
         }
     }
+
+    /// [`LocalStackError::NodeState`].
+    pub(crate) fn node_state(
+        index: usize,
+        state: &'static str,
+        operation: &'static str,
+        needed: &'static str,
+    ) -> LocalStackError {
+        LocalStackError::NodeState {
+            index,
+            state,
+            operation,
+            needed,
+        }
+    }
+}
+
+/// A new directory for one cluster's nodes: `<temp>/<prefix><pid>-<n>-<random>`.
+pub(crate) fn make_root_dir(prefix: &str) -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "{prefix}{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let root = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
+    Ok(root)
+}
+
+/// Removes a cluster's directory once its processes are dead, or keeps it (logs, data) when
+/// `FDS_LOCALSTACK_KEEP=1`.
+pub(crate) fn remove_root_dir(root: &Path) {
+    if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
+        eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", root.display());
+        return;
+    }
+    let _ = std::fs::remove_dir_all(root);
 }
 
 /// Result alias for this module.

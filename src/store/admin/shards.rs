@@ -1,9 +1,9 @@
 //! `CLUSTER SHARDS` (Redis ≥ 7): the shards, their slot ranges and nodes, as one node sees
-//! them. Pure parsing, no I/O; RESP2 (flat key/value arrays) and RESP3 (maps) alike.
+//! them. RESP2 (flat key/value arrays) and RESP3 (maps) alike.
 
 use redis::Value;
 
-use crate::localstack::Role;
+use super::Role;
 use crate::slot::Slot;
 
 /// One node of a shard.
@@ -107,10 +107,9 @@ fn parse_node(value: &Value) -> Result<ShardNode, String> {
             "port" => node.port = port(value),
             "tls-port" => node.tls_port = port(value),
             "role" => {
-                node.role = match text(value).as_deref() {
-                    Some("replica" | "slave") => Role::Replica,
-                    _ => Role::Master,
-                }
+                node.role = text(value)
+                    .and_then(|name| Role::from_name(&name))
+                    .unwrap_or(Role::Master)
             }
             // Redis 7.0 says `fail`, later versions `failed`.
             "health" => {

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::BaseConsumer;
 
-use crate::codec::Codec;
-use crate::config::Config;
 use crate::demo::LocalStack;
-use crate::generate::{Traffic, TrafficSettings, generate};
 use crate::localstack::ClusterOptions;
-use crate::pipeline::plan_settings;
-use crate::source::range::{self, BlockingRangeReader, End, Start};
+use fds_worker::codec::Codec;
+use fds_worker::config::Config;
+use fds_worker::generate::{Traffic, TrafficSettings, generate};
+use fds_worker::pipeline::plan_settings;
+use fds_worker::source::range::{self, BlockingRangeReader, End, Start};
 
 use process::WorkerProcess;
 

@@ -1,213 +1,22 @@
 //! Every metric the worker exports, in one place (Prometheus naming: `fds_` prefix, `_total`
 //! counters, `_seconds` histograms). Labels are low-cardinality: topic, kind, level, error
-//! kind, node — never user ids.
+//! kind, node — never user ids. `labels.rs`: the label sets; `cluster.rs`: the cluster
+//! monitor's `fds_redis_*` metrics.
 
-use std::sync::atomic::AtomicU64;
-
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label: a topic.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TopicLabel {
-    /// Topic name.
-    pub topic: String,
-}
+mod cluster;
+mod labels;
 
-/// A batch's counts by topic, added to a family at once: one label lookup (and label string)
-/// per topic and batch instead of per event.
-#[derive(Debug, Default)]
-pub struct TopicCounts<'a>(Vec<(&'a str, u64)>);
-
-impl<'a> TopicCounts<'a> {
-    /// Counts one event of `topic`.
-    pub fn add(&mut self, topic: &'a str) {
-        match self.0.iter_mut().find(|(seen, _)| *seen == topic) {
-            Some((_, count)) => *count += 1,
-            None => self.0.push((topic, 1)),
-        }
-    }
-
-    /// Adds the counts to `family`.
-    pub fn add_to(self, family: &Family<TopicLabel, Counter>) {
-        for (topic, count) in self.0 {
-            family
-                .get_or_create(&TopicLabel {
-                    topic: topic.to_owned(),
-                })
-                .inc_by(count);
-        }
-    }
-}
-
-/// Labels: a topic and a reason.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TopicReasonLabels {
-    /// Topic name.
-    pub topic: String,
-    /// Error kind.
-    pub reason: String,
-}
-
-/// Labels: an error kind and a node.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    /// Error kind.
-    pub kind: String,
-    /// Node (`host:port`, or `unknown`).
-    pub node: String,
-}
-
-/// Labels of a failed publish attempt.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PublishFailureLabels {
-    /// Topic published to (the enrichment topic or a dead-letter topic).
-    pub topic: String,
-    /// `retryable`, `permanent` or `fatal`.
-    pub kind: String,
-    /// librdkafka's error code in snake case (`message_size_too_large`, `queue_full` …).
-    pub error: String,
-    /// What the sink did: `retried`, or `gave_up` (the record was then dead-lettered, or the
-    /// worker stopped).
-    pub decision: String,
-}
-
-/// Labels: an entity kind and a threat level.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BlacklistLabels {
-    /// Entity kind (`user`, `ip` …).
-    pub kind: String,
-    /// Threat level.
-    pub level: String,
-}
-
-/// Labels: a topic and a partition.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PartitionLabels {
-    /// Topic name.
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-}
-
-/// Label: a Redis node (`host:port`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct NodeLabel {
-    /// The node's address, `host:port`.
-    pub node: String,
-}
-
-/// Labels: a Redis node and its role (`master` or `replica`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct NodeRoleLabels {
-    /// The node's address, `host:port`.
-    pub node: String,
-    /// `master` or `replica`.
-    pub role: String,
-}
-
-/// Label: a slot state of `CLUSTER INFO` (`assigned`, `ok`, `pfail`, `fail`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SlotStateLabel {
-    /// `assigned`, `ok`, `pfail` or `fail`.
-    pub state: String,
-}
-
-/// What the cluster monitor ([`crate::monitor`]) exports: the seed's alert inputs. Per-node
-/// series of a node that left the cluster are removed.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterMetrics {
-    /// `fds_redis_cluster_state`: 1 when `cluster_state:ok`, else 0.
-    pub state: Gauge,
-    /// `fds_redis_cluster_slots{state}`: `cluster_slots_assigned|ok|pfail|fail`.
-    pub slots: Family<SlotStateLabel, Gauge>,
-    /// `fds_redis_slot_coverage_ratio`: share of the 16384 slots served by a reachable master
-    /// not flagged as failed (0..1).
-    pub slot_coverage_ratio: Gauge<f64, AtomicU64>,
-    /// `fds_redis_known_nodes`: `cluster_known_nodes`.
-    pub known_nodes: Gauge,
-    /// `fds_redis_node_up{node}`: 1 when the node answered the last poll.
-    pub node_up: Family<NodeLabel, Gauge>,
-    /// `fds_redis_node_role{node,role}`: 1 for the node's current role.
-    pub node_role: Family<NodeRoleLabels, Gauge>,
-    /// `fds_redis_used_memory_bytes{node}`.
-    pub used_memory: Family<NodeLabel, Gauge>,
-    /// `fds_redis_maxmemory_bytes{node}` (0 = no limit).
-    pub maxmemory: Family<NodeLabel, Gauge>,
-    /// `fds_redis_connected_clients{node}`.
-    pub connected_clients: Family<NodeLabel, Gauge>,
-    /// `fds_redis_keyspace_hits_total{node}` (the node's own counter, mirrored).
-    pub keyspace_hits: Family<NodeLabel, Counter>,
-    /// `fds_redis_keyspace_misses_total{node}` (the node's own counter, mirrored).
-    pub keyspace_misses: Family<NodeLabel, Counter>,
-}
-
-impl ClusterMetrics {
-    fn register(&self, r: &mut Registry) {
-        use prometheus_client::registry::Unit;
-        r.register(
-            "redis_cluster_state",
-            "1 when CLUSTER INFO says cluster_state:ok",
-            self.state.clone(),
-        );
-        r.register(
-            "redis_cluster_slots",
-            "CLUSTER INFO slot counts by state",
-            self.slots.clone(),
-        );
-        r.register(
-            "redis_slot_coverage_ratio",
-            "Share of slots served by a reachable, non-failed master",
-            self.slot_coverage_ratio.clone(),
-        );
-        r.register(
-            "redis_known_nodes",
-            "CLUSTER INFO cluster_known_nodes",
-            self.known_nodes.clone(),
-        );
-        r.register(
-            "redis_node_up",
-            "1 when the node answered the last poll",
-            self.node_up.clone(),
-        );
-        r.register(
-            "redis_node_role",
-            "1 for the node's current role",
-            self.node_role.clone(),
-        );
-        r.register_with_unit(
-            "redis_used_memory",
-            "INFO used_memory",
-            Unit::Bytes,
-            self.used_memory.clone(),
-        );
-        r.register_with_unit(
-            "redis_maxmemory",
-            "INFO maxmemory (0 = no limit)",
-            Unit::Bytes,
-            self.maxmemory.clone(),
-        );
-        r.register(
-            "redis_connected_clients",
-            "INFO connected_clients",
-            self.connected_clients.clone(),
-        );
-        r.register(
-            "redis_keyspace_hits",
-            "INFO keyspace_hits",
-            self.keyspace_hits.clone(),
-        );
-        r.register(
-            "redis_keyspace_misses",
-            "INFO keyspace_misses",
-            self.keyspace_misses.clone(),
-        );
-    }
-}
+pub use cluster::ClusterMetrics;
+pub use labels::{
+    BlacklistLabels, ErrorLabels, NodeLabel, NodeRoleLabels, PartitionLabels, PublishFailureLabels,
+    SlotStateLabel, TopicCounts, TopicLabel, TopicReasonLabels,
+};
 
 /// The worker's metrics. Cheap to clone (every metric is shared).
 #[derive(Clone, Debug)]

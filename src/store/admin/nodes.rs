@@ -1,26 +1,20 @@
-//! One node's view of the cluster, parsed from `CLUSTER NODES`, and `INFO`-style field lookup.
-//! Pure functions: no I/O.
+//! `CLUSTER NODES`: one node's view of every node of the cluster.
 
+use super::Role;
 use crate::slot::Slot;
-
-/// A node's role in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Serves slots (or could: a master may own no slots).
-    Master,
-    /// Replicates a master.
-    Replica,
-}
 
 /// One line of `CLUSTER NODES`: how the asked node sees one node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
     /// The node's 40-character id (stable across restarts: it lives in `nodes.conf`).
     pub id: String,
+    /// The node's client address, `ip:port`, as the line gives it (without the bus port or
+    /// hostname).
+    pub addr: String,
     /// The node's client port (its bus is at `port + 10000`).
     pub port: u16,
-    /// The node's index in the [`RedisCluster`](super::RedisCluster) that produced this view,
-    /// if known; `None` from a bare parse.
+    /// An index the caller assigns (the test kit's local stack numbers its nodes); `None` from
+    /// a parse.
     pub index: Option<usize>,
     /// Master or replica, as the asked node believes.
     pub role: Role,
@@ -102,6 +96,11 @@ impl Topology {
         self.nodes.iter().find(|n| n.port == port)
     }
 
+    /// The node whose client address is `addr` (`ip:port`).
+    pub fn by_addr(&self, addr: &str) -> Option<&NodeView> {
+        self.nodes.iter().find(|n| n.addr == addr)
+    }
+
     /// The node with id `id`.
     pub fn by_id(&self, id: &str) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)
@@ -165,6 +164,7 @@ fn parse_line(line: &str) -> Result<Option<NodeView>, String> {
     }
     Ok(Some(NodeView {
         id: fields[0].to_owned(),
+        addr: addr.to_owned(),
         port,
         index: None,
         role,
@@ -175,15 +175,6 @@ fn parse_line(line: &str) -> Result<Option<NodeView>, String> {
         connected: fields[7] == "connected",
         slots,
     }))
-}
-
-/// The value of `field` in an `INFO`-style reply (`field:value` lines), e.g.
-/// `info_field(cluster_info, "cluster_state") == Some("ok")`.
-pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
-    info.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key == field).then(|| value.trim())
-    })
 }
 
 #[cfg(test)]
@@ -209,6 +200,7 @@ d12ae50533a1bfc3ecd4527b71fcc77e31a2bf76 127.0.0.1:31003@41003 master - 0 179558
         let old = topology.by_port(31001).unwrap();
         assert!(old.failed && !old.connected && old.slots.is_empty());
         assert!(topology.by_port(31002).unwrap().myself);
+        assert_eq!(topology.by_addr("127.0.0.1:31002").unwrap().port, 31002);
         let master = topology.by_port(31003).unwrap();
         let replicas: Vec<u16> = topology.replicas_of(&master.id).map(|n| n.port).collect();
         assert_eq!(replicas, [31004]);
@@ -222,6 +214,7 @@ d12ae50533a1bfc3ecd4527b71fcc77e31a2bf76 127.0.0.1:31003@41003 master - 0 179558
         let node = &Topology::parse(line).unwrap().nodes[0];
         assert!(node.pfail && !node.failed);
         assert_eq!(node.port, 7000);
+        assert_eq!(node.addr, "127.0.0.1:7000");
         assert_eq!(node.slots, [(7, 7)]);
     }
 
@@ -230,13 +223,5 @@ d12ae50533a1bfc3ecd4527b71fcc77e31a2bf76 127.0.0.1:31003@41003 master - 0 179558
         let line = "abc 127.0.0.1:7000@17000 handshake - 0 0 0 disconnected";
         assert!(Topology::parse(line).unwrap().nodes.is_empty());
         assert!(Topology::parse("not a cluster nodes line").is_err());
-    }
-
-    #[test]
-    fn info_field_finds_values() {
-        let info = "# Cluster\r\ncluster_state:ok\r\ncluster_slots_ok:16384\r\n";
-        assert_eq!(info_field(info, "cluster_state"), Some("ok"));
-        assert_eq!(info_field(info, "cluster_slots_ok"), Some("16384"));
-        assert_eq!(info_field(info, "missing"), None);
     }
 }

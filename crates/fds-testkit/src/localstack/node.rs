@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo};
 
 use super::tls::ClusterTls;
-use super::topology::info_field;
 use super::{LocalStackError, Result};
+use fds_worker::store::admin::InfoDict;
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -280,9 +280,8 @@ pub(crate) fn wait_ready(
 
 fn process_id(port: u16, access: Access<'_>) -> redis::RedisResult<u32> {
     let mut con = connect(port, access, Duration::from_millis(500))?;
-    let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
-    info_field(&info, "process_id")
-        .and_then(|p| p.parse().ok())
+    let info: InfoDict = redis::cmd("INFO").arg("server").query(&mut con)?;
+    info.get("process_id")
         .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Parse, "INFO has no process_id")))
 }
 
@@ -306,7 +305,7 @@ pub(crate) fn connect(
             redis::Client::open(info)?
         }
         Some(tls) => {
-            crate::store::tls::install_crypto_provider();
+            fds_worker::store::tls::install_crypto_provider();
             let info = ConnectionAddr::TcpTls {
                 host: "127.0.0.1".into(),
                 port,

@@ -9,6 +9,15 @@
 //! request, not a sleep. Like the Redis nodes, a broker can be stopped (SIGTERM: controlled
 //! shutdown), killed (SIGKILL), paused (SIGSTOP), resumed and restarted with its data.
 //!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | [`ApacheKafka`]: start, topics, faults (kill, stop, pause, resume, restart), tools, ACLs |
+//! | `properties.rs` | each node's `server.properties`, the cluster id |
+//! | `metadata.rs` | leaders, coordinators, and the waits on the cluster's metadata |
+//! | `listeners.rs` | TLS, SASL and mTLS listeners and their client settings |
+//! | `broker.rs` | one broker process: files, spawn, signals |
+//! | `jars.rs` | the broker jars and `java` |
+//!
 //! # Test-speed settings (not production values)
 //! - `broker.session.timeout.ms=3000`, `broker.heartbeat.interval.ms=500`: a dead or paused
 //!   broker is fenced (its leaderships move) after 3 s instead of 9 s; `replica.lag.time.max.ms`
@@ -25,9 +34,10 @@
 mod broker;
 mod jars;
 pub mod listeners;
+mod metadata;
+mod properties;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,12 +45,11 @@ use nix::sys::signal::Signal;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::metadata::Metadata;
 
 use self::broker::BrokerNode;
 pub use self::jars::JARS_ENV;
 pub use self::listeners::{BrokerTls, KafkaUser, Listener, ListenerSecurity, SaslMechanism};
+pub use self::metadata::{INTERNAL_TOPIC_PARTITIONS, internal_partition};
 use super::ports::reserve_port_pair;
 use super::{LocalStackError, Result};
 
@@ -48,9 +57,6 @@ const POLL: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
-/// Partitions of `__consumer_offsets` and `__transaction_state`.
-pub const INTERNAL_TOPIC_PARTITIONS: i32 = 10;
-
 /// How to build an [`ApacheKafka`]. `Default`: 3 nodes, 384 MiB heap each, plaintext only.
 #[derive(Debug, Clone)]
 pub struct KafkaOptions {
@@ -291,45 +297,6 @@ impl ApacheKafka {
         )
     }
 
-    /// The leader of `topic`/`partition`, from the metadata (`None`: no leader).
-    pub fn leader_of(&self, topic: &str, partition: i32) -> Result<Option<i32>> {
-        let metadata = self.metadata()?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .and_then(|t| t.partitions().iter().find(|p| p.id() == partition))
-            .map(|p| p.leader())
-            .filter(|leader| *leader >= 0))
-    }
-
-    /// The coordinator of consumer group `group`: the leader of its `__consumer_offsets`
-    /// partition (Kafka's rule: `abs(group.hashCode()) % partitions`).
-    pub fn group_coordinator(&self, group: &str) -> Result<Option<i32>> {
-        self.leader_of(
-            "__consumer_offsets",
-            internal_partition(group, INTERNAL_TOPIC_PARTITIONS),
-        )
-    }
-
-    /// The coordinator of transactional id `id`: the leader of its `__transaction_state`
-    /// partition.
-    pub fn transaction_coordinator(&self, id: &str) -> Result<Option<i32>> {
-        self.leader_of(
-            "__transaction_state",
-            internal_partition(id, INTERNAL_TOPIC_PARTITIONS),
-        )
-    }
-
-    /// The cluster metadata, from any live broker.
-    pub fn metadata(&self) -> Result<Metadata> {
-        let consumer: BaseConsumer = self
-            .client_config()
-            .set("reconnect.backoff.max.ms", "500")
-            .create()?;
-        Ok(consumer.fetch_metadata(None, PROBE_TIMEOUT)?)
-    }
-
     /// Kills broker `id` with SIGKILL (no controlled shutdown) and reaps it.
     pub fn kill(&self, id: i32) -> Result<()> {
         self.with_node(id, |n| {
@@ -406,32 +373,6 @@ impl ApacheKafka {
         self.with_node(id, |n| Ok(n.alive())).unwrap_or(false)
     }
 
-    /// Waits until every broker is live and every partition of every topic has its full
-    /// replica set in sync (after a restart, the returning broker has caught up).
-    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
-        let brokers = self.broker_count() as usize;
-        self.wait_until("a healthy cluster (all brokers, full ISRs)", timeout, |m| {
-            if m.brokers().len() != brokers {
-                return Err(format!("{} of {brokers} brokers live", m.brokers().len()));
-            }
-            for t in m.topics() {
-                for p in t.partitions() {
-                    if p.leader() < 0 || p.isr().len() < p.replicas().len() {
-                        return Err(format!(
-                            "{}/{}: leader {}, isr {:?} of {:?}",
-                            t.name(),
-                            p.id(),
-                            p.leader(),
-                            p.isr(),
-                            p.replicas()
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Runs a Kafka command-line tool class (e.g. `org.apache.kafka.tools.AclCommand`) with
     /// `args` from the broker's jars; fails with its output if it exits non-zero.
     pub fn run_tool(&self, class: &str, args: &[&str]) -> Result<()> {
@@ -459,199 +400,6 @@ impl ApacheKafka {
         self.run_tool("org.apache.kafka.tools.AclCommand", &all)
     }
 
-    fn min_insync_replicas(&self) -> i32 {
-        self.broker_count().min(2)
-    }
-
-    fn write_configs(&self) -> Result<()> {
-        let nodes = self.lock_nodes();
-        let voters = nodes
-            .iter()
-            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-            .collect::<Vec<_>>()
-            .join(",");
-        for n in nodes.iter() {
-            std::fs::create_dir_all(n.dir.join("data"))
-                .map_err(|e| LocalStackError::io(format!("creating {}", n.dir.display()), e))?;
-            n.write_log4j()?;
-            if let Some(tls) = &self.opts.tls {
-                let keystore = keystore_pem(tls)?;
-                broker::write(&n.keystore_file(), &keystore)?;
-            }
-            let lines = self.server_properties(n, &voters);
-            broker::write(&n.properties_file(), &broker::properties_text(&lines))?;
-        }
-        Ok(())
-    }
-
-    fn server_properties(&self, n: &BrokerNode, voters: &str) -> Vec<(String, String)> {
-        let count = self.broker_count();
-        let min_isr = self.min_insync_replicas();
-        let mut listeners = vec![
-            format!("PLAINTEXT://127.0.0.1:{}", n.port),
-            format!("CONTROLLER://127.0.0.1:{}", n.controller_port),
-        ];
-        let mut advertised = vec![format!("PLAINTEXT://127.0.0.1:{}", n.port)];
-        let mut protocols = vec![
-            "PLAINTEXT:PLAINTEXT".to_owned(),
-            "CONTROLLER:PLAINTEXT".into(),
-        ];
-        for (listener, (name, port)) in self.opts.listeners.iter().zip(&n.listener_ports) {
-            listeners.push(format!("{name}://127.0.0.1:{port}"));
-            advertised.push(format!("{name}://127.0.0.1:{port}"));
-            protocols.push(format!("{name}:{}", listener.security.protocol()));
-        }
-        let kv = |k: &str, v: String| (k.to_owned(), v);
-        let mut lines = vec![
-            kv("process.roles", "broker,controller".into()),
-            kv("node.id", n.id.to_string()),
-            kv("controller.quorum.voters", voters.to_owned()),
-            kv("listeners", listeners.join(",")),
-            kv("advertised.listeners", advertised.join(",")),
-            kv("listener.security.protocol.map", protocols.join(",")),
-            kv("controller.listener.names", "CONTROLLER".into()),
-            kv("inter.broker.listener.name", "PLAINTEXT".into()),
-            kv("log.dirs", n.dir.join("data").display().to_string()),
-            kv("num.network.threads", "2".into()),
-            kv("num.io.threads", "4".into()),
-            kv("num.partitions", "1".into()),
-            kv("default.replication.factor", count.to_string()),
-            kv("min.insync.replicas", min_isr.to_string()),
-            kv("offsets.topic.replication.factor", count.to_string()),
-            kv(
-                "offsets.topic.num.partitions",
-                INTERNAL_TOPIC_PARTITIONS.to_string(),
-            ),
-            kv(
-                "transaction.state.log.replication.factor",
-                count.to_string(),
-            ),
-            kv("transaction.state.log.min.isr", min_isr.to_string()),
-            kv(
-                "transaction.state.log.num.partitions",
-                INTERNAL_TOPIC_PARTITIONS.to_string(),
-            ),
-            kv(
-                "share.coordinator.state.topic.replication.factor",
-                count.to_string(),
-            ),
-            kv("share.coordinator.state.topic.min.isr", min_isr.to_string()),
-            kv("group.initial.rebalance.delay.ms", "0".into()),
-            kv("group.min.session.timeout.ms", "1000".into()),
-            kv("group.consumer.min.session.timeout.ms", "2000".into()),
-            kv("group.consumer.session.timeout.ms", "6000".into()),
-            kv("group.consumer.min.heartbeat.interval.ms", "500".into()),
-            kv("group.consumer.heartbeat.interval.ms", "1000".into()),
-            kv("broker.heartbeat.interval.ms", "500".into()),
-            kv("broker.session.timeout.ms", "3000".into()),
-            kv("replica.lag.time.max.ms", "5000".into()),
-            kv("auto.create.topics.enable", "true".into()),
-        ];
-        if self.opts.authorizer {
-            lines.push(kv(
-                "authorizer.class.name",
-                "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
-            ));
-            lines.push(kv("super.users", "User:ANONYMOUS".into()));
-        }
-        let keystore = n.keystore_file();
-        lines.extend(listeners::listener_properties(
-            &self.opts.listeners,
-            &self.opts.users,
-            self.opts.tls.as_ref().map(|tls| (tls, keystore.as_path())),
-        ));
-        lines.extend(self.opts.extra_properties.iter().cloned());
-        lines
-    }
-
-    fn random_cluster_id(&self) -> Result<String> {
-        let output = std::process::Command::new(jars::java()?)
-            .arg("-cp")
-            .arg(jars::classpath(&self.jar_dir))
-            .args(["kafka.tools.StorageTool", "random-uuid"])
-            .output()
-            .map_err(|e| LocalStackError::io("running StorageTool random-uuid", e))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        // The id is the last line (slf4j may print warnings before it).
-        let id = stdout.lines().last().unwrap_or("").trim().to_owned();
-        if !output.status.success() || id.len() != 22 {
-            return Err(LocalStackError::Command {
-                command: "StorageTool random-uuid".into(),
-                status: output.status.to_string(),
-                output: format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
-            });
-        }
-        Ok(id)
-    }
-
-    /// Waits until the metadata lists every broker in `ids` as live (a broker is listed once
-    /// it registered with the controller and is unfenced).
-    fn wait_for_brokers(&self, ids: &[i32], timeout: Duration) -> Result<()> {
-        let what = format!("brokers {ids:?} to be live in the cluster metadata");
-        let result = self.wait_until(&what, timeout, |metadata| {
-            let live: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
-            let missing: Vec<i32> = ids
-                .iter()
-                .copied()
-                .filter(|id| !live.contains(id))
-                .collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("live {live:?}, missing {missing:?}"))
-            }
-        });
-        // A broker whose process exited will never come: say so with its log.
-        result.map_err(|error| {
-            let exited: Vec<String> = self
-                .lock_nodes()
-                .iter_mut()
-                .filter_map(|n| (ids.contains(&n.id) && !n.alive()).then_some(n))
-                .map(|n| format!("broker {} exited\n{}", n.id, n.tails(40)))
-                .collect();
-            if exited.is_empty() {
-                error
-            } else {
-                LocalStackError::Protocol {
-                    command: what.clone(),
-                    detail: exited.join("\n"),
-                }
-            }
-        })
-    }
-
-    /// Polls the metadata until `check` passes, bounded by `timeout`.
-    fn wait_until(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&Metadata) -> std::result::Result<(), String>,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let consumer: BaseConsumer = self
-            .client_config()
-            .set("reconnect.backoff.max.ms", "500")
-            .set("topic.metadata.refresh.interval.ms", "200")
-            .create()?;
-        loop {
-            let last = match consumer.fetch_metadata(None, PROBE_TIMEOUT) {
-                Ok(metadata) => match check(&metadata) {
-                    Ok(()) => return Ok(()),
-                    Err(reason) => reason,
-                },
-                Err(e) => format!("metadata request failed: {e}"),
-            };
-            if Instant::now() >= deadline {
-                return Err(LocalStackError::Timeout {
-                    what: what.to_owned(),
-                    waited: timeout,
-                    last,
-                });
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
     fn lock_nodes(&self) -> MutexGuard<'_, Vec<BrokerNode>> {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -671,23 +419,8 @@ impl Drop for ApacheKafka {
         for n in self.lock_nodes().iter_mut() {
             n.kill();
         }
-        if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
-            eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", self.root.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
+        super::remove_root_dir(&self.root);
     }
-}
-
-/// The `__consumer_offsets` / `__transaction_state` partition of a group or transactional id:
-/// Kafka's `Utils.abs(id.hashCode()) % partitions`, with Java's `String.hashCode` (over UTF-16
-/// code units) and `Utils.abs` (`i32::MIN` maps to 0).
-pub fn internal_partition(id: &str, partitions: i32) -> i32 {
-    let hash = id.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions
 }
 
 fn new_node(id: i32, root: &Path, listeners: &[Listener]) -> Result<BrokerNode> {
@@ -713,34 +446,11 @@ fn new_node(id: i32, root: &Path, listeners: &[Listener]) -> Result<BrokerNode> 
     })
 }
 
-/// Kafka's PEM key store: the private key followed by the certificate chain, in one file.
-fn keystore_pem(tls: &BrokerTls) -> Result<String> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| LocalStackError::io(format!("reading {}", path.display()), e))
-    };
-    Ok(format!(
-        "{}\n{}",
-        read(&tls.key_file)?,
-        read(&tls.cert_file)?
-    ))
-}
-
 const ROOT_PREFIX: &str = "fds-apache-kafka-";
 
 fn make_root_dir() -> Result<PathBuf> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     remove_dirs_of_dead_processes();
-    let name = format!(
-        "{ROOT_PREFIX}{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    );
-    let root = std::env::temp_dir().join(name);
-    std::fs::create_dir_all(&root)
-        .map_err(|e| LocalStackError::io(format!("creating {}", root.display()), e))?;
-    Ok(root)
+    super::make_root_dir(ROOT_PREFIX)
 }
 
 /// A cluster kept for a process's whole life (a test binary's shared one) is never dropped, so
@@ -773,25 +483,5 @@ fn node_state(
     operation: &'static str,
     needed: &'static str,
 ) -> LocalStackError {
-    LocalStackError::NodeState {
-        index: id.max(0) as usize,
-        state,
-        operation,
-        needed,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_partitions_follow_javas_string_hash() {
-        // "fds-worker".hashCode() = 134239446 in Java; 134239446 % 10 = 6.
-        assert_eq!(internal_partition("fds-worker", 10), 6);
-        // "".hashCode() = 0.
-        assert_eq!(internal_partition("", 50), 0);
-        // A negative hash: "polygenelubricants".hashCode() = i32::MIN, which Utils.abs maps to 0.
-        assert_eq!(internal_partition("polygenelubricants", 10), 0);
-    }
+    LocalStackError::node_state(id.max(0) as usize, state, operation, needed)
 }

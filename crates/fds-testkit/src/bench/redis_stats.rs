@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use crate::localstack::RedisCluster;
+use fds_worker::store::admin::InfoDict;
 
 /// `redis-benchmark --cluster -t <tests> -P 32 -c 50 -n <requests> -q` on the cluster:
 /// requests per second by test name (`INCR`, `SET`).
@@ -145,15 +146,10 @@ pub fn apply_once_memory(cluster: &RedisCluster) -> anyhow::Result<((u64, u64), 
 pub fn cpu_seconds(cluster: &RedisCluster) -> anyhow::Result<f64> {
     let mut total = 0.0;
     for node in 0..cluster.node_count() {
-        let info: String = cluster.query(node, redis::cmd("INFO").arg("cpu"))?;
-        total += info
-            .lines()
-            .filter_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                matches!(name, "used_cpu_sys" | "used_cpu_user")
-                    .then(|| value.trim().parse::<f64>().ok())
-                    .flatten()
-            })
+        let info: InfoDict = cluster.query(node, redis::cmd("INFO").arg("cpu"))?;
+        total += ["used_cpu_sys", "used_cpu_user"]
+            .into_iter()
+            .filter_map(|field| info.get::<f64>(field))
             .sum::<f64>();
     }
     Ok(total)
