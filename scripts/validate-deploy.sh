@@ -198,6 +198,8 @@ done
 schema_rejects() {
   expect_failure 'kafka.security.protocol must be one of' helm template fds "$chart" --set kafka.security.protocol=tls
   expect_failure 'kafka.groupProtocol must be one of' helm template fds "$chart" --set kafka.groupProtocol=kip848
+  expect_failure 'kafka.delivery must be one of' helm template fds "$chart" --set kafka.delivery=exactly-once
+  expect_failure 'kafka.transactions.timeout: Does not match pattern' helm template fds "$chart" --set kafka.transactions.timeout=ten
   expect_failure 'replicaCount: Must be greater than or equal to 0' helm template fds "$chart" --set replicaCount=-1
   expect_failure 'redisCluster.nodes: Must be greater than or equal to 6' helm template fds "$chart" --set redisCluster.nodes=3
   expect_failure 'Additional property kafak is not allowed' helm template fds "$chart" --set kafak.brokers=k:9092

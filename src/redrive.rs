@@ -156,7 +156,8 @@ pub async fn redrive(
     metrics: Metrics,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RedriveSummary, RedriveError> {
-    let stage = Stage::from_config(config, "", metrics, None).await?;
+    let mut stage = Stage::from_config(config, "", metrics, None).await?;
+    stage.open_transactions(&config.kafka, "-redrive").await?;
     let mut client = ClientConfig::new();
     for (key, value) in config.kafka.consumer_client_options() {
         client.set(key, value);
@@ -203,7 +204,7 @@ pub async fn redrive(
         };
         let full = batch.len() >= options.batch_size.max(1);
         if !batch.is_empty() && (full || idle) {
-            let done = stage
+            let mut done = stage
                 .process(std::mem::take(&mut batch), std::mem::take(&mut redrives))
                 .await;
             summary.redriven += done.finished.len() as u64;
@@ -213,7 +214,22 @@ pub async fn redrive(
             if let Some(failure) = done.stopped {
                 return Err(RunError::from(failure).into());
             }
-            commit(&reader)?;
+            if stage.collect_outputs {
+                // Exactly once: the re-published records and the redrive group's offsets
+                // after them in one transaction.
+                let offsets = positions(&reader)?;
+                let group = reader.consumer().group_metadata();
+                let (enriched, dead_lettered) = stage
+                    .commit_outputs(
+                        std::mem::take(&mut done.outputs),
+                        group.map(|group| (offsets, group)),
+                    )
+                    .await?;
+                summary.enriched += enriched;
+                summary.dead_lettered_again += dead_lettered;
+            } else {
+                commit(&reader)?;
+            }
             progress(summary.read, total);
         }
         if finished {
@@ -229,11 +245,18 @@ pub async fn redrive(
 /// Commits every partition's position: after the last dead letter read, all of which were
 /// processed before this is called.
 fn commit(reader: &RangeReader) -> Result<(), KafkaError> {
+    reader
+        .consumer()
+        .commit(&positions(reader)?, CommitMode::Sync)
+}
+
+/// Every partition's position (the next dead letter to read).
+fn positions(reader: &RangeReader) -> Result<TopicPartitionList, KafkaError> {
     let mut list = TopicPartitionList::new();
     for (topic, partition, position) in reader.positions() {
         list.add_partition_offset(topic, partition, Offset::Offset(position))?;
     }
-    reader.consumer().commit(&list, CommitMode::Sync)
+    Ok(list)
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! 2), under load: the broker leading most source partitions and the group's coordinator
 //! killed with SIGKILL, a broker frozen with SIGSTOP past the session timeout, a rolling
 //! restart, every broker down for 10 s, and the leader of an enrichment partition killed while
-//! the producer has records in flight. Each scenario has a Kafka cluster of its own and ends
+//! the producer has records in flight, and the broker coordinating the worker's transactions
+//! killed mid-commit. Each scenario has a Kafka cluster of its own and ends
 //! with the ledger: every transaction enriched or dead-lettered, every counter and blacklist
-//! entry equal to the ground truth (0 lost, 0 double).
+//! entry equal to the ground truth (0 lost, 0 double), and — exactly-once delivery, the
+//! default — exactly one committed enrichment record per transaction.
 //!
 //! Scenarios run one at a time; each prints its figures.
 
@@ -225,6 +227,46 @@ async fn b5_enrichment_partition_leader_killed_with_records_in_flight_no_duplica
     let counts = enrichment_counts(&s.stack, &s.config);
     // Idempotent producer: the retried batches were deduplicated by the broker.
     assert_enriched(&counts, &s.traffic, true);
+    assert_eq!(progress.dead_lettered, 0);
+    s.ledger(progress, stall, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b6_the_transaction_coordinator_killed_mid_stream_then_restarted_commits_each_record_once()
+{
+    let _serial = SERIAL.lock().await;
+    let stack = own_stack().await;
+    let mut s = Scenario::start_on("transaction coordinator kill -9", stack, |_| {}, 26).await;
+    s.wait_finished(600).await;
+    let kafka = apache(&s.stack);
+    let id = s.config.kafka.transactions.id.clone();
+    let victim = kafka
+        .transaction_coordinator(&id)
+        .unwrap()
+        .expect("the worker's transactions have a coordinator");
+    kafka.kill(victim).unwrap();
+    let started = Instant::now();
+    // The transaction state partition's leadership moves to a replica; the producer finds
+    // the new coordinator and goes on (an open transaction is aborted and tried again).
+    tokio::task::block_in_place(|| {
+        common::wait_for("a new transaction coordinator", WAIT, || {
+            kafka
+                .transaction_coordinator(&id)
+                .ok()
+                .flatten()
+                .filter(|c| *c != victim)
+        })
+    });
+    s.wait_finished(2_000).await;
+    let recovered = started.elapsed();
+    tokio::task::block_in_place(|| kafka.restart(victim)).unwrap();
+    let (progress, stall) = s.finish().await;
+    println!(
+        "[{}] killed broker {victim} (coordinator of `{id}`); 2,000 records finished {:.1}s \
+         after the kill",
+        s.name,
+        recovered.as_secs_f64()
+    );
     assert_eq!(progress.dead_lettered, 0);
     s.ledger(progress, stall, true).await;
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use fds_worker::config::Config;
 use fds_worker::metrics::{
-    BlacklistLabels, ClusterMetrics, ErrorLabels, Metrics, NodeLabel, NodeRoleLabels,
+    BlacklistLabels, ClusterMetrics, ErrorLabels, Metrics, NodeLabel, NodeRoleLabels, OutcomeLabel,
     PartitionLabels, PublishFailureLabels, SlotStateLabel, TopicLabel, TopicReasonLabels,
 };
 use fds_worker::store::acl::worker_acl_rule;
@@ -51,6 +51,8 @@ fn exported_sample_names() -> BTreeSet<String> {
         ready,
         consumer_lag,
         cluster,
+        transactions,
+        transaction_duration,
         dead_lettered_sum: _,
     } = &metrics;
     let topic = TopicLabel {
@@ -94,6 +96,12 @@ fn exported_sample_names() -> BTreeSet<String> {
         .inc();
     batch_duration.observe(0.01);
     event_to_enriched.observe(0.01);
+    transactions
+        .get_or_create(&OutcomeLabel {
+            outcome: "committed".into(),
+        })
+        .inc();
+    transaction_duration.observe(0.01);
     inflight_batches.set(1);
     paused.set(0);
     assigned_partitions.set(6);

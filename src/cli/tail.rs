@@ -44,6 +44,11 @@ pub struct TailArgs {
     /// Start at the oldest retained record instead of the end.
     #[arg(long)]
     pub from_beginning: bool,
+    /// Also show records of open and aborted Kafka transactions (`isolation.level =
+    /// read_uncommitted`). By default tail reads like a downstream consumer should:
+    /// `read_committed`, where exactly-once output has one record per transaction.
+    #[arg(long)]
+    pub read_uncommitted: bool,
 }
 
 /// Which record type a topic carries.
@@ -96,6 +101,14 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        .set(
+            "isolation.level",
+            if args.read_uncommitted {
+                "read_uncommitted"
+            } else {
+                "read_committed"
+            },
+        )
         .create()
         .context("creating the Kafka consumer")?;
     let start = if args.from_beginning {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check::Check;
 use super::de;
+use super::kafka_delivery::{Delivery, TransactionsConfig};
 use super::kafka_group::GroupProtocol;
 use super::kafka_security::KafkaSecurity;
 
@@ -65,6 +66,13 @@ pub struct KafkaConfig {
     /// Default: `5m`.
     #[serde(with = "de::duration")]
     pub produce_retry_budget: Duration,
+    /// How output and offsets reach Kafka: `"exactly_once"` (one Kafka transaction per
+    /// `transactions.interval`, see [`Delivery`]) or `"at_least_once"`. Default:
+    /// `"exactly_once"`.
+    pub delivery: Delivery,
+    /// The transactional producer of exactly-once delivery. Default: see
+    /// [`TransactionsConfig`].
+    pub transactions: TransactionsConfig,
     /// Authentication and encryption. Default: plaintext, no credentials.
     pub security: KafkaSecurity,
     /// Raw librdkafka consumer options (`"fetch.min.bytes" = "1"`), applied after the worker's
@@ -89,6 +97,9 @@ pub const MANAGED_KEYS: &[&str] = &[
     "enable.auto.commit",
     "enable.auto.offset.store",
     "enable.idempotence",
+    "isolation.level",
+    "transactional.id",
+    "transaction.timeout.ms",
     "security.protocol",
     "sasl.mechanism",
     "sasl.mechanisms",
@@ -113,6 +124,8 @@ impl Default for KafkaConfig {
             session_timeout: default_session_timeout(),
             max_poll_interval: default_max_poll_interval(),
             produce_retry_budget: default_produce_retry_budget(),
+            delivery: Delivery::default(),
+            transactions: TransactionsConfig::default(),
             security: KafkaSecurity::default(),
             consumer_options: BTreeMap::new(),
             producer_options: BTreeMap::new(),
@@ -206,11 +219,19 @@ impl KafkaConfig {
 
     /// librdkafka producer options: [`common_options`](Self::common_options), the delivery
     /// timeout (`message.timeout.ms` = `produce_retry_budget`), then `producer_options`.
+    ///
+    /// With exactly-once delivery the delivery timeout is the transaction's
+    /// (`transactions.timeout`: librdkafka refuses a longer one); the retry budget then
+    /// bounds the consecutive failed transactions instead.
     pub fn producer_client_options(&self) -> Vec<(String, String)> {
         let mut out = self.common_options();
+        let delivery_timeout = match self.delivery {
+            Delivery::AtLeastOnce => self.produce_retry_budget,
+            Delivery::ExactlyOnce => self.transactions.timeout.min(self.produce_retry_budget),
+        };
         out.push((
             "message.timeout.ms".into(),
-            self.produce_retry_budget.as_millis().to_string(),
+            delivery_timeout.as_millis().to_string(),
         ));
         out.extend(self.producer_options.clone());
         out
@@ -290,6 +311,11 @@ impl KafkaConfig {
                 };
                 check.fail(format!("kafka.{name}.\"{key}\""), reason);
             }
+        }
+        if self.delivery == Delivery::ExactlyOnce {
+            let message_timeout = self.producer_options.get("message.timeout.ms");
+            self.transactions
+                .validate(check, message_timeout.map(String::as_str));
         }
         self.security.validate(check);
     }
@@ -374,7 +400,10 @@ mod tests {
 
     #[test]
     fn producer_options_bound_a_delivery_by_the_retry_budget_unless_overridden() {
-        let mut k = KafkaConfig::default();
+        let mut k = KafkaConfig {
+            delivery: Delivery::AtLeastOnce,
+            ..KafkaConfig::default()
+        };
         let get = |opts: &[(String, String)], key: &str| {
             opts.iter()
                 .rev()
@@ -387,5 +416,10 @@ mod tests {
             .insert("message.timeout.ms".into(), "1000".into());
         let opts = k.producer_client_options();
         assert_eq!(get(&opts, "message.timeout.ms").as_deref(), Some("1000"));
+        // Exactly once: one delivery lasts at most one transaction.
+        k.delivery = Delivery::ExactlyOnce;
+        k.producer_options.clear();
+        let opts = k.producer_client_options();
+        assert_eq!(get(&opts, "message.timeout.ms").as_deref(), Some("10000"));
     }
 }

@@ -20,7 +20,7 @@
 //! # Layout
 //! | file | section |
 //! |---|---|
-//! | `kafka.rs`, `kafka_group.rs`, `kafka_security.rs` | `[kafka]` (its group protocol), `[kafka.security]` |
+//! | `kafka.rs`, `kafka_group.rs`, `kafka_delivery.rs`, `kafka_security.rs` | `[kafka]` (its group protocol, its delivery: exactly once or at least once), `[kafka.transactions]`, `[kafka.security]` |
 //! | `schemas.rs` | `[schemas]`, the Avro catalog |
 //! | `redis.rs` | `[redis]`, `[redis.tls]`, `[redis.retry]` |
 //! | `velocity.rs` | `[velocity]` |
@@ -34,6 +34,7 @@ mod check;
 mod de;
 mod error;
 mod kafka;
+mod kafka_delivery;
 mod kafka_group;
 mod kafka_security;
 mod pipeline;
@@ -52,6 +53,7 @@ use serde::{Deserialize, Serialize};
 pub use blacklist::{BlacklistConfig, BlacklistTtl};
 pub use error::{ConfigError, Problem};
 pub use kafka::{KafkaConfig, MANAGED_KEYS};
+pub use kafka_delivery::{BROKER_MAX_TRANSACTION_TIMEOUT, Delivery, TransactionsConfig};
 pub use kafka_group::{CLASSIC_ONLY_KEYS, GroupProtocol};
 pub use kafka_security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 pub use pipeline::{LimitsConfig, PipelineConfig, ReplayConfig};

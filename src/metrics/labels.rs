@@ -12,6 +12,13 @@ pub struct TopicLabel {
     pub topic: String,
 }
 
+/// Label: how something ended (`committed`, `aborted`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// The outcome.
+    pub outcome: String,
+}
+
 /// A batch's counts by topic, added to a family at once: one label lookup (and label string)
 /// per topic and batch instead of per event.
 #[derive(Debug, Default)]

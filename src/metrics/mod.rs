@@ -14,8 +14,8 @@ mod labels;
 
 pub use cluster::ClusterMetrics;
 pub use labels::{
-    BlacklistLabels, ErrorLabels, NodeLabel, NodeRoleLabels, PartitionLabels, PublishFailureLabels,
-    SlotStateLabel, TopicCounts, TopicLabel, TopicReasonLabels,
+    BlacklistLabels, ErrorLabels, NodeLabel, NodeRoleLabels, OutcomeLabel, PartitionLabels,
+    PublishFailureLabels, SlotStateLabel, TopicCounts, TopicLabel, TopicReasonLabels,
 };
 
 /// The worker's metrics. Cheap to clone (every metric is shared).
@@ -64,6 +64,10 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// The cluster monitor's gauges.
     pub cluster: ClusterMetrics,
+    /// Kafka transactions of exactly-once delivery, by outcome (`committed`, `aborted`).
+    pub transactions: Family<OutcomeLabel, Counter>,
+    /// From writing a transaction's first record to its commit (or abort).
+    pub transaction_duration: Histogram,
     /// All dead letters, any topic or reason (for in-process summaries; not exported —
     /// `sum(fds_events_dead_lettered_total)` is the same).
     pub dead_lettered_sum: Counter,
@@ -94,6 +98,8 @@ impl Metrics {
             ready: Gauge::default(),
             consumer_lag: Family::default(),
             cluster: ClusterMetrics::default(),
+            transactions: Family::default(),
+            transaction_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             dead_lettered_sum: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("fds");
@@ -198,6 +204,17 @@ impl Metrics {
             "consumer_lag",
             "Messages between the high watermark and the stored offset",
             metrics.consumer_lag.clone(),
+        );
+        r.register(
+            "transactions",
+            "Kafka transactions (exactly-once delivery) by outcome",
+            metrics.transactions.clone(),
+        );
+        r.register_with_unit(
+            "transaction_duration",
+            "Kafka transaction, first record to commit",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.transaction_duration.clone(),
         );
         metrics.cluster.register(r);
         metrics

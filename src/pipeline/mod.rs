@@ -13,7 +13,11 @@
 //! broker, records flowed again only ~0.9 s after the resume.) Finished-batch reports are
 //! handled before new records (`biased` select).
 
+mod committer;
 mod decode;
+mod outbox;
+mod outputs;
+mod rebalance;
 mod settings;
 pub mod stage;
 mod turn;
@@ -34,14 +38,15 @@ pub use settings::{decoder_from_config, plan_settings, store_settings};
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
+use crate::config::Delivery;
 use crate::metrics::Metrics;
-use crate::sink::PublishError;
+use crate::sink::{PublishError, TransactionFailure};
 use crate::source::access::{self, AccessError};
 use crate::source::{
-    Partition, RebalanceNote, SourceConsumer, SourceContext, SourceMessage, Watermarks,
-    consumer_config,
+    Epoch, Partition, SourceConsumer, SourceContext, SourceMessage, Watermarks, consumer_config,
 };
 use crate::store::StoreError;
+use committer::Committer;
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,11 @@ pub enum RunError {
     /// with that record unfinished, its offset not committed.
     #[error("kafka sink: {0}")]
     Sink(Box<PublishError>),
+    /// Exactly-once delivery: the transactional producer is fenced or refused, or
+    /// transactions kept failing for `kafka.produce_retry_budget`. Nothing past the last
+    /// committed transaction is visible; a restart resumes from there.
+    #[error("{0}")]
+    Transaction(Box<TransactionFailure>),
 }
 
 impl From<PublishError> for RunError {
@@ -77,6 +87,7 @@ impl RunError {
         match self {
             RunError::Schemas(_) | RunError::KafkaAccess(_) => true,
             RunError::Sink(failure) => !failure.error.retryable(),
+            RunError::Transaction(failure) => failure.is_fatal(),
             _ => false,
         }
     }
@@ -108,7 +119,7 @@ pub async fn run(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
-    let stage = Arc::new(Stage::from_config(config, "", metrics, None).await?);
+    let mut stage = Stage::from_config(config, "", metrics, None).await?;
     // Polled from here on, so a signal during the start-up check is a graceful stop (the
     // signal handlers are installed when the shutdown future is first polled).
     tokio::pin!(shutdown);
@@ -122,8 +133,25 @@ pub async fn run(
         let interval = config.metrics.poll_interval.as_millis().max(1);
         client_config.set("statistics.interval.ms", interval.to_string());
     }
-    let consumer: SourceConsumer = client_config
-        .create_with_context(SourceContext::with_lag(stage.metrics.consumer_lag.clone()))?;
+    let mut context = SourceContext::with_lag(stage.metrics.consumer_lag.clone());
+    if config.kafka.delivery == Delivery::ExactlyOnce {
+        context = context.transactional(config.kafka.transactions.timeout);
+    }
+    let consumer: SourceConsumer = client_config.create_with_context(context)?;
+    tokio::select! {
+        opened = stage.open_transactions(&config.kafka, "") => opened?,
+        () = &mut shutdown => return Ok(RunSummary::default()),
+    }
+    let stage = Arc::new(stage);
+    let committer = stage.transactions.as_ref().map(|sink| {
+        Committer::new(
+            Arc::clone(sink),
+            Arc::clone(consumer.context().ownership()),
+            config.kafka.transactions.interval,
+            config.kafka.produce_retry_budget,
+            config.kafka.enrichment_topic.clone(),
+        )
+    });
     let topics = config.kafka.source_topics();
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.kafka.group_id, "worker started");
@@ -143,16 +171,19 @@ pub async fn run(
         stalled_since: None,
         draining: false,
         stopped: None,
+        failed: None,
+        committer,
         summary: RunSummary::default(),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchDone>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchReport>();
     let mut refused = None;
-    while worker.stopped.is_none() {
+    while worker.stopped.is_none() && worker.failed.is_none() {
         worker.apply_rebalances();
         if worker.batch_ready() {
             worker.dispatch(&done_tx);
         }
         let linger = worker.batch_deadline;
+        let commit_at = worker.committer.as_ref().and_then(Committer::due);
         let pause_at = worker.stalled_since.map(|since| since + PAUSE_AFTER_STALL);
         tokio::select! {
             biased;
@@ -164,6 +195,8 @@ pub async fn run(
             () = sleep_until(pause_at), if pause_at.is_some() && !worker.paused => {
                 worker.set_paused(true);
             }
+            attempt = finished_transaction(&mut worker.committer) => worker.settle(attempt),
+            () = sleep_until(commit_at), if commit_at.is_some() => worker.start_transaction(),
             // A rebalance happened while polling: applied at the top of the loop.
             () = worker.consumer.context().noted() => {}
             message = worker.consumer.recv(), if worker.accepting() => match message {
@@ -188,6 +221,9 @@ pub async fn run(
         .await;
     if let Some(fatal) = refused {
         return Err(fatal.into());
+    }
+    if let Some(failed) = worker.failed {
+        return Err(failed);
     }
     match worker.stopped {
         Some(failure) => Err(failure.into()),
@@ -239,12 +275,33 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// A finished batch, with the assignment epochs its records were read under.
+struct BatchReport {
+    epochs: Vec<(Partition, Epoch)>,
+    done: BatchDone,
+}
+
+/// Waits for the transaction in flight, if there is a committer and one is in flight.
+async fn finished_transaction(
+    committer: &mut Option<Committer>,
+) -> (
+    outbox::Transaction,
+    Result<(), Box<TransactionFailure>>,
+    Duration,
+) {
+    match committer {
+        Some(committer) if committer.in_flight() => committer.finished().await,
+        _ => std::future::pending().await,
+    }
+}
+
 struct Loop {
     stage: Arc<Stage>,
     topics: Vec<Arc<str>>,
     consumer: SourceConsumer,
     permits: Arc<Semaphore>,
-    batch: Vec<SourceMessage>,
+    /// The next batch: records and the epoch of their partition when received.
+    batch: Vec<(SourceMessage, Epoch)>,
     batch_deadline: Option<Instant>,
     batch_size: usize,
     linger: Duration,
@@ -255,6 +312,10 @@ struct Loop {
     draining: bool,
     /// Why the run stops on its own: a dead letter could not be published.
     stopped: Option<PublishError>,
+    /// Why the run stops on its own, exactly-once delivery: see [`Committer`].
+    failed: Option<RunError>,
+    /// Exactly-once delivery: the transactions.
+    committer: Option<Committer>,
     summary: RunSummary,
 }
 
@@ -272,13 +333,21 @@ impl Loop {
     }
 
     fn receive(&mut self, record: SourceMessage) {
-        self.marks
-            .received(&(record.topic.clone(), record.partition), record.offset);
+        let partition = (record.topic.clone(), record.partition);
+        // Not owned (never the case after an assignment): epoch 0, dropped at the next
+        // rebalance, never committed.
+        let epoch = self
+            .consumer
+            .context()
+            .ownership()
+            .epoch(&partition)
+            .unwrap_or(0);
+        self.marks.received(&partition, epoch, record.offset);
         self.summary.consumed += 1;
         if self.batch.is_empty() {
             self.batch_deadline = Some(Instant::now() + self.linger);
         }
-        self.batch.push(record);
+        self.batch.push((record, epoch));
     }
 
     fn batch_ready(&self) -> bool {
@@ -299,7 +368,7 @@ impl Loop {
     /// growing while earlier batches run (so a worker that falls behind catches up with bigger
     /// batches); once it is full the loop stops taking records, and pauses the partitions if
     /// that lasts [`PAUSE_AFTER_STALL`]. While draining it pauses at once.
-    fn dispatch(&mut self, done_tx: &mpsc::UnboundedSender<BatchDone>) {
+    fn dispatch(&mut self, done_tx: &mpsc::UnboundedSender<BatchReport>) {
         if self.batch.is_empty() {
             self.batch_deadline = None;
             return;
@@ -313,7 +382,19 @@ impl Loop {
             return;
         };
         self.stalled_since = None;
-        let messages = std::mem::take(&mut self.batch);
+        let mut epochs: Vec<(Partition, Epoch)> = Vec::new();
+        let messages: Vec<SourceMessage> = std::mem::take(&mut self.batch)
+            .into_iter()
+            .map(|(message, epoch)| {
+                if !epochs
+                    .iter()
+                    .any(|(p, _)| *p.0 == *message.topic && p.1 == message.partition)
+                {
+                    epochs.push(((message.topic.clone(), message.partition), epoch));
+                }
+                message
+            })
+            .collect();
         self.batch_deadline = None;
         let span = tracing::info_span!(
             "batch",
@@ -339,16 +420,32 @@ impl Loop {
                 );
                 stage.metrics.inflight_batches.dec();
                 drop(permit);
-                let _ = done_tx.send(done);
+                let _ = done_tx.send(BatchReport { epochs, done });
             }
             .instrument(span),
         );
     }
 
-    fn finish(&mut self, done: BatchDone) {
+    fn finish(&mut self, BatchReport { epochs, done }: BatchReport) {
+        let epoch_of = |partition: &Partition| {
+            epochs
+                .iter()
+                .find(|(p, _)| p == partition)
+                .map_or(0, |(_, e)| *e)
+        };
         // Unfinished records are not in `finished`: the watermark stays below them.
         for (partition, offset) in &done.finished {
-            self.marks.finished(partition, *offset);
+            self.marks.finished(partition, epoch_of(partition), *offset);
+        }
+        if let Some(committer) = &mut self.committer {
+            for ((partition, offset), output) in done.outputs {
+                let epoch = epoch_of(&partition);
+                // Only outputs of the partition's current marks: a batch read before a
+                // revocation is redone by the partition's owner.
+                if self.marks.epoch(&partition) == Some(epoch) {
+                    committer.outbox.add(&partition, epoch, offset, output);
+                }
+            }
         }
         if let Some(failure) = done.stopped
             && self.stopped.is_none()
@@ -372,9 +469,19 @@ impl Loop {
         }
     }
 
+    /// Hands the watermarks that moved on: to librdkafka's offset store (at least once), or
+    /// to the outbox, for the next transaction (exactly once).
     fn store_offsets(&mut self) {
         let advanced = self.marks.advanced();
         if advanced.is_empty() {
+            return;
+        }
+        if let Some(committer) = &mut self.committer {
+            for (partition, next) in &advanced {
+                if let Some(epoch) = self.marks.epoch(partition) {
+                    committer.outbox.advance(partition, epoch, *next);
+                }
+            }
             return;
         }
         let mut list = TopicPartitionList::new();
@@ -390,80 +497,39 @@ impl Loop {
         }
     }
 
-    fn apply_rebalances(&mut self) {
-        let notes = self.consumer.context().take_notes();
-        if notes.is_empty() {
+    /// Exactly once: starts the next transaction.
+    fn start_transaction(&mut self) {
+        let group = self.consumer.group_metadata();
+        if let Some(committer) = &mut self.committer {
+            committer.start(group);
+        }
+    }
+
+    /// Exactly once: books a finished transaction; a failure that ends the run stops it.
+    fn settle(
+        &mut self,
+        attempt: (
+            outbox::Transaction,
+            Result<(), Box<TransactionFailure>>,
+            Duration,
+        ),
+    ) {
+        let Some(committer) = &mut self.committer else {
             return;
-        }
-        if let Ok(assignment) = self.consumer.assignment() {
-            self.stage
-                .metrics
-                .assigned_partitions
-                .set(assignment.count() as i64);
-        }
-        for note in notes {
-            match note {
-                RebalanceNote::Revoked(partitions) => {
-                    for partition in &partitions {
-                        self.marks.revoke(partition);
-                    }
-                    self.batch
-                        .retain(|m| !partitions.contains(&(m.topic.clone(), m.partition)));
-                }
-                RebalanceNote::Assigned(partitions) => {
-                    // Both ways, explicitly: librdkafka keeps a partition's pause flag across
-                    // a revoke and a re-assignment, so a partition paused before a lost
-                    // assignment (session timeout) came back paused after the loop had resumed
-                    // an empty assignment — and never delivered again (Apache Kafka, broker
-                    // SIGSTOP past the session timeout).
-                    self.pause_partitions(&partitions, self.paused);
-                }
-            }
-        }
-    }
-
-    fn set_paused(&mut self, paused: bool) {
-        if self.paused == paused {
-            return;
-        }
-        let assigned: Vec<Partition> = match self.consumer.assignment() {
-            Ok(list) => list
-                .elements()
-                .iter()
-                .map(|e| (Arc::from(e.topic()), e.partition()))
-                .collect(),
-            Err(error) => {
-                tracing::warn!(%error, "reading assignment");
-                return;
-            }
         };
-        self.pause_partitions(&assigned, paused);
-        self.paused = paused;
-        self.stage.metrics.paused.set(i64::from(paused));
-        tracing::debug!(paused, "partitions paused or resumed");
-    }
-
-    fn pause_partitions(&self, partitions: &[Partition], pause: bool) {
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            list.add_partition(topic, *partition);
-        }
-        let result = if pause {
-            self.consumer.pause(&list)
-        } else {
-            self.consumer.resume(&list)
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, pause, "pause/resume");
+        if let Err(failed) = committer.settle(&self.stage, attempt, &mut self.summary)
+            && self.failed.is_none()
+        {
+            self.failed = Some(failed);
         }
     }
 
-    /// Stops fetching, finishes what is in flight (bounded by `deadline`), stores and commits
-    /// offsets, flushes the producer.
+    /// Stops fetching, finishes what is in flight (bounded by `deadline`), commits offsets
+    /// (the last transaction, with exactly-once delivery), flushes the producer.
     async fn drain(
         &mut self,
-        done_tx: mpsc::UnboundedSender<BatchDone>,
-        mut done_rx: mpsc::UnboundedReceiver<BatchDone>,
+        done_tx: mpsc::UnboundedSender<BatchReport>,
+        mut done_rx: mpsc::UnboundedReceiver<BatchReport>,
         deadline: Duration,
     ) {
         tracing::info!("shutting down: finishing in-flight batches");
@@ -471,11 +537,12 @@ impl Loop {
         self.set_paused(true);
         self.draining = true;
         // After a stop, the batch not yet dispatched is left to the next run.
-        while !self.batch.is_empty() && self.stopped.is_none() && Instant::now() < until {
+        let stopping = |this: &Loop| this.stopped.is_some() || this.failed.is_some();
+        while !self.batch.is_empty() && !stopping(self) && Instant::now() < until {
             self.dispatch(&done_tx);
             if !self.batch.is_empty() {
                 match tokio::time::timeout_at(until, done_rx.recv()).await {
-                    Ok(Some(done)) => self.finish(done),
+                    Ok(Some(report)) => self.finish(report),
                     _ => break,
                 }
             }
@@ -484,16 +551,45 @@ impl Loop {
         // permit, so free permits do not mean every report is in: the channel closes (`None`)
         // once the last task has sent its report.
         drop(done_tx);
-        while let Ok(Some(done)) = tokio::time::timeout_at(until, done_rx.recv()).await {
-            self.finish(done);
+        while let Ok(Some(report)) = tokio::time::timeout_at(until, done_rx.recv()).await {
+            self.finish(report);
         }
         self.store_offsets();
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        if self.committer.is_some() {
+            self.drain_transactions(until).await;
+        } else if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
         }
         if let Err(error) = self.stage.sink.flush(Duration::from_secs(5)) {
             tracing::warn!(%error, "flushing the producer");
         }
         tracing::info!(summary = ?self.summary, "stopped");
+    }
+
+    /// Commits what is committable, one transaction after the other, until nothing is left,
+    /// the run fails or `until`.
+    async fn drain_transactions(&mut self, until: Instant) {
+        while self.failed.is_none()
+            && self.committer.as_ref().is_some_and(Committer::busy)
+            && Instant::now() < until
+        {
+            let in_flight = self.committer.as_ref().is_some_and(Committer::in_flight);
+            if !in_flight {
+                let due = self.committer.as_ref().and_then(Committer::due);
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due.min(until)).await;
+                }
+                self.start_transaction();
+                continue;
+            }
+            match tokio::time::timeout_at(until, finished_transaction(&mut self.committer)).await {
+                Ok(attempt) => self.settle(attempt),
+                Err(_) => tracing::warn!(
+                    uncommitted = self.committer.as_ref().map_or(0, |c| c.outbox.len()),
+                    "shutdown deadline: the last transaction is still open (its records are \
+                     redone by the next owner)"
+                ),
+            }
+        }
     }
 }

@@ -2,18 +2,20 @@
 //! the live consumer, `redrive` and `replay`, so all three apply the same logic.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, join_all};
 
 use crate::codec::CodecKind;
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 use crate::event::{EntityKind, VerdictAction};
 use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts, TopicReasonLabels};
 use crate::plan::assemble::{Cause, Outcome, assemble};
 use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
-use crate::sink::{DeadLetterKind, DeadLetterReason, PublishError, Sink};
+use crate::sink::{
+    DeadLetterKind, DeadLetterReason, Outgoing, PublishError, Sink, TransactionalSink,
+};
 use crate::source::{Partition, SourceMessage};
 use crate::store::{FailureKind, Store, UnitFailure};
 
@@ -42,6 +44,17 @@ pub struct Stage {
     pub publish_enrichment: bool,
     /// Keeps dead letters in batch order across concurrent batches.
     pub dead_letter_order: DeadLetterOrder,
+    /// Exactly-once delivery: a batch publishes nothing itself; its enrichment records and
+    /// dead letters come back in [`BatchDone::outputs`] for the caller to commit in a Kafka
+    /// transaction (see `outputs.rs`).
+    pub collect_outputs: bool,
+    /// The transactional producer that commits collected outputs (opened by
+    /// [`Stage::open_transactions`]).
+    pub transactions: Option<Arc<TransactionalSink>>,
+    /// `kafka.produce_retry_budget`: how long failing transactions are tried again.
+    pub(super) transaction_retry_budget: std::time::Duration,
+    /// The enrichment topic (named in dead letters of refused records).
+    pub(super) enrichment_topic: String,
     /// Set when a dead letter could not be published: no later dead letter is published
     /// (it would overtake that one), their records stay unfinished, and the run stops.
     stopped: OnceLock<PublishError>,
@@ -80,6 +93,10 @@ pub struct BatchDone {
     pub unfinished: u64,
     /// Why the batch left records unfinished: the run must stop.
     pub stopped: Option<PublishError>,
+    /// With [`Stage::collect_outputs`]: the records to publish, by source record, in batch
+    /// order (every record is then in `finished`; `enriched` and `dead_lettered` stay 0 until
+    /// the caller's transaction commits them).
+    pub outputs: Vec<((Partition, i64), Outgoing)>,
 }
 
 impl Stage {
@@ -107,6 +124,10 @@ impl Stage {
             replay_marker,
             publish_enrichment: true,
             dead_letter_order: DeadLetterOrder::default(),
+            collect_outputs: config.kafka.delivery == Delivery::ExactlyOnce,
+            transactions: None,
+            transaction_retry_budget: config.kafka.produce_retry_budget,
+            enrichment_topic: config.kafka.enrichment_topic.clone(),
             stopped: OnceLock::new(),
         })
     }
@@ -187,6 +208,16 @@ impl Stage {
         let (writes_applied, writes_skipped) = count_writes(&plan, &answers);
         self.count_units(&answers);
         self.count_blacklist(&batch.events, &plan, &answers, &outcomes);
+        if self.collect_outputs {
+            let mut done = self.collect(batch.messages, &batch.decoded, &outcomes, batch.turn);
+            done.units = units_sent;
+            done.writes_applied = writes_applied;
+            done.writes_skipped = writes_skipped;
+            self.metrics
+                .batch_duration
+                .observe(batch.dispatched.elapsed().as_secs_f64());
+            return done;
+        }
 
         // Enrichment records go at once; dead letters wait for the batch's turn (see `turn`).
         let mut publishes: Vec<BoxFuture<'_, Published>> = Vec::with_capacity(batch.messages.len());
@@ -364,7 +395,7 @@ impl Stage {
         Published::DeadLetter
     }
 
-    fn failure_reason(
+    pub(super) fn failure_reason(
         &self,
         failed_tags: &[String],
         cause: &Cause<UnitFailure>,

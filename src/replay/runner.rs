@@ -121,6 +121,7 @@ pub(super) async fn run(
         let mut stage =
             Stage::from_config(config, &namespace, metrics, Some(shown_namespace.clone())).await?;
         stage.publish_enrichment = options.publish_enrichment;
+        stage.open_transactions(&config.kafka, "-replay").await?;
         Engine::Apply {
             stage: Box::new(stage),
             limiter: RateLimiter::direct(Quota::per_second(options.rate)),
@@ -359,7 +360,15 @@ impl Replay<'_> {
                 self.keys
                     .add(&units, stage.metrics.late_events.get() - late_before);
                 let results = stage.store.submit(units);
-                let done = stage.complete(prepared, results).await;
+                let mut done = stage.complete(prepared, results).await;
+                if stage.collect_outputs && !done.outputs.is_empty() {
+                    // Exactly once: the batch's output in one transaction.
+                    let (enriched, dead_lettered) = stage
+                        .commit_outputs(std::mem::take(&mut done.outputs), None)
+                        .await?;
+                    done.enriched += enriched;
+                    done.dead_lettered += dead_lettered;
+                }
                 let summary = &mut self.summary;
                 summary.dead_lettered += done.dead_lettered;
                 summary.enrichment_published += done.enriched;

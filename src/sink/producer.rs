@@ -6,13 +6,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use super::dead_letter::{DeadLetterReason, dead_letter_headers};
+use super::dead_letter::DeadLetterReason;
 use super::error::{PublishError, SinkError};
 use super::retry::{Next, PublishRetry};
+use super::transaction::{dead_letter_record, headers_of};
 use crate::config::KafkaConfig;
 use crate::metrics::{Metrics, PublishFailureLabels};
 use crate::source::{RECONNECT_BACKOFF_MAX_MS, SourceMessage};
@@ -90,27 +90,8 @@ impl Sink {
         message: &SourceMessage,
         reason: &DeadLetterReason,
     ) -> Result<(), PublishError> {
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in dead_letter_headers(message, reason) {
-            headers = headers.insert(Header {
-                key: &key,
-                value: value.as_deref(),
-            });
-        }
-        let record = || {
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).headers(headers.clone());
-            if let Some(key) = &message.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(payload) = &message.payload {
-                record = record.payload(payload.as_slice());
-            }
-            if let Some(timestamp) = message.timestamp_ms {
-                record = record.timestamp(timestamp);
-            }
-            record
-        };
+        let headers = headers_of(message, reason);
+        let record = || dead_letter_record(topic, message, &headers);
         self.deliver(record).await
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
@@ -11,8 +12,9 @@ use rdkafka::consumer::{
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+use super::ownership::Ownership;
 use super::watermark::Partition;
-use crate::config::{GroupProtocol, KafkaConfig};
+use crate::config::{Delivery, GroupProtocol, KafkaConfig};
 use crate::metrics::PartitionLabels;
 
 /// The per-partition lag gauge family the context keeps up to date.
@@ -33,12 +35,20 @@ pub enum RebalanceNote {
 /// Consumer context: logs rebalances, commits stored offsets before partitions are revoked,
 /// and queues [`RebalanceNote`]s for the consumer loop. With [`SourceContext::with_lag`] it
 /// also turns librdkafka's statistics (`statistics.interval.ms`) into consumer-lag gauges.
+///
+/// Every rebalance also updates the context's [`Ownership`] (partition epochs) before the
+/// consumer lets partitions go. With transactional offsets ([`SourceContext::transactional`])
+/// a revocation waits for the commit in progress instead of committing stored offsets.
 #[derive(Debug, Default)]
 pub struct SourceContext {
     notes: Mutex<Vec<RebalanceNote>>,
     noted: tokio::sync::Notify,
     lag: Option<LagGauges>,
     lag_exported: Mutex<HashSet<PartitionLabels>>,
+    ownership: Arc<Ownership>,
+    /// Offsets go through transactions: wait this long for the commit in progress when a
+    /// partition is revoked (and commit nothing from the consumer).
+    transactional: Option<Duration>,
 }
 
 impl SourceContext {
@@ -49,6 +59,18 @@ impl SourceContext {
             lag: Some(lag),
             ..SourceContext::default()
         }
+    }
+
+    /// Offsets are committed in transactions: a revocation waits up to `commit_wait` for the
+    /// transaction in progress (see [`Ownership`]) and commits nothing itself.
+    pub fn transactional(mut self, commit_wait: Duration) -> SourceContext {
+        self.transactional = Some(commit_wait);
+        self
+    }
+
+    /// The partitions owned and their epochs.
+    pub fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
     }
 
     /// Takes the notes queued since the last call.
@@ -136,11 +158,27 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             tracing::info!(partitions = ?revoked, "partitions revoked");
-            // Offsets are stored as work finishes; commit them now so the next owner starts
-            // right after the last finished event. Unfinished work is redone by the next
-            // owner (apply-once keeps Redis exact; enrichment may repeat).
-            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(%error, "commit on revoke (nothing stored is fine)");
+            match self.transactional {
+                // No transaction includes them from now on, and the one in progress ends
+                // before the group may give them to another worker.
+                Some(wait) => {
+                    if !self.ownership.revoke(&revoked, wait) {
+                        tracing::warn!(
+                            wait_ms = wait.as_millis() as u64,
+                            "revoking while a transaction is still in progress"
+                        );
+                    }
+                }
+                None => {
+                    self.ownership.revoke(&revoked, Duration::ZERO);
+                    // Offsets are stored as work finishes; commit them now so the next owner
+                    // starts right after the last finished event. Unfinished work is redone
+                    // by the next owner (apply-once keeps Redis exact; enrichment may
+                    // repeat).
+                    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                        tracing::debug!(%error, "commit on revoke (nothing stored is fine)");
+                    }
+                }
             }
             self.note(RebalanceNote::Revoked(revoked));
         }
@@ -151,6 +189,7 @@ impl ConsumerContext for SourceContext {
             Rebalance::Assign(list) => {
                 let assigned = partitions(list);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
+                self.ownership.assign(&assigned);
                 self.note(RebalanceNote::Assigned(assigned));
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
@@ -204,6 +243,13 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     }
     // Offsets are stored only for finished work (the contiguous watermark).
     config.set("enable.auto.offset.store", "false");
+    // Transactions in the source topics count once committed; and the committed offsets a
+    // new owner reads wait for a transaction in progress (KIP-447's `require_stable`).
+    config.set("isolation.level", "read_committed");
+    if kafka.delivery == Delivery::ExactlyOnce {
+        // Offsets are committed only inside the output's transactions.
+        config.set("enable.auto.commit", "false");
+    }
     config
 }
 

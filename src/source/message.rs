@@ -7,7 +7,7 @@ use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
 
 /// A consumed record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceMessage {
     /// Topic it was read from.
     pub topic: Arc<str>,

@@ -6,6 +6,7 @@
 pub mod access;
 mod consumer;
 mod message;
+pub mod ownership;
 pub mod range;
 pub mod watermark;
 
@@ -14,4 +15,5 @@ pub use consumer::{
     consumer_config,
 };
 pub use message::SourceMessage;
+pub use ownership::{CommitGuard, Epoch, Ownership};
 pub use watermark::{Partition, Watermarks};

@@ -1,9 +1,15 @@
 //! The contiguous offset watermark: per partition, the offset below which every event is
 //! finished (enrichment acked or dead letter acked). Only that offset may be committed —
 //! batches finish out of order, and committing past an unfinished event would lose it.
+//!
+//! Marks belong to one assignment [`Epoch`] of their partition: a record received under a
+//! newer epoch starts the partition's marks afresh, and a record of an older epoch finishing
+//! late (its batch was in flight across a revocation) changes nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+use super::ownership::Epoch;
 
 /// A topic-partition.
 pub type Partition = (Arc<str>, i32);
@@ -16,6 +22,8 @@ pub struct Watermarks {
 
 #[derive(Debug, Default)]
 struct PartitionMarks {
+    /// The assignment the marks belong to.
+    epoch: Epoch,
     /// Received, not finished.
     pending: BTreeSet<i64>,
     /// Highest offset received.
@@ -25,18 +33,40 @@ struct PartitionMarks {
 }
 
 impl Watermarks {
-    /// An event at `offset` was received (must be called in offset order per partition).
-    pub fn received(&mut self, partition: &Partition, offset: i64) {
+    /// An event at `offset` was received under `epoch` (in offset order per partition and
+    /// epoch). A newer epoch than the partition's marks replaces them.
+    pub fn received(&mut self, partition: &Partition, epoch: Epoch, offset: i64) {
         let marks = self.partitions.entry(partition.clone()).or_default();
+        if marks.epoch != epoch {
+            *marks = PartitionMarks {
+                epoch,
+                ..PartitionMarks::default()
+            };
+        }
         marks.pending.insert(offset);
         marks.highest = Some(marks.highest.map_or(offset, |h| h.max(offset)));
     }
 
-    /// The event at `offset` is finished. Unknown partitions (revoked meanwhile) are ignored.
-    pub fn finished(&mut self, partition: &Partition, offset: i64) {
-        if let Some(marks) = self.partitions.get_mut(partition) {
+    /// The event at `offset`, received under `epoch`, is finished. Unknown partitions
+    /// (revoked meanwhile) and other epochs are ignored.
+    pub fn finished(&mut self, partition: &Partition, epoch: Epoch, offset: i64) {
+        if let Some(marks) = self.partitions.get_mut(partition)
+            && marks.epoch == epoch
+        {
             marks.pending.remove(&offset);
         }
+    }
+
+    /// The epoch the partition's marks belong to.
+    pub fn epoch(&self, partition: &Partition) -> Option<Epoch> {
+        self.partitions.get(partition).map(|marks| marks.epoch)
+    }
+
+    /// Forgets every partition whose marks `keep` refuses (given the partition and the
+    /// marks' epoch): revoked, or assigned anew since.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Partition, Epoch) -> bool) {
+        self.partitions
+            .retain(|partition, marks| keep(partition, marks.epoch));
     }
 
     /// The offset to commit for `partition` (the next offset to read): the lowest unfinished
@@ -93,16 +123,16 @@ mod tests {
     fn the_watermark_waits_for_the_lowest_unfinished_offset() {
         let mut marks = Watermarks::default();
         for offset in 10..15 {
-            marks.received(&p(0), offset);
+            marks.received(&p(0), 1, offset);
         }
-        marks.finished(&p(0), 12);
-        marks.finished(&p(0), 13);
+        marks.finished(&p(0), 1, 12);
+        marks.finished(&p(0), 1, 13);
         assert_eq!(marks.committable(&p(0)), Some(10));
-        marks.finished(&p(0), 10);
+        marks.finished(&p(0), 1, 10);
         assert_eq!(marks.committable(&p(0)), Some(11));
-        marks.finished(&p(0), 11);
+        marks.finished(&p(0), 1, 11);
         assert_eq!(marks.committable(&p(0)), Some(14));
-        marks.finished(&p(0), 14);
+        marks.finished(&p(0), 1, 14);
         assert_eq!(
             marks.committable(&p(0)),
             Some(15),
@@ -113,27 +143,49 @@ mod tests {
     #[test]
     fn gaps_in_offsets_do_not_stall_the_watermark() {
         let mut marks = Watermarks::default();
-        marks.received(&p(1), 3);
-        marks.received(&p(1), 7); // 4..6 are transaction markers / compacted away
-        marks.finished(&p(1), 3);
+        marks.received(&p(1), 1, 3);
+        marks.received(&p(1), 1, 7); // 4..6 are transaction markers / compacted away
+        marks.finished(&p(1), 1, 3);
         assert_eq!(marks.committable(&p(1)), Some(7));
-        marks.finished(&p(1), 7);
+        marks.finished(&p(1), 1, 7);
         assert_eq!(marks.committable(&p(1)), Some(8));
     }
 
     #[test]
     fn advanced_reports_each_move_once_and_revoked_partitions_are_forgotten() {
         let mut marks = Watermarks::default();
-        marks.received(&p(0), 0);
-        marks.received(&p(0), 1);
+        marks.received(&p(0), 1, 0);
+        marks.received(&p(0), 1, 1);
         assert_eq!(marks.advanced(), vec![(p(0), 0)], "the start position");
         assert!(marks.advanced().is_empty(), "nothing finished yet");
-        marks.finished(&p(0), 0);
+        marks.finished(&p(0), 1, 0);
         assert_eq!(marks.advanced(), vec![(p(0), 1)]);
         assert!(marks.advanced().is_empty());
         assert_eq!(marks.revoke(&p(0)), Some(1));
-        marks.finished(&p(0), 1);
+        marks.finished(&p(0), 1, 1);
         assert_eq!(marks.committable(&p(0)), None);
+    }
+
+    #[test]
+    fn a_new_epoch_starts_afresh_and_late_finishes_of_the_old_one_change_nothing() {
+        let mut marks = Watermarks::default();
+        marks.received(&p(0), 1, 5);
+        marks.received(&p(0), 1, 6);
+        // Revoked and assigned back: the same offsets are redelivered under epoch 2.
+        marks.received(&p(0), 2, 5);
+        marks.finished(&p(0), 1, 5);
+        assert_eq!(
+            marks.committable(&p(0)),
+            Some(5),
+            "epoch 1's finish is ignored"
+        );
+        marks.finished(&p(0), 2, 5);
+        assert_eq!(marks.committable(&p(0)), Some(6));
+        assert_eq!(marks.epoch(&p(0)), Some(2));
+        marks.received(&p(1), 3, 0);
+        marks.retain(|partition, epoch| partition.1 == 1 && epoch == 3);
+        assert_eq!(marks.committable(&p(0)), None);
+        assert_eq!(marks.committable(&p(1)), Some(0));
     }
 
     proptest! {
@@ -144,11 +196,11 @@ mod tests {
         ) {
             let mut marks = Watermarks::default();
             for offset in 0..40 {
-                marks.received(&p(0), offset);
+                marks.received(&p(0), 1, offset);
             }
             let finished: BTreeSet<i64> = finish_order[..steps].iter().copied().collect();
             for offset in &finished {
-                marks.finished(&p(0), *offset);
+                marks.finished(&p(0), 1, *offset);
             }
             let next = marks.committable(&p(0)).unwrap();
             prop_assert!((0..next).all(|o| finished.contains(&o)), "committed past unfinished");

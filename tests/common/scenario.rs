@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fds_testkit::demo::{LocalStack, Progress};
 use fds_testkit::localstack::ClusterOptions;
 use fds_worker::codec::Codec;
-use fds_worker::config::Config;
+use fds_worker::config::{Config, Delivery};
 use fds_worker::generate::Traffic;
 use fds_worker::metrics::Metrics;
 
@@ -94,6 +94,11 @@ impl Scenario {
     ) -> Scenario {
         let mut config = test_config(&stack);
         tweak(&mut config);
+        // Known to the scenario (e.g. to find its transaction coordinator).
+        if config.kafka.transactions.id.is_empty() {
+            config.kafka.transactions.id =
+                super::random_name(&format!("{}-worker", config.kafka.group_id));
+        }
         let span = Duration::from_secs(u64::from(TRANSACTIONS as u32 / RATE));
         let traffic = traffic(&config, TRANSACTIONS, seed, span);
         let publishing = publish_in_background(&stack, &config, &traffic, RATE);
@@ -202,6 +207,19 @@ impl Scenario {
             self.name,
             missing.len()
         );
+        if self.config.kafka.delivery == Delivery::ExactlyOnce {
+            // What a read_committed consumer sees: one enrichment record per transaction,
+            // whatever the fault redelivered.
+            let repeated: Vec<_> = enriched.iter().filter(|(_, n)| **n != 1).collect();
+            assert!(
+                repeated.is_empty(),
+                "{}: exactly once, yet {} transactions have several committed enrichment \
+                 records, e.g. {:?}",
+                self.name,
+                repeated.len(),
+                &repeated[..repeated.len().min(3)]
+            );
+        }
         if exact {
             let report = verification(&self.stack, &self.traffic).await;
             println!(

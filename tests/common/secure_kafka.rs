@@ -164,5 +164,24 @@ impl SecureKafka {
             write.extend(["--topic", topic]);
         }
         self.kafka.add_acl(&write).expect("ACLs for writing");
+        // Exactly-once delivery: the transactional ids (`<group_id>-…`, see start_worker).
+        if keep(&kafka.group_id) {
+            let prefix = format!("{}-", kafka.group_id);
+            let transactional = [
+                "--allow-principal",
+                principal,
+                "--operation",
+                "Write",
+                "--operation",
+                "Describe",
+                "--transactional-id",
+                &prefix,
+                "--resource-pattern-type",
+                "prefixed",
+            ];
+            self.kafka
+                .add_acl(&transactional)
+                .expect("ACLs for transactions");
+        }
     }
 }

@@ -130,11 +130,17 @@ pub struct Worker {
     pub metrics: Metrics,
 }
 
-/// Starts `run` on `config` in a task.
+/// Starts `run` on `config` in a task. Workers of one test process are distinct workers: each
+/// gets its own transactional id (`<group_id>-worker-…`, the README's ACL prefix) unless the
+/// config names one.
 pub fn start_worker(config: &Config) -> Worker {
     let (stop, stopped) = oneshot::channel::<()>();
     let metrics = Metrics::unregistered();
-    let config = config.clone();
+    let mut config = config.clone();
+    if config.kafka.transactions.id.is_empty() {
+        config.kafka.transactions.id =
+            super::random_name(&format!("{}-worker", config.kafka.group_id));
+    }
     let run_metrics = metrics.clone();
     let handle = tokio::spawn(async move {
         run(&config, run_metrics, async {

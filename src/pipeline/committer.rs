@@ -1,0 +1,321 @@
+//! Exactly-once delivery in the live loop: one Kafka transaction at a time carries the
+//! [`Outbox`]'s committable outputs and offsets, every `kafka.transactions.interval` (or as
+//! soon as the previous one is done, whichever is later).
+//!
+//! The transaction runs on a blocking thread under the [`Ownership`] fence. When it returns:
+//! - committed: its records are counted as delivered;
+//! - aborted or not begun: it goes back to the outbox and is tried again after a backoff
+//!   (records the brokers refused for good are dead-lettered instead, `publish_failed`); a
+//!   refused dead letter, or failures for longer than `kafka.produce_retry_budget`, stop the
+//!   worker (a restart resumes from the last committed transaction);
+//! - fatal (fenced by a newer worker with the same transactional id, not authorized): the
+//!   worker stops at once.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::outbox::{Outbox, Transaction};
+use super::stage::Stage;
+use super::{RunError, RunSummary};
+use crate::metrics::{OutcomeLabel, PublishFailureLabels};
+use crate::retry::{Backoff, Budget};
+use crate::sink::{
+    DeadLetterReason, Outgoing, PublishError, SinkError, TransactionFailure, TransactionalSink,
+};
+use crate::source::Ownership;
+
+/// First wait after a failed transaction; doubles per failure.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between transaction attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+type Attempt = (Transaction, Result<(), Box<TransactionFailure>>, Duration);
+
+/// The transactions of one run.
+pub(super) struct Committer {
+    sink: Arc<TransactionalSink>,
+    ownership: Arc<Ownership>,
+    /// Outputs waiting for a transaction.
+    pub(super) outbox: Outbox,
+    interval: Duration,
+    next_at: Instant,
+    in_flight: Option<JoinHandle<Attempt>>,
+    backoff: Backoff,
+    /// Set while transactions fail: the budget of consecutive failures.
+    failing: Option<Budget>,
+    retry_budget: Duration,
+    enrichment_topic: String,
+}
+
+impl Committer {
+    pub(super) fn new(
+        sink: Arc<TransactionalSink>,
+        ownership: Arc<Ownership>,
+        interval: Duration,
+        retry_budget: Duration,
+        enrichment_topic: String,
+    ) -> Committer {
+        Committer {
+            sink,
+            ownership,
+            outbox: Outbox::default(),
+            interval,
+            next_at: Instant::now(),
+            in_flight: None,
+            backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
+            failing: None,
+            retry_budget,
+            enrichment_topic,
+        }
+    }
+
+    /// When the next transaction should start: `None` while one is in flight or nothing
+    /// is committable.
+    pub(super) fn due(&self) -> Option<Instant> {
+        (self.in_flight.is_none() && self.outbox.has_work()).then_some(self.next_at)
+    }
+
+    /// Whether a transaction is in flight.
+    pub(super) fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether anything is left to commit or committing.
+    pub(super) fn busy(&self) -> bool {
+        self.in_flight.is_some() || self.outbox.has_work()
+    }
+
+    /// Starts a transaction of everything committable, with the group's current metadata.
+    pub(super) fn start(&mut self, group: Option<ConsumerGroupMetadata>) {
+        let mut txn = self.outbox.take();
+        if txn.is_empty() {
+            return;
+        }
+        self.next_at = Instant::now() + self.interval;
+        let sink = Arc::clone(&self.sink);
+        let ownership = Arc::clone(&self.ownership);
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let wanted: Vec<_> = txn
+                .offsets
+                .iter()
+                .map(|(p, e, _)| (p.clone(), *e))
+                .collect();
+            let (guard, owned) = ownership.commit(wanted);
+            txn.keep_only(&owned);
+            let result = if txn.is_empty() {
+                Ok(())
+            } else {
+                let offsets = txn.offset_list();
+                sink.commit(&txn.records, group.as_ref().map(|g| (&offsets, g)))
+            };
+            drop(guard);
+            (txn, result, started.elapsed())
+        }));
+    }
+
+    /// Waits for the transaction in flight (pending forever if none).
+    pub(super) async fn finished(&mut self) -> Attempt {
+        match &mut self.in_flight {
+            Some(handle) => {
+                let attempt = handle.await;
+                self.in_flight = None;
+                attempt.expect("the transaction thread does not panic")
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Books a finished attempt: counts a committed one, puts a failed one back (or says why
+    /// the run must stop).
+    pub(super) fn settle(
+        &mut self,
+        stage: &Stage,
+        (mut txn, result, took): Attempt,
+        summary: &mut RunSummary,
+    ) -> Result<(), RunError> {
+        let outcome = if result.is_ok() {
+            "committed"
+        } else {
+            "aborted"
+        };
+        stage
+            .metrics
+            .transactions
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        stage
+            .metrics
+            .transaction_duration
+            .observe(took.as_secs_f64());
+        let failure = match result {
+            Ok(()) => {
+                self.failing = None;
+                self.backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+                for (record, (partition, _, _)) in txn.records.iter().zip(&txn.origins) {
+                    if stage.count_delivered(&partition.0, record) {
+                        summary.enriched += 1;
+                    } else {
+                        summary.dead_lettered += 1;
+                    }
+                }
+                return Ok(());
+            }
+            Err(failure) => failure,
+        };
+        if failure.is_fatal() {
+            tracing::error!(error = %failure, "stopping: the transactional producer cannot go on");
+            return Err(RunError::Transaction(failure));
+        }
+        for (index, error) in &failure.refused {
+            dead_letter_refused(stage, &self.enrichment_topic, &mut txn, *index, error)?;
+        }
+        let budget = self
+            .failing
+            .get_or_insert_with(|| Budget::new(self.retry_budget, u32::MAX));
+        budget.attempt();
+        let wait = self.backoff.next_wait();
+        if !budget.allows(wait) {
+            tracing::error!(
+                error = %failure,
+                attempts = budget.attempts(),
+                "stopping: transactions kept failing for the whole retry budget"
+            );
+            return Err(RunError::Transaction(failure));
+        }
+        tracing::warn!(
+            error = %failure,
+            records = txn.records.len(),
+            retry_in_ms = wait.as_millis() as u64,
+            "transaction aborted, trying again"
+        );
+        self.outbox.put_back(txn);
+        let ownership = &self.ownership;
+        self.outbox
+            .retain(|partition, epoch| ownership.epoch(partition) == Some(epoch));
+        self.next_at = Instant::now() + wait;
+        Ok(())
+    }
+}
+
+/// The brokers refused record `index` of `txn` for good: an enrichment record is replaced by
+/// its source record's dead letter; a refused dead letter has nowhere to go and stops the run.
+fn dead_letter_refused(
+    stage: &Stage,
+    enrichment_topic: &str,
+    txn: &mut Transaction,
+    index: usize,
+    error: &SinkError,
+) -> Result<(), RunError> {
+    let now = SystemTime::now();
+    let topic = match &txn.records[index] {
+        Outgoing::Enrichment { .. } => enrichment_topic.to_owned(),
+        Outgoing::DeadLetter { topic, .. } => topic.clone(),
+    };
+    let failure = PublishError {
+        topic,
+        error: error.clone(),
+        attempts: 1,
+        elapsed: Duration::ZERO,
+        budget_spent: false,
+        first_failure: now,
+        last_failure: now,
+    };
+    stage
+        .metrics
+        .publish_failures
+        .get_or_create(&PublishFailureLabels {
+            topic: failure.topic.clone(),
+            kind: error.kind.as_str().to_owned(),
+            error: error.code_label(),
+            decision: "gave_up".to_owned(),
+        })
+        .inc();
+    let placeholder = Outgoing::Enrichment {
+        user_id: String::new(),
+        payload: Vec::new(),
+        event_time_ms: 0,
+        source: Box::default(),
+    };
+    match std::mem::replace(&mut txn.records[index], placeholder) {
+        Outgoing::Enrichment { source, .. } => {
+            tracing::warn!(
+                topic = %failure.topic,
+                error = %error,
+                "the enrichment record was refused for good: dead-lettering its source record"
+            );
+            txn.records[index] =
+                stage.dead_letter(*source, DeadLetterReason::publish_failed(&failure));
+            Ok(())
+        }
+        Outgoing::DeadLetter { .. } => {
+            tracing::error!(
+                dlq_topic = %failure.topic,
+                error = %failure,
+                "the dead letter cannot be published: stopping (its offset stays uncommitted)"
+            );
+            Err(failure.into())
+        }
+    }
+}
+
+/// Commits `txn` (and `offsets`, if given) in one transaction, trying again within
+/// `kafka.produce_retry_budget` as the live loop does: for callers that process one batch at a
+/// time (redrive, replay). Returns the enrichment records and the dead letters committed.
+pub async fn commit_with_retry(
+    stage: &Stage,
+    sink: &Arc<TransactionalSink>,
+    mut txn: Transaction,
+    offsets: Option<(TopicPartitionList, ConsumerGroupMetadata)>,
+    retry_budget: Duration,
+    enrichment_topic: &str,
+) -> Result<(u64, u64), RunError> {
+    let mut budget = Budget::new(retry_budget, u32::MAX);
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    let offsets = offsets.map(Arc::new);
+    loop {
+        budget.attempt();
+        let (sink, offsets, records) = (Arc::clone(sink), offsets.clone(), txn.records);
+        let (records, result) = tokio::task::spawn_blocking(move || {
+            let offsets = offsets.as_deref().map(|(list, group)| (list, group));
+            let result = sink.commit(&records, offsets);
+            (records, result)
+        })
+        .await
+        .expect("the transaction thread does not panic");
+        txn.records = records;
+        let failure = match result {
+            Ok(()) => {
+                let (mut enriched, mut dead_lettered) = (0, 0);
+                for (record, (partition, _, _)) in txn.records.iter().zip(&txn.origins) {
+                    if stage.count_delivered(&partition.0, record) {
+                        enriched += 1;
+                    } else {
+                        dead_lettered += 1;
+                    }
+                }
+                return Ok((enriched, dead_lettered));
+            }
+            Err(failure) => failure,
+        };
+        if failure.is_fatal() {
+            return Err(RunError::Transaction(failure));
+        }
+        for (index, error) in &failure.refused {
+            dead_letter_refused(stage, enrichment_topic, &mut txn, *index, error)?;
+        }
+        let wait = backoff.next_wait();
+        if !budget.allows(wait) {
+            return Err(RunError::Transaction(failure));
+        }
+        tracing::warn!(error = %failure, retry_in_ms = wait.as_millis() as u64, "transaction aborted, trying again");
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,312 @@
+//! Exactly-once delivery: a transactional producer that writes a set of output records
+//! ([`Outgoing`]) and, optionally, the consumer offsets after their source records in one Kafka
+//! transaction (`send_offsets_to_transaction` with the group's metadata: KIP-447 fencing).
+//!
+//! [`TransactionalSink::commit`] is one attempt, blocking (librdkafka's transaction calls
+//! block): run it off the async threads. Its failure says what to do, from librdkafka's own
+//! verdicts ([`RDKafkaError::is_fatal`], [`RDKafkaError::txn_requires_abort`],
+//! [`RDKafkaError::is_retriable`]): the transaction was aborted and may be tried again (with
+//! the records the brokers refused for good replaced by dead letters), or the producer is fenced
+//! or refused and the worker must stop.
+
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use super::dead_letter::{DeadLetterReason, dead_letter_headers};
+use super::error::{SinkError, SinkErrorKind};
+use super::producer::producer_config;
+use crate::config::KafkaConfig;
+use crate::source::SourceMessage;
+
+/// A record the worker publishes for one source record.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// The enrichment record of a transaction, keyed by user id.
+    Enrichment {
+        /// Record key.
+        user_id: String,
+        /// Encoded enrichment (Confluent wire format).
+        payload: Vec<u8>,
+        /// The transaction's event time (for the end-to-end latency metric).
+        event_time_ms: i64,
+        /// The source record: dead-lettered instead if the brokers refuse the enrichment
+        /// record for good.
+        source: Box<SourceMessage>,
+    },
+    /// The dead letter of a source record.
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+        /// The source record, copied into the dead letter.
+        message: Box<SourceMessage>,
+        /// Why.
+        reason: Box<DeadLetterReason>,
+    },
+}
+
+/// A transaction that did not commit.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("kafka transaction `{transactional_id}`: {error}")]
+pub struct TransactionFailure {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// The error that ended the attempt. [`SinkErrorKind::Fatal`]: the producer can do
+    /// nothing more (fenced by another worker with this transactional id, not authorized):
+    /// stop. Otherwise the transaction was aborted (or never began) and may be tried again.
+    pub error: SinkError,
+    /// Records (by index) the brokers refused for good; try them as dead letters instead.
+    pub refused: Vec<(usize, SinkError)>,
+}
+
+impl TransactionFailure {
+    /// The producer cannot go on.
+    pub fn is_fatal(&self) -> bool {
+        self.error.kind == SinkErrorKind::Fatal
+    }
+}
+
+/// The transactional producer of exactly-once delivery.
+pub struct TransactionalSink {
+    producer: FutureProducer,
+    enrichment_topic: String,
+    transactional_id: String,
+    timeout: Duration,
+}
+
+impl TransactionalSink {
+    /// Creates the producer (`transactional.id` from `kafka.transactions`, followed by
+    /// `role`: `""` for the live worker, `"-redrive"`, `"-replay"`, so that they never fence
+    /// each other) and registers it with its transaction coordinator (`init_transactions`:
+    /// fences an earlier producer with the same id and aborts its open transaction). Blocks
+    /// up to the transaction timeout.
+    pub fn new(
+        kafka: &KafkaConfig,
+        role: &str,
+    ) -> Result<TransactionalSink, Box<TransactionFailure>> {
+        let transactional_id = format!(
+            "{}{role}",
+            kafka.transactions.transactional_id(&kafka.group_id)
+        );
+        let timeout = kafka.transactions.timeout;
+        let failure = |error: KafkaError| {
+            Box::new(TransactionFailure {
+                transactional_id: transactional_id.clone(),
+                error: SinkError::from(error),
+                refused: Vec::new(),
+            })
+        };
+        let mut config = producer_config(kafka);
+        config
+            .set("transactional.id", &transactional_id)
+            .set("transaction.timeout.ms", timeout.as_millis().to_string());
+        let producer: FutureProducer = config.create().map_err(failure)?;
+        producer.init_transactions(timeout).map_err(failure)?;
+        tracing::info!(transactional_id, "transactional producer ready");
+        Ok(TransactionalSink {
+            producer,
+            enrichment_topic: kafka.enrichment_topic.clone(),
+            transactional_id,
+            timeout,
+        })
+    }
+
+    /// The transactional id.
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
+    /// Writes `records` and (if given, non-empty) `offsets` for the group of `group` in one
+    /// transaction and commits it. Blocking. On failure the transaction is aborted (unless
+    /// the failure is fatal) and nothing of it is visible to read_committed consumers.
+    pub fn commit(
+        &self,
+        records: &[Outgoing],
+        offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>,
+    ) -> Result<(), Box<TransactionFailure>> {
+        let deadline = Instant::now() + self.timeout;
+        self.producer
+            .begin_transaction()
+            .map_err(|error| self.failure(error, Vec::new()))?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        let mut refused = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            match self.enqueue(record, deadline) {
+                Ok(delivery) => deliveries.push((index, delivery)),
+                Err(error) => {
+                    let error = SinkError::from(error);
+                    if error.kind == SinkErrorKind::Permanent {
+                        refused.push((index, error));
+                    } else {
+                        return Err(self.abort(error.error, deliveries, refused));
+                    }
+                }
+            }
+        }
+        if !refused.is_empty() {
+            // A record missing from the transaction would be lost with its offset committed.
+            let error = refused[0].1.error.clone();
+            return Err(self.abort(error, deliveries, refused));
+        }
+        if let Some((offsets, group)) = offsets
+            && offsets.count() > 0
+            && let Err(error) =
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, remaining(deadline))
+        {
+            return Err(self.abort(error, deliveries, refused));
+        }
+        loop {
+            match self.producer.commit_transaction(remaining(deadline)) {
+                Ok(()) => return Ok(()),
+                // librdkafka: a retriable commit error (a timeout) may be retried as is.
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable()
+                        && !error.txn_requires_abort()
+                        && Instant::now() < deadline =>
+                {
+                    tracing::debug!(%error, "commit_transaction retried");
+                }
+                Err(error) => return Err(self.abort(error, deliveries, refused)),
+            }
+        }
+    }
+
+    fn enqueue(&self, record: &Outgoing, deadline: Instant) -> Result<DeliveryFuture, KafkaError> {
+        loop {
+            let sent = match record {
+                Outgoing::Enrichment {
+                    user_id, payload, ..
+                } => self
+                    .producer
+                    .send_result(
+                        FutureRecord::to(&self.enrichment_topic)
+                            .key(user_id.as_str())
+                            .payload(payload.as_slice()),
+                    )
+                    .map_err(|(error, _)| error),
+                Outgoing::DeadLetter {
+                    topic,
+                    message,
+                    reason,
+                } => self
+                    .producer
+                    .send_result(dead_letter_record(
+                        topic,
+                        message,
+                        &headers_of(message, reason),
+                    ))
+                    .map_err(|(error, _)| error),
+            };
+            match sent {
+                Ok(delivery) => return Ok(delivery),
+                // The queue drains as the brokers ack: wait for room within the transaction.
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Aborts the transaction after `error` (unless fatal) and collects the records the
+    /// brokers refused for good.
+    fn abort(
+        &self,
+        error: KafkaError,
+        deliveries: Vec<(usize, DeliveryFuture)>,
+        mut refused: Vec<(usize, SinkError)>,
+    ) -> Box<TransactionFailure> {
+        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal())
+            || SinkErrorKind::of(&error) == SinkErrorKind::Fatal;
+        if !fatal && let Err(abort_error) = self.producer.abort_transaction(self.timeout) {
+            tracing::warn!(%abort_error, "abort_transaction failed");
+            if is_fatal(&abort_error) {
+                return self.failure(abort_error, refused);
+            }
+        }
+        // Aborted: undelivered records fail with a purge error (retryable), those the brokers
+        // refused keep their own error.
+        let until = Instant::now() + Duration::from_secs(1);
+        for (index, mut delivery) in deliveries {
+            let result = loop {
+                if let Some(result) = (&mut delivery).now_or_never() {
+                    break Some(result);
+                }
+                if Instant::now() >= until {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            if let Some(Ok(Err((delivery_error, _)))) = result {
+                let delivery_error = SinkError::from(delivery_error);
+                if delivery_error.kind == SinkErrorKind::Permanent {
+                    refused.push((index, delivery_error));
+                }
+            }
+        }
+        refused.sort_by_key(|(index, _)| *index);
+        self.failure(error, refused)
+    }
+
+    fn failure(
+        &self,
+        error: KafkaError,
+        refused: Vec<(usize, SinkError)>,
+    ) -> Box<TransactionFailure> {
+        Box::new(TransactionFailure {
+            transactional_id: self.transactional_id.clone(),
+            error: SinkError::from(error),
+            refused,
+        })
+    }
+}
+
+fn is_fatal(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.is_fatal())
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100))
+}
+
+/// The dead letter's headers as librdkafka takes them.
+pub(crate) fn headers_of(message: &SourceMessage, reason: &DeadLetterReason) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in dead_letter_headers(message, reason) {
+        headers = headers.insert(Header {
+            key: &key,
+            value: value.as_deref(),
+        });
+    }
+    headers
+}
+
+/// The dead letter of `message` to `topic`: the source record's key, value and timestamp,
+/// with `headers`.
+pub(crate) fn dead_letter_record<'a>(
+    topic: &'a str,
+    message: &'a SourceMessage,
+    headers: &OwnedHeaders,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers.clone());
+    if let Some(key) = &message.key {
+        record = record.key(key.as_slice());
+    }
+    if let Some(payload) = &message.payload {
+        record = record.payload(payload.as_slice());
+    }
+    if let Some(timestamp) = message.timestamp_ms {
+        record = record.timestamp(timestamp);
+    }
+    record
+}

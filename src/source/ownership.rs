@@ -1,0 +1,179 @@
+//! Which partitions this worker owns, as of the consumer's last rebalance callback, and a
+//! fence between giving a partition up and committing output for it.
+//!
+//! Each assignment of a partition gets a new **epoch**. Work done under one epoch is only
+//! committed while the partition still has that epoch: a record processed before its partition
+//! was revoked (and perhaps assigned back, and redelivered) is never committed twice.
+//!
+//! The fence: a commit ([`Ownership::commit`]) holds the epochs it commits for, and a
+//! revocation ([`Ownership::revoke`], called from the rebalance callback, before the consumer
+//! lets the partitions go) waits until that commit is done. So a commit either completes while
+//! the group still gives this worker the partition, or does not include it — the next owner
+//! never starts from offsets that a late commit of this worker moves (KIP-447's zombie
+//! fencing covers the worker that lost its session and does not know it yet).
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::watermark::Partition;
+
+/// The assignment epoch of a partition: which assignment of it a record was read under.
+pub type Epoch = u64;
+
+/// Owned partitions and their epochs, shared by the consumer's rebalance callbacks and the
+/// committing side.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    state: Mutex<State>,
+    commit_done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    owned: HashMap<Partition, Epoch>,
+    next_epoch: Epoch,
+    committing: bool,
+}
+
+impl Ownership {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The epoch of `partition` if this worker owns it.
+    pub fn epoch(&self, partition: &Partition) -> Option<Epoch> {
+        self.lock().owned.get(partition).copied()
+    }
+
+    /// `partitions` were assigned: each gets a new epoch.
+    pub fn assign(&self, partitions: &[Partition]) {
+        let mut state = self.lock();
+        for partition in partitions {
+            state.next_epoch += 1;
+            let epoch = state.next_epoch;
+            state.owned.insert(partition.clone(), epoch);
+        }
+    }
+
+    /// `partitions` are being revoked: no commit starting from now includes them, and this
+    /// waits (up to `wait`) for a commit in progress to finish. Returns false if the wait
+    /// ran out (the commit then fails its own way: the group fences it).
+    pub fn revoke(&self, partitions: &[Partition], wait: Duration) -> bool {
+        let mut state = self.lock();
+        for partition in partitions {
+            state.owned.remove(partition);
+        }
+        let (state, timeout) = self
+            .commit_done
+            .wait_timeout_while(state, wait, |state| state.committing)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(state);
+        !timeout.timed_out()
+    }
+
+    /// Starts a commit of work done under `wanted` (partition → epoch): returns the guard of
+    /// the commit and the entries still owned under the same epoch. Revocations wait for the
+    /// guard to drop. One commit at a time (a second waits for the first).
+    pub fn commit<'a>(
+        &'a self,
+        wanted: impl IntoIterator<Item = (Partition, Epoch)>,
+    ) -> (CommitGuard<'a>, Vec<(Partition, Epoch)>) {
+        let mut state = self
+            .commit_done
+            .wait_while(self.lock(), |state| state.committing)
+            .unwrap_or_else(|e| e.into_inner());
+        state.committing = true;
+        let still_owned = wanted
+            .into_iter()
+            .filter(|(partition, epoch)| state.owned.get(partition) == Some(epoch))
+            .collect();
+        (CommitGuard { ownership: self }, still_owned)
+    }
+}
+
+/// A commit in progress ([`Ownership::commit`]); revocations wait until it is dropped.
+#[derive(Debug)]
+pub struct CommitGuard<'a> {
+    ownership: &'a Ownership,
+}
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        self.ownership.lock().committing = false;
+        self.ownership.commit_done.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn p(n: i32) -> Partition {
+        (Arc::from("transactions"), n)
+    }
+
+    #[test]
+    fn every_assignment_gets_a_new_epoch_and_a_revocation_forgets_it() {
+        let ownership = Ownership::default();
+        ownership.assign(&[p(0), p(1)]);
+        let first = ownership.epoch(&p(0)).unwrap();
+        assert_ne!(ownership.epoch(&p(1)), Some(first));
+        assert!(ownership.revoke(&[p(0)], Duration::ZERO));
+        assert_eq!(ownership.epoch(&p(0)), None);
+        ownership.assign(&[p(0)]);
+        assert!(ownership.epoch(&p(0)).unwrap() > first);
+    }
+
+    #[test]
+    fn a_commit_keeps_only_the_partitions_still_owned_under_the_same_epoch() {
+        let ownership = Ownership::default();
+        ownership.assign(&[p(0), p(1), p(2)]);
+        let e0 = ownership.epoch(&p(0)).unwrap();
+        let e1 = ownership.epoch(&p(1)).unwrap();
+        let e2 = ownership.epoch(&p(2)).unwrap();
+        ownership.revoke(&[p(1), p(2)], Duration::ZERO);
+        ownership.assign(&[p(2)]);
+        let (_guard, kept) = ownership.commit([(p(0), e0), (p(1), e1), (p(2), e2)]);
+        assert_eq!(kept, vec![(p(0), e0)]);
+    }
+
+    #[test]
+    fn a_revocation_waits_for_the_commit_in_progress() {
+        let ownership = Arc::new(Ownership::default());
+        ownership.assign(&[p(0)]);
+        let epoch = ownership.epoch(&p(0)).unwrap();
+        let (guard, kept) = ownership.commit([(p(0), epoch)]);
+        assert_eq!(kept.len(), 1);
+        let revoker = {
+            let ownership = Arc::clone(&ownership);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let waited = ownership.revoke(&[p(0)], Duration::from_secs(30));
+                (waited, started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !revoker.is_finished(),
+            "the revocation waits for the commit"
+        );
+        drop(guard);
+        let (waited, took) = revoker.join().unwrap();
+        assert!(waited, "the commit ended before the wait ran out");
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert_eq!(ownership.epoch(&p(0)), None);
+    }
+
+    #[test]
+    fn a_revocation_gives_up_waiting_after_its_bound() {
+        let ownership = Ownership::default();
+        ownership.assign(&[p(0)]);
+        let (_guard, _) = ownership.commit([]);
+        assert!(!ownership.revoke(&[p(0)], Duration::from_millis(50)));
+        assert_eq!(ownership.epoch(&p(0)), None);
+    }
+}

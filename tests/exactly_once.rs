@@ -1,0 +1,280 @@
+//! Exactly-once output on Apache Kafka, with worker **processes** and a `read_committed`
+//! consumer as the ledger: after each fault every transaction has exactly one committed
+//! enrichment record, and Redis equals the ground truth.
+//! - a worker `kill -9`ed mid-batch and restarted (and the same crash under at-least-once
+//!   delivery, which publishes duplicates: the difference measured, not claimed);
+//! - two workers, one `SIGSTOP`ped past its session timeout (its partitions move to the
+//!   other), then continued: the zombie's late transaction is fenced and shows nothing;
+//! - a SIGTERM drain, then a new worker.
+//!
+//! Rebalances (workers joining and leaving) are `pipeline_e2e.rs`'s, broker faults (the
+//! transaction coordinator and the enrichment leaders killed) `broker_faults.rs`'s; both
+//! assert exactly-once output too.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::scenario::{RATE, TRANSACTIONS};
+use common::worker::{
+    enrichment_counts, publish_in_background, start_stack, test_config, traffic, verification,
+};
+use fds_testkit::demo::LocalStack;
+use fds_worker::config::{Config, Delivery};
+use fds_worker::generate::Traffic;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A worker process (`fds-worker run`), killed when dropped.
+struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    /// Starts a worker on `stack` in `config`'s group, with `delivery` and transactional id
+    /// `id` (the same id for a restart of the same worker), and `env` on top.
+    fn spawn(
+        stack: &LocalStack,
+        config: &Config,
+        delivery: Delivery,
+        id: &str,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_fds-worker"))
+            .arg("run")
+            .envs(stack.env())
+            .env("FDS_KAFKA__GROUP_ID", &config.kafka.group_id)
+            .env("FDS_KAFKA__DELIVERY", delivery.as_str())
+            .env("FDS_KAFKA__TRANSACTIONS__ID", id)
+            .env("FDS_PIPELINE__BATCH_SIZE", "200")
+            .env("FDS_METRICS__LISTEN", "127.0.0.1:0")
+            .env("FDS_LOG__LEVEL", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("worker binary starts");
+        WorkerProcess { child }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal sent");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {} did not exit within {timeout:?}",
+                self.child.id()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, and the graceful stop's exit status.
+    fn terminate(mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(60))
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until at least `n` transactions have a committed enrichment record.
+async fn wait_enriched(stack: &LocalStack, config: &Config, n: usize) -> HashMap<String, usize> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let counts = enrichment_counts(stack, config);
+        if counts.len() >= n {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} transactions enriched after {WAIT:?}",
+            counts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The ledger: every transaction enriched, Redis exact; returns how many transactions have
+/// more than one committed enrichment record, and how many records are extra.
+async fn ledger(stack: &LocalStack, config: &Config, traffic: &Traffic) -> (usize, usize) {
+    let counts = wait_enriched(stack, config, traffic.truth.transactions).await;
+    assert_eq!(counts.len(), traffic.truth.transactions);
+    let report = verification(stack, traffic).await;
+    assert!(
+        report.is_exact(),
+        "Redis: lost {:?} doubled {:?}",
+        report.lost.first(),
+        report.doubled.first()
+    );
+    let repeated = counts.values().filter(|n| **n > 1).count();
+    let extra = counts.values().map(|n| n - 1).sum();
+    (repeated, extra)
+}
+
+/// A worker `kill -9`ed with ~600 transactions enriched, while traffic flows; the same worker
+/// restarted. Returns the repeated transactions and extra records.
+async fn crash_and_restart(delivery: Delivery, seed: u64) -> (usize, usize) {
+    let stack = start_stack().await;
+    let config = test_config(&stack);
+    let traffic = traffic(&config, TRANSACTIONS, seed, Duration::from_secs(10));
+    let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+    let id = common::random_name("worker");
+    let mut first = WorkerProcess::spawn(&stack, &config, delivery, &id, &[]);
+    wait_enriched(&stack, &config, 600).await;
+    first.signal(Signal::SIGKILL); // mid-batch: nothing drains, nothing commits
+    first.wait_exit(Duration::from_secs(10));
+    let second = WorkerProcess::spawn(&stack, &config, delivery, &id, &[]);
+    publishing.await.unwrap();
+    let result = ledger(&stack, &config, &traffic).await;
+    let status = tokio::task::spawn_blocking(move || second.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "graceful stop exits 0: {status}");
+    println!(
+        "[kill -9, {}] {} transactions, {} enriched more than once ({} extra records)",
+        delivery.as_str(),
+        traffic.truth.transactions,
+        result.0,
+        result.1
+    );
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_and_restarted_commits_each_enrichment_exactly_once() {
+    let (repeated, _) = crash_and_restart(Delivery::ExactlyOnce, 31).await;
+    assert_eq!(
+        repeated, 0,
+        "exactly one committed enrichment per transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_delivery_publishes_duplicates_after_the_same_crash() {
+    // The stored offsets of the last second (auto-commit interval) die with the process: the
+    // restart redoes those records and publishes their enrichment again.
+    let (repeated, extra) = crash_and_restart(Delivery::AtLeastOnce, 31).await;
+    assert!(
+        repeated > 0 && extra >= repeated,
+        "at-least-once: the crash is visible downstream ({repeated} repeated)"
+    );
+}
+
+/// Members of `group` as its coordinator sees them (asked through `admin`).
+fn group_members(admin: &BaseConsumer, group: &str) -> usize {
+    admin
+        .fetch_group_list(Some(group), Duration::from_secs(5))
+        .ok()
+        .and_then(|list| list.groups().first().map(|g| g.members().len()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_paused_past_its_session_is_fenced_and_its_late_work_shows_nothing() {
+    let stack = start_stack().await;
+    let config = test_config(&stack);
+    let traffic = traffic(&config, TRANSACTIONS, 32, Duration::from_secs(10));
+    let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+    // A short session, so the pause outlives it quickly (the test brokers allow 1 s).
+    let session = [("FDS_KAFKA__SESSION_TIMEOUT", "3s")];
+    let zombie_id = common::random_name("zombie");
+    let zombie = WorkerProcess::spawn(&stack, &config, Delivery::ExactlyOnce, &zombie_id, &session);
+    let survivor_id = common::random_name("survivor");
+    let survivor = WorkerProcess::spawn(
+        &stack,
+        &config,
+        Delivery::ExactlyOnce,
+        &survivor_id,
+        &session,
+    );
+    let group = config.kafka.group_id.clone();
+    let admin: BaseConsumer = stack.kafka.client_config().create().unwrap();
+    let members_become = |n: usize| {
+        tokio::task::block_in_place(|| {
+            common::wait_until(WAIT, || {
+                std::thread::sleep(Duration::from_millis(200));
+                group_members(&admin, &group) == n
+            })
+        })
+    };
+    assert!(members_become(2), "both workers joined the group");
+    wait_enriched(&stack, &config, 600).await;
+    // Frozen with batches and perhaps a transaction in flight.
+    zombie.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+    assert!(
+        members_become(1),
+        "the zombie's session expired and the group went on without it"
+    );
+    let before = enrichment_counts(&stack, &config).len();
+    wait_enriched(&stack, &config, before + 300).await;
+    println!(
+        "[zombie] paused {:.1}s; the survivor owns every partition",
+        frozen.elapsed().as_secs_f64()
+    );
+    // Back: its consumer learns it lost the partitions, its producer's late transaction is
+    // refused by the group coordinator (KIP-447) or never includes them.
+    zombie.signal(Signal::SIGCONT);
+    publishing.await.unwrap();
+    let (repeated, extra) = ledger(&stack, &config, &traffic).await;
+    assert_eq!(
+        (repeated, extra),
+        (0, 0),
+        "nothing of the zombie's late work is visible"
+    );
+    let statuses = tokio::task::spawn_blocking(move || (zombie.terminate(), survivor.terminate()))
+        .await
+        .unwrap();
+    assert!(
+        statuses.1.success(),
+        "the survivor stops cleanly: {statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_drain_commits_the_last_transaction_and_the_next_worker_goes_on_exactly() {
+    let stack = start_stack().await;
+    let config = test_config(&stack);
+    let traffic = traffic(&config, TRANSACTIONS, 33, Duration::from_secs(10));
+    let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+    let first_id = common::random_name("first");
+    let first = WorkerProcess::spawn(&stack, &config, Delivery::ExactlyOnce, &first_id, &[]);
+    wait_enriched(&stack, &config, 600).await;
+    let status = tokio::task::spawn_blocking(move || first.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "the drain exits 0: {status}");
+    let drained = enrichment_counts(&stack, &config).len();
+    let second_id = common::random_name("second");
+    let second = WorkerProcess::spawn(&stack, &config, Delivery::ExactlyOnce, &second_id, &[]);
+    publishing.await.unwrap();
+    let (repeated, extra) = ledger(&stack, &config, &traffic).await;
+    let status = tokio::task::spawn_blocking(move || second.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    println!("[SIGTERM drain] {drained} enriched when the first worker stopped");
+    assert_eq!(
+        (repeated, extra),
+        (0, 0),
+        "exactly once across the handover"
+    );
+}
