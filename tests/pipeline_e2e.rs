@@ -94,7 +94,8 @@ async fn a_worker_aborted_mid_stream_and_restarted_loses_and_doubles_nothing() {
 
 /// Workers join one by one while traffic flows, then all but one leave (a graceful stop each):
 /// the group rebalances at every change, every worker gets partitions, and the result is
-/// exact (enrichment at least once: records in flight at a revoke are redone by the next owner).
+/// exact (records in flight at a revoke are redone by the next owner, and exactly-once delivery
+/// commits their enrichment once).
 async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u64) {
     let stack = start_stack().await;
     let mut config = test_config(&stack);
@@ -144,7 +145,9 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
     for (i, summary) in summaries.iter().enumerate() {
         assert!(summary.consumed > 0, "{protocol:?}: worker {i} consumed");
     }
-    assert_enriched(&counts, &traffic, false);
+    // Exactly-once delivery (the default): a rebalance redoes in-flight records, but their
+    // output is committed once.
+    assert_enriched(&counts, &traffic, true);
     assert_ground_truth(&stack, &traffic).await;
 }
 

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::outbox::{Outbox, Transaction};
 use super::stage::Stage;
 use super::{RunError, RunSummary};
+use crate::config::KafkaConfig;
 use crate::metrics::{OutcomeLabel, PublishFailureLabels};
 use crate::retry::{Backoff, Budget};
 use crate::sink::{
@@ -34,11 +35,21 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between transaction attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-type Attempt = (Transaction, Result<(), Box<TransactionFailure>>, Duration);
+/// One transaction attempt, as it came back from its thread.
+pub(super) struct Attempt {
+    txn: Transaction,
+    result: Result<(), Box<TransactionFailure>>,
+    took: Duration,
+    /// The new producer the attempt started with (after a fatal error of the last one).
+    replacement: Option<Arc<TransactionalSink>>,
+}
 
 /// The transactions of one run.
 pub(super) struct Committer {
     sink: Arc<TransactionalSink>,
+    kafka: KafkaConfig,
+    /// The producer had a fatal error: the next attempt starts a new one.
+    reinit: bool,
     ownership: Arc<Ownership>,
     /// Outputs waiting for a transaction.
     pub(super) outbox: Outbox,
@@ -56,21 +67,21 @@ impl Committer {
     pub(super) fn new(
         sink: Arc<TransactionalSink>,
         ownership: Arc<Ownership>,
-        interval: Duration,
-        retry_budget: Duration,
-        enrichment_topic: String,
+        kafka: &KafkaConfig,
     ) -> Committer {
         Committer {
             sink,
+            kafka: kafka.clone(),
+            reinit: false,
             ownership,
             outbox: Outbox::default(),
-            interval,
+            interval: kafka.transactions.interval,
             next_at: Instant::now(),
             in_flight: None,
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
             failing: None,
-            retry_budget,
-            enrichment_topic,
+            retry_budget: kafka.produce_retry_budget,
+            enrichment_topic: kafka.enrichment_topic.clone(),
         }
     }
 
@@ -98,9 +109,29 @@ impl Committer {
         }
         self.next_at = Instant::now() + self.interval;
         let sink = Arc::clone(&self.sink);
+        let reinit = self.reinit.then(|| self.kafka.clone());
         let ownership = Arc::clone(&self.ownership);
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
+            let (sink, replacement) = match reinit {
+                None => (sink, None),
+                // init_transactions with the same id: a new epoch, the old one's open
+                // transaction aborted.
+                Some(kafka) => match TransactionalSink::new(&kafka, "") {
+                    Ok(new) => {
+                        let new = Arc::new(new);
+                        (Arc::clone(&new), Some(new))
+                    }
+                    Err(failure) => {
+                        return Attempt {
+                            txn,
+                            result: Err(failure),
+                            took: started.elapsed(),
+                            replacement: None,
+                        };
+                    }
+                },
+            };
             let wanted: Vec<_> = txn
                 .offsets
                 .iter()
@@ -115,7 +146,12 @@ impl Committer {
                 sink.commit(&txn.records, group.as_ref().map(|g| (&offsets, g)))
             };
             drop(guard);
-            (txn, result, started.elapsed())
+            Attempt {
+                txn,
+                result,
+                took: started.elapsed(),
+                replacement,
+            }
         }));
     }
 
@@ -136,9 +172,21 @@ impl Committer {
     pub(super) fn settle(
         &mut self,
         stage: &Stage,
-        (mut txn, result, took): Attempt,
+        attempt: Attempt,
         summary: &mut RunSummary,
     ) -> Result<(), RunError> {
+        let Attempt {
+            mut txn,
+            result,
+            took,
+            replacement,
+        } = attempt;
+        if let Some(new) = replacement {
+            self.reinit = false;
+            let old = std::mem::replace(&mut self.sink, new);
+            // Dropping a producer waits for librdkafka's threads: not on the loop's thread.
+            tokio::task::spawn_blocking(move || drop(old));
+        }
         let outcome = if result.is_ok() {
             "committed"
         } else {
@@ -171,8 +219,20 @@ impl Committer {
             Err(failure) => failure,
         };
         if failure.is_fatal() {
-            tracing::error!(error = %failure, "stopping: the transactional producer cannot go on");
-            return Err(RunError::Transaction(failure));
+            if failure.is_refused() {
+                tracing::error!(error = %failure, "stopping: the brokers refuse the transactional producer");
+                return Err(RunError::Transaction(failure));
+            }
+            // Fenced (its transaction timed out while a coordinator was away, or another
+            // producer took the id) or in a fatal state: a new producer with the same id gets
+            // a new epoch; the outputs are tried again from the outbox. Two workers sharing an
+            // id fence each other until the budget is spent: then this one stops.
+            tracing::warn!(
+                error = %failure,
+                "the transactional producer cannot go on: starting a new one (if another \
+                 worker uses this transactional id, give each its own kafka.transactions.id)"
+            );
+            self.reinit = true;
         }
         for (index, error) in &failure.refused {
             dead_letter_refused(stage, &self.enrichment_topic, &mut txn, *index, error)?;

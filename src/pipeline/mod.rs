@@ -147,9 +147,7 @@ pub async fn run(
         Committer::new(
             Arc::clone(sink),
             Arc::clone(consumer.context().ownership()),
-            config.kafka.transactions.interval,
-            config.kafka.produce_retry_budget,
-            config.kafka.enrichment_topic.clone(),
+            &config.kafka,
         )
     });
     let topics = config.kafka.source_topics();
@@ -282,13 +280,7 @@ struct BatchReport {
 }
 
 /// Waits for the transaction in flight, if there is a committer and one is in flight.
-async fn finished_transaction(
-    committer: &mut Option<Committer>,
-) -> (
-    outbox::Transaction,
-    Result<(), Box<TransactionFailure>>,
-    Duration,
-) {
+async fn finished_transaction(committer: &mut Option<Committer>) -> committer::Attempt {
     match committer {
         Some(committer) if committer.in_flight() => committer.finished().await,
         _ => std::future::pending().await,
@@ -506,14 +498,7 @@ impl Loop {
     }
 
     /// Exactly once: books a finished transaction; a failure that ends the run stops it.
-    fn settle(
-        &mut self,
-        attempt: (
-            outbox::Transaction,
-            Result<(), Box<TransactionFailure>>,
-            Duration,
-        ),
-    ) {
+    fn settle(&mut self, attempt: committer::Attempt) {
         let Some(committer) = &mut self.committer else {
             return;
         };

@@ -69,6 +69,23 @@ impl TransactionFailure {
     pub fn is_fatal(&self) -> bool {
         self.error.kind == SinkErrorKind::Fatal
     }
+
+    /// The brokers refuse this producer for good (authentication, transactional-id or cluster
+    /// authorization): a new producer would be refused too.
+    pub fn is_refused(&self) -> bool {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        matches!(
+            self.error.error.rdkafka_error_code(),
+            Some(
+                C::TransactionalIdAuthorizationFailed
+                    | C::ClusterAuthorizationFailed
+                    | C::TopicAuthorizationFailed
+                    | C::GroupAuthorizationFailed
+                    | C::SaslAuthenticationFailed
+                    | C::Authentication
+            )
+        )
+    }
 }
 
 /// The transactional producer of exactly-once delivery.
