@@ -142,8 +142,8 @@ impl Committer {
             let result = if txn.is_empty() {
                 Ok(())
             } else {
-                let offsets = txn.offset_list();
-                sink.commit(&txn.records, group.as_ref().map(|g| (&offsets, g)))
+                let offsets = group.map(|group| Arc::new((txn.offset_list(), group)));
+                sink.commit(&txn.records, offsets)
             };
             drop(guard);
             Attempt {
@@ -344,7 +344,6 @@ pub async fn commit_with_retry(
         budget.attempt();
         let (sink, offsets, records) = (Arc::clone(sink), offsets.clone(), txn.records);
         let (records, result) = tokio::task::spawn_blocking(move || {
-            let offsets = offsets.as_deref().map(|(list, group)| (list, group));
             let result = sink.commit(&records, offsets);
             (records, result)
         })

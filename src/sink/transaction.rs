@@ -9,6 +9,7 @@
 //! the records the brokers refused for good replaced by dead letters), or the producer is fenced
 //! or refused and the worker must stop.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
@@ -144,7 +145,7 @@ impl TransactionalSink {
     pub fn commit(
         &self,
         records: &[Outgoing],
-        offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>,
+        offsets: Option<Arc<(TopicPartitionList, ConsumerGroupMetadata)>>,
     ) -> Result<(), Box<TransactionFailure>> {
         let deadline = Instant::now() + self.timeout;
         self.producer
@@ -170,13 +171,14 @@ impl TransactionalSink {
             let error = refused[0].1.error.clone();
             return Err(self.abort(error, deliveries, refused));
         }
-        if let Some((offsets, group)) = offsets
-            && offsets.count() > 0
-            && let Err(error) =
-                self.producer
-                    .send_offsets_to_transaction(offsets, group, remaining(deadline))
+        if let Some(offsets) = offsets
+            && offsets.0.count() > 0
+            && let Err(error) = self.send_offsets(offsets, remaining(deadline))
         {
-            return Err(self.abort(error, deliveries, refused));
+            return Err(match error {
+                Some(error) => self.abort(error, deliveries, refused),
+                None => self.stuck(),
+            });
         }
         loop {
             match self.producer.commit_transaction(remaining(deadline)) {
@@ -192,6 +194,51 @@ impl TransactionalSink {
                 Err(error) => return Err(self.abort(error, deliveries, refused)),
             }
         }
+    }
+
+    /// `send_offsets_to_transaction`, bounded: librdkafka can block in it past its timeout
+    /// when the group coordinator goes away (confluentinc/librdkafka#5456, #5511), so it runs
+    /// on a thread of its own, waited for `timeout` and a grace. `Err(None)`: it did not
+    /// return (the thread and its producer are left to finish on their own).
+    fn send_offsets(
+        &self,
+        offsets: Arc<(TopicPartitionList, ConsumerGroupMetadata)>,
+        timeout: Duration,
+    ) -> Result<(), Option<KafkaError>> {
+        let producer = self.producer.clone();
+        let (sent, result) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("fds-txn-offsets".into())
+            .spawn(move || {
+                let (list, group) = &*offsets;
+                let _ = sent.send(producer.send_offsets_to_transaction(list, group, timeout));
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the offsets thread");
+            return Err(None);
+        }
+        match result.recv_timeout(timeout + SEND_OFFSETS_GRACE) {
+            Ok(result) => result.map_err(Some),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// The producer is stuck in a librdkafka call: give it up (fatal: the caller starts a new
+    /// producer with the same id, whose new epoch fences this one).
+    fn stuck(&self) -> Box<TransactionFailure> {
+        tracing::error!(
+            transactional_id = %self.transactional_id,
+            "send_offsets_to_transaction did not return within the transaction timeout \
+             (librdkafka#5456: the group coordinator went away): giving this producer up"
+        );
+        Box::new(TransactionFailure {
+            transactional_id: self.transactional_id.clone(),
+            error: SinkError {
+                kind: SinkErrorKind::Fatal,
+                error: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
+            },
+            refused: Vec::new(),
+        })
     }
 
     fn enqueue(&self, record: &Outgoing, deadline: Instant) -> Result<DeliveryFuture, KafkaError> {
@@ -289,6 +336,9 @@ impl TransactionalSink {
 fn is_fatal(error: &KafkaError) -> bool {
     matches!(error, KafkaError::Transaction(e) if e.is_fatal())
 }
+
+/// How long past its own timeout a `send_offsets_to_transaction` is waited for.
+const SEND_OFFSETS_GRACE: Duration = Duration::from_secs(5);
 
 fn remaining(deadline: Instant) -> Duration {
     deadline
