@@ -167,14 +167,14 @@ impl Committer {
         }
     }
 
-    /// Books a finished attempt: counts a committed one, puts a failed one back (or says why
-    /// the run must stop).
+    /// Books a finished attempt: counts a committed one and returns the offsets it committed,
+    /// puts a failed one back (returning none), or says why the run must stop.
     pub(super) fn settle(
         &mut self,
         stage: &Stage,
         attempt: Attempt,
         summary: &mut RunSummary,
-    ) -> Result<(), RunError> {
+    ) -> Result<TopicPartitionList, RunError> {
         let Attempt {
             mut txn,
             result,
@@ -214,7 +214,7 @@ impl Committer {
                         summary.dead_lettered += 1;
                     }
                 }
-                return Ok(());
+                return Ok(txn.offset_list());
             }
             Err(failure) => failure,
         };
@@ -261,7 +261,7 @@ impl Committer {
         self.outbox
             .retain(|partition, epoch| ownership.epoch(partition) == Some(epoch));
         self.next_at = Instant::now() + wait;
-        Ok(())
+        Ok(TopicPartitionList::new())
     }
 }
 

@@ -502,10 +502,20 @@ impl Loop {
         let Some(committer) = &mut self.committer else {
             return;
         };
-        if let Err(failed) = committer.settle(&self.stage, attempt, &mut self.summary)
-            && self.failed.is_none()
-        {
-            self.failed = Some(failed);
+        match committer.settle(&self.stage, attempt, &mut self.summary) {
+            // Also in the consumer's offset store (never committed from there: auto-commit is
+            // off), so its statistics, and the consumer-lag gauges, see the committed position.
+            Ok(committed) if committed.count() > 0 => {
+                if let Err(error) = self.consumer.store_offsets(&committed) {
+                    tracing::debug!(%error, "storing committed offsets");
+                }
+            }
+            Ok(_) => {}
+            Err(failed) => {
+                if self.failed.is_none() {
+                    self.failed = Some(failed);
+                }
+            }
         }
     }
 
