@@ -154,33 +154,50 @@ impl Stage {
                         topic: source_topic.to_owned(),
                     })
                     .inc();
-                let age_ms = unix_ms(SystemTime::now()) - event_time_ms;
-                self.metrics
-                    .event_to_enriched
-                    .observe(age_ms.max(0) as f64 / 1000.0);
+                self.observe_enriched_age(*event_time_ms);
                 true
             }
             Outgoing::DeadLetter {
                 message, reason, ..
             } => {
-                tracing::warn!(
-                    topic = %message.topic,
-                    partition = message.partition,
-                    offset = message.offset,
-                    error.kind = %reason.kind,
-                    error = %reason.message,
-                    "dead-lettered"
-                );
-                self.metrics
-                    .events_dead_lettered
-                    .get_or_create(&TopicReasonLabels {
-                        topic: source_topic.to_owned(),
-                        reason: reason.kind.as_str().to_owned(),
-                    })
-                    .inc();
-                self.metrics.dead_lettered_sum.inc();
+                self.count_dead_letter(source_topic, message, reason);
                 false
             }
         }
+    }
+
+    /// An enrichment record of an event at `event_time_ms` reached the topic (acked, or
+    /// committed): the end-to-end latency.
+    pub(super) fn observe_enriched_age(&self, event_time_ms: i64) {
+        let age_ms = unix_ms(SystemTime::now()) - event_time_ms;
+        self.metrics
+            .event_to_enriched
+            .observe(age_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// The dead letter of `message` (from `source_topic`) reached its topic: logged and
+    /// counted by reason.
+    pub(super) fn count_dead_letter(
+        &self,
+        source_topic: &str,
+        message: &SourceMessage,
+        reason: &DeadLetterReason,
+    ) {
+        tracing::warn!(
+            topic = %message.topic,
+            partition = message.partition,
+            offset = message.offset,
+            error.kind = %reason.kind,
+            error = %reason.message,
+            "dead-lettered"
+        );
+        self.metrics
+            .events_dead_lettered
+            .get_or_create(&TopicReasonLabels {
+                topic: source_topic.to_owned(),
+                reason: reason.kind.as_str().to_owned(),
+            })
+            .inc();
+        self.metrics.dead_lettered_sum.inc();
     }
 }

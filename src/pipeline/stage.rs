@@ -10,7 +10,7 @@ use futures::future::{BoxFuture, join_all};
 use crate::codec::CodecKind;
 use crate::config::{Config, Delivery};
 use crate::event::{EntityKind, VerdictAction};
-use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts, TopicReasonLabels};
+use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts};
 use crate::plan::assemble::{Cause, Outcome, assemble};
 use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
 use crate::sink::{
@@ -340,10 +340,7 @@ impl Stage {
             let reason = DeadLetterReason::publish_failed(&failure);
             return self.publish_dead_letter(message, reason).await;
         }
-        let age_ms = unix_ms(SystemTime::now()) - enrichment.event_time_ms;
-        self.metrics
-            .event_to_enriched
-            .observe(age_ms.max(0) as f64 / 1000.0);
+        self.observe_enriched_age(enrichment.event_time_ms);
         Published::Enrichment
     }
 
@@ -376,22 +373,7 @@ impl Stage {
             let _ = self.stopped.set(failure.clone());
             return Published::Unfinished(Some(failure));
         }
-        tracing::warn!(
-            topic = %message.topic,
-            partition = message.partition,
-            offset = message.offset,
-            error.kind = %reason.kind,
-            error = %reason.message,
-            "dead-lettered"
-        );
-        self.metrics
-            .events_dead_lettered
-            .get_or_create(&TopicReasonLabels {
-                topic: message.topic.to_string(),
-                reason: reason.kind.as_str().to_owned(),
-            })
-            .inc();
-        self.metrics.dead_lettered_sum.inc();
+        self.count_dead_letter(&message.topic, message, &reason);
         Published::DeadLetter
     }
 
