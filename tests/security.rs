@@ -290,7 +290,7 @@ fn tls_config(stack: &LocalStack, pki: &TestPki, ca: &Path) -> Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_cluster_works_and_untrusted_certificates_fail_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(dir.path(), "cluster").expect("openssl makes the PKI");
+    let pki = TestPki::generate(dir.path(), "cluster").expect("the test PKI is made");
     let stranger = TestPki::generate(dir.path(), "stranger").expect("another PKI");
     let stack = start_stack_with(tls_stack_options(&pki)).await;
     assert!(stack.cluster.seed_urls()[0].starts_with("rediss://"));

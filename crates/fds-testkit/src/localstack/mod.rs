@@ -18,7 +18,7 @@
 //! | `redis_cluster.rs` | [`RedisCluster`]: lifecycle, fault injection, health waits |
 //! | `node.rs` | one `redis-server` process: config file, spawn, readiness |
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
-//! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (openssl CLI) for TLS clusters |
+//! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (rcgen) for TLS clusters |
 //! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
 //! | `any_kafka.rs` | [`Kafka`]: either of the two behind one set of calls |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
@@ -109,6 +109,9 @@ pub enum LocalStackError {
         /// Its stdout and stderr.
         output: String,
     },
+    /// The test PKI could not be made (see [`TestPki::generate`]).
+    #[error("making the test certificates: {0}")]
+    Pki(#[from] rcgen::Error),
     /// A bounded wait ran out.
     #[error("timed out after {waited:?} waiting for {what}; last observation: {last}")]
     Timeout {
