@@ -77,9 +77,18 @@ async fn a_worker_aborted_mid_stream_and_restarted_loses_and_doubles_nothing() {
     // The first worker is aborted mid-stream: its in-flight batches are dropped, and offsets
     // it stored but had not committed are lost, so the restart redelivers part of the stream.
     let first = start_worker(&config);
-    while first.progress(&config).enriched < 1_000 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until_async(
+        "1000 records enriched by the first worker",
+        Duration::from_secs(120),
+        Duration::from_millis(10),
+        || async {
+            match first.progress(&config) {
+                p if p.enriched >= 1_000 => Ok(()),
+                p => Err(format!("{p:?}")),
+            }
+        },
+    )
+    .await;
     first.handle.abort();
     let _ = first.handle.await;
 
@@ -108,31 +117,54 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
     publish(&stack, &config, &part(&traffic.events[..half]), None).await;
 
     let mut running = vec![start_worker(&config)];
-    let started = common::wait_until_async(Duration::from_secs(60), || async {
-        running[0].progress(&config).enriched >= 500
-    })
+    common::wait_until_async(
+        &format!("{protocol:?}: the first worker to enrich 500 records"),
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            match running[0].progress(&config) {
+                p if p.enriched >= 500 => Ok(()),
+                p => Err(format!("{p:?}")),
+            }
+        },
+    )
     .await;
-    assert!(
-        started,
-        "{protocol:?}: the first worker enriched 500 records"
-    );
     let publishing = publish_in_background(&stack, &config, &part(&traffic.events[half..]), 150);
     // The others join while the second half is flowing: a rebalance mid-stream for each.
     for _ in 1..workers {
         let joined = start_worker(&config);
-        let got = common::wait_until_async(Duration::from_secs(60), || async {
-            joined.metrics.assigned_partitions.get() > 0
-        })
+        common::wait_until_async(
+            &format!("{protocol:?}: worker {} to get partitions", running.len()),
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || async {
+                match joined.metrics.assigned_partitions.get() {
+                    0 => Err("0 partitions assigned"),
+                    _ => Ok(()),
+                }
+            },
+        )
         .await;
-        assert!(got, "{protocol:?}: worker {} got partitions", running.len());
         running.push(joined);
     }
     // Every member works on its share before the leaving starts.
-    let all_working = common::wait_until_async(Duration::from_secs(60), || async {
-        running.iter().all(|w| w.progress(&config).consumed > 0)
-    })
+    common::wait_until_async(
+        &format!("{protocol:?}: every worker to consume records"),
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            let consumed: Vec<u64> = running
+                .iter()
+                .map(|w| w.progress(&config).consumed)
+                .collect();
+            if consumed.iter().all(|&n| n > 0) {
+                Ok(())
+            } else {
+                Err(format!("consumed per worker {consumed:?}"))
+            }
+        },
+    )
     .await;
-    assert!(all_working, "{protocol:?}: every worker consumed records");
     // Then all but the first leave, one by one, while traffic still flows.
     let mut summaries = Vec::new();
     while running.len() > 1 {

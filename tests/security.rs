@@ -140,12 +140,10 @@ async fn acl_user_runs_the_worker_exactly_and_spoofed_verdicts_change_nothing() 
     let worker = start_worker(&config);
     let counts = wait_for_enrichment(&stack, &config, &traffic, || 0).await;
     let records = (traffic.events.len() + spoofed.len()) as u64;
-    let finished = common::wait_until_async(Duration::from_secs(60), || async {
-        worker.progress(&config).finished(records)
-    })
-    .await;
-    let summary = worker.stop().await;
-    assert!(finished, "every record finished: {summary:?}");
+    worker
+        .wait_finished(&config, records, Duration::from_secs(60))
+        .await;
+    worker.stop().await;
     assert_enriched(&counts, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
 
@@ -402,7 +400,15 @@ impl Process {
 
     /// Waits (bounded) until the output contains `text`.
     fn wait_for_output(&self, text: &str) -> bool {
-        common::wait_until(START_BOUND, || self.output.lock().unwrap().contains(text))
+        common::poll_until(START_BOUND, || {
+            self.output
+                .lock()
+                .unwrap()
+                .contains(text)
+                .then_some(())
+                .ok_or(())
+        })
+        .is_ok()
     }
 
     /// Sends SIGTERM.
