@@ -287,6 +287,85 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
     assert_ground_truth(&stack, &traffic).await;
 }
 
+/// The same on real Apache Kafka: an enrichment topic whose `max.message.bytes` is below every
+/// record batch (61 bytes of batch header alone, and every record has a key and a value) makes
+/// the broker refuse every produce request to it (`MESSAGE_TOO_LARGE`; librdkafka fails the
+/// whole batch). Every transaction ends as a `publish_failed` dead letter naming the topic and
+/// the error, within the bound (no endless retry), verdicts apply as usual, and Redis equals
+/// the ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_over_the_topics_max_message_bytes_on_apache_kafka_is_dead_lettered() {
+    const MAX_MESSAGE_BYTES: &str = "64";
+    let stack = start_stack().await;
+    let mut config = test_config(&stack);
+    config.kafka.enrichment_topic = common::random_name("enriched-small");
+    let topic = config.kafka.enrichment_topic.clone();
+    tokio::task::spawn_blocking(move || {
+        common::shared_kafka()
+            .create_topic_with(
+                &topic,
+                PARTITIONS,
+                &[("max.message.bytes", MAX_MESSAGE_BYTES)],
+            )
+            .expect("the small enrichment topic")
+    })
+    .await
+    .unwrap();
+    let traffic = traffic(&config, 300, 7, SPAN);
+    publish(&stack, &config, &traffic, None).await;
+    let records = traffic.events.len() as u64;
+
+    let worker = start_worker(&config);
+    let progress = worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
+    let gave_up = worker
+        .metrics
+        .publish_failures
+        .get_or_create(&PublishFailureLabels {
+            topic: config.kafka.enrichment_topic.clone(),
+            kind: "permanent".into(),
+            error: "message_size_too_large".into(),
+            decision: "gave_up".into(),
+        })
+        .get();
+    tokio::time::timeout(Duration::from_secs(60), worker.stop())
+        .await
+        .expect("the worker stops within a minute");
+    assert_eq!(
+        progress.dead_lettered, traffic.truth.transactions as u64,
+        "every transaction dead-lettered: {progress:?}"
+    );
+    assert_eq!(progress.enriched, 0, "{progress:?}");
+    assert_eq!(
+        gave_up, progress.dead_lettered,
+        "one give-up per dead letter"
+    );
+
+    let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
+    let letters = read_all(&stack, &dlq);
+    assert_eq!(letters.len(), traffic.truth.transactions);
+    for letter in &letters {
+        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
+        assert_eq!(
+            letter.header(header::TOPIC),
+            Some(config.kafka.transactions_topic.as_str())
+        );
+        let message = letter.header(header::MESSAGE).unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
+                && message.contains("MessageSizeTooLarge"),
+            "names the topic and the error: {message}"
+        );
+    }
+    assert!(
+        enrichment_counts(&stack, &config).is_empty(),
+        "the broker stored no enrichment record"
+    );
+    // The writes were applied once, before publishing failed.
+    assert_ground_truth(&stack, &traffic).await;
+}
+
 /// A dead letter the broker refuses for good has nowhere to go: the worker stops with an error
 /// naming the dead-letter topic and the error, quickly (no endless retry), and commits no
 /// offset past the records it could not finish.
