@@ -34,7 +34,7 @@
 //! also while a test panics. If the whole process dies without unwinding (SIGKILL, abort), the
 //! nodes still die with it when util-linux `setpriv` is installed: each node is started through
 //! `setpriv --pdeathsig KILL` from a thread that lives as long as the process. Set
-//! `FDS_LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
+//! `LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -195,11 +195,16 @@ pub(crate) fn make_root_dir(prefix: &str) -> Result<PathBuf> {
     Ok(root)
 }
 
+/// Environment variable that, set to `1`, keeps the local stack's directories (node and broker
+/// logs, data) instead of removing them.
+// Not `FDS_*`: every `FDS_*` variable is read as worker configuration (and an unknown key refused).
+pub const KEEP_ENV: &str = "LOCALSTACK_KEEP";
+
 /// Removes a cluster's directory once its processes are dead, or keeps it (logs, data) when
-/// `FDS_LOCALSTACK_KEEP=1`.
+/// [`KEEP_ENV`] is `1`.
 pub(crate) fn remove_root_dir(root: &Path) {
-    if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
-        eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", root.display());
+    if std::env::var_os(KEEP_ENV).is_some_and(|v| v == "1") {
+        eprintln!("{KEEP_ENV}=1: kept {}", root.display());
         return;
     }
     let _ = std::fs::remove_dir_all(root);
