@@ -13,13 +13,14 @@ use common::worker::{
     publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
     wait_for_enrichment,
 };
-use fds_testkit::demo::{KafkaSetup, wait_until_finished};
-use fds_worker::config::GroupProtocol;
+use fds_testkit::demo::{KafkaSetup, LocalStack, wait_until_finished};
+use fds_worker::config::{Config, GroupProtocol};
 use fds_worker::generate::Traffic;
 use fds_worker::metrics::{Metrics, PublishFailureLabels};
 use fds_worker::pipeline::{RunError, run};
 use fds_worker::redrive::{RedriveOptions, redrive};
 use fds_worker::sink::dead_letter::header;
+use fds_worker::source::SourceMessage;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -29,7 +30,7 @@ const SPAN: Duration = Duration::from_secs(20);
 
 /// A stack on librdkafka's mock cluster, for the tests that inject broker errors (Apache Kafka
 /// cannot be told to refuse one particular request).
-async fn mock_stack() -> fds_testkit::demo::LocalStack {
+async fn mock_stack() -> LocalStack {
     common::worker::start_stack_on(common::test_cluster_options(), KafkaSetup::Mock).await
 }
 
@@ -200,6 +201,42 @@ async fn three_workers_join_and_leave_exactly_under_the_consumer_protocol() {
     workers_join_and_leave(GroupProtocol::Consumer, 3, 6).await;
 }
 
+/// The worker's give-ups of enrichment records the broker refused for good as too large.
+fn too_large_give_ups(metrics: &Metrics, config: &Config) -> u64 {
+    metrics
+        .publish_failures
+        .get_or_create(&PublishFailureLabels {
+            topic: config.kafka.enrichment_topic.clone(),
+            kind: "permanent".into(),
+            error: "message_size_too_large".into(),
+            decision: "gave_up".into(),
+        })
+        .get()
+}
+
+/// The transaction topic's dead letters, each checked to be a `publish_failed` of a transaction
+/// whose enrichment record was refused as too large, naming the enrichment topic and the error.
+fn refused_enrichment_letters(stack: &LocalStack, config: &Config) -> Vec<SourceMessage> {
+    let letters = read_all(
+        stack,
+        &config.kafka.dlq_topic(&config.kafka.transactions_topic),
+    );
+    for letter in &letters {
+        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
+        assert_eq!(
+            letter.header(header::TOPIC),
+            Some(config.kafka.transactions_topic.as_str())
+        );
+        let message = letter.header(header::MESSAGE).unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
+                && message.contains("MessageSizeTooLarge"),
+            "names the topic and the error: {message}"
+        );
+    }
+    letters
+}
+
 /// A produce request the broker refuses for good (`MESSAGE_TOO_LARGE`, as for a record over
 /// the topic's `max.message.bytes`): the enrichment records in it are given up at once, their
 /// source records are dead-lettered as `publish_failed` naming the topic and the error, the
@@ -235,16 +272,7 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
     )
     .await;
     assert!(finished, "every record finished: {progress:?}");
-    let gave_up = worker
-        .metrics
-        .publish_failures
-        .get_or_create(&PublishFailureLabels {
-            topic: config.kafka.enrichment_topic.clone(),
-            kind: "permanent".into(),
-            error: "message_size_too_large".into(),
-            decision: "gave_up".into(),
-        })
-        .get();
+    let gave_up = too_large_give_ups(&worker.metrics, &config);
     worker.stop().await;
     assert!(progress.dead_lettered > 0, "{progress:?}");
     assert_eq!(
@@ -253,17 +281,8 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
     );
 
     let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
-    let letters = read_all(&stack, &dlq);
+    let letters = refused_enrichment_letters(&stack, &config);
     assert_eq!(letters.len() as u64, progress.dead_lettered);
-    for letter in &letters {
-        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
-        let message = letter.header(header::MESSAGE).unwrap_or_default();
-        assert!(
-            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
-                && message.contains("MessageSizeTooLarge"),
-            "names the topic and the error: {message}"
-        );
-    }
     let counts = enrichment_counts(&stack, &config);
     assert_eq!(
         counts.len() + letters.len(),
@@ -319,16 +338,7 @@ async fn enrichment_over_the_topics_max_message_bytes_on_apache_kafka_is_dead_le
     let progress = worker
         .wait_finished(&config, records, Duration::from_secs(120))
         .await;
-    let gave_up = worker
-        .metrics
-        .publish_failures
-        .get_or_create(&PublishFailureLabels {
-            topic: config.kafka.enrichment_topic.clone(),
-            kind: "permanent".into(),
-            error: "message_size_too_large".into(),
-            decision: "gave_up".into(),
-        })
-        .get();
+    let gave_up = too_large_give_ups(&worker.metrics, &config);
     tokio::time::timeout(Duration::from_secs(60), worker.stop())
         .await
         .expect("the worker stops within a minute");
@@ -342,22 +352,8 @@ async fn enrichment_over_the_topics_max_message_bytes_on_apache_kafka_is_dead_le
         "one give-up per dead letter"
     );
 
-    let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
-    let letters = read_all(&stack, &dlq);
+    let letters = refused_enrichment_letters(&stack, &config);
     assert_eq!(letters.len(), traffic.truth.transactions);
-    for letter in &letters {
-        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
-        assert_eq!(
-            letter.header(header::TOPIC),
-            Some(config.kafka.transactions_topic.as_str())
-        );
-        let message = letter.header(header::MESSAGE).unwrap_or_default();
-        assert!(
-            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
-                && message.contains("MessageSizeTooLarge"),
-            "names the topic and the error: {message}"
-        );
-    }
     assert!(
         enrichment_counts(&stack, &config).is_empty(),
         "the broker stored no enrichment record"
