@@ -67,6 +67,61 @@ pub fn sum(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// [`http_get`] off the async runtime's threads; no answer reads as status 0 and no body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || http_get(addr, &path))
+        .await
+        .unwrap()
+        .unwrap_or((0, String::new()))
+}
+
+/// Polls `GET path` every 100 ms until `done(status, body)` and returns that answer, or the
+/// last answer as `Err` at `timeout`.
+pub async fn poll_http(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(u16, &str) -> bool,
+) -> Result<(u16, String), (u16, String)> {
+    super::poll_until_async(timeout, Duration::from_millis(100), || async {
+        let (status, body) = get(addr, path).await;
+        if done(status, &body) {
+            Ok((status, body))
+        } else {
+            Err((status, body))
+        }
+    })
+    .await
+}
+
+/// [`poll_http`], panicking at `timeout` naming `what` with the last answer.
+pub async fn wait_http(
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    poll_http(addr, path, timeout, done)
+        .await
+        .unwrap_or_else(|(status, body)| {
+            panic!("timed out after {timeout:?} waiting for {what}; last {path} answer {status}:\n{body}")
+        })
+}
+
+/// [`wait_http`] of `/metrics` until `done(body)`; returns the body.
+pub async fn wait_metrics(
+    addr: SocketAddr,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    wait_http(addr, "/metrics", what, timeout, |_, m| done(m))
+        .await
+        .1
+}
+
 /// Builds the test kit's binary `fds-testkit` beside `fds-worker` (same target directory and
 /// profile), once per test process: `fds-worker demo` and `bench` hand over to it, and cargo
 /// builds another package's binaries for a test only when asked.
