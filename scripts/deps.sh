@@ -18,7 +18,5 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
   || need+=(libcurl4-openssl-dev)
 # c++: libFuzzer (scripts/fuzz.sh). (The TLS tests' certificates are made in-process by rcgen.)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
-# kill(1) (procps; `command -v kill` finds the shell builtin): tests signal the worker binary.
-[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 "$(dirname "$0")/apt-install.sh" "${need[@]}"
 "$(dirname "$0")/kafka-jars.sh" >/dev/null
