@@ -13,7 +13,7 @@ use common::worker::{
     publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
     wait_for_enrichment,
 };
-use fds_testkit::demo::{KafkaSetup, LocalStack, wait_until_finished};
+use fds_testkit::demo::{KafkaSetup, LocalStack};
 use fds_worker::config::{Config, GroupProtocol};
 use fds_worker::generate::Traffic;
 use fds_worker::metrics::{Metrics, PublishFailureLabels};
@@ -44,16 +44,9 @@ async fn every_transaction_is_enriched_once_and_counters_equal_ground_truth() {
 
     let fcalls_before = command_calls(&stack, "fcall");
     let worker = start_worker(&config);
-    let (progress, finished) = wait_until_finished(
-        &worker.metrics,
-        &config,
-        records,
-        Duration::from_secs(120),
-        Duration::from_millis(100),
-        |_, _| {},
-    )
-    .await;
-    assert!(finished, "worker finished every record: {progress:?}");
+    let progress = worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
     let summary = worker.stop().await;
     assert_eq!(progress.dead_lettered, 0);
     assert!(progress.breaches > 0, "bursts breach the velocity rule");
@@ -262,16 +255,9 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
         .unwrap();
 
     let worker = start_worker(&config);
-    let (progress, finished) = wait_until_finished(
-        &worker.metrics,
-        &config,
-        records,
-        Duration::from_secs(120),
-        Duration::from_millis(100),
-        |_, _| {},
-    )
-    .await;
-    assert!(finished, "every record finished: {progress:?}");
+    let progress = worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
     let gave_up = too_large_give_ups(&worker.metrics, &config);
     worker.stop().await;
     assert!(progress.dead_lettered > 0, "{progress:?}");
