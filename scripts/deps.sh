@@ -16,10 +16,7 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 # (`#ifdef WITH_OAUTHBEARER_OIDC` of a macro its CMake build always defines, as 0).
 [ -f /usr/include/curl/curl.h ] || [ -f "/usr/include/$(uname -m)-linux-gnu/curl/curl.h" ] \
   || need+=(libcurl4-openssl-dev)
-# openssl: the TLS tests make their certificates with it; c++: libFuzzer (scripts/fuzz.sh).
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# c++: libFuzzer (scripts/fuzz.sh). (The TLS tests' certificates are made in-process by rcgen.)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
-# kill(1) (procps; `command -v kill` finds the shell builtin): tests signal the worker binary.
-[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 "$(dirname "$0")/apt-install.sh" "${need[@]}"
 "$(dirname "$0")/kafka-jars.sh" >/dev/null

@@ -207,22 +207,25 @@ async fn a_zombie_paused_past_its_session_is_fenced_and_its_late_work_shows_noth
     );
     let group = config.kafka.group_id.clone();
     let admin: BaseConsumer = stack.kafka.client_config().create().unwrap();
-    let members_become = |n: usize| {
+    let members_become = |n: usize, what: &str| {
         tokio::task::block_in_place(|| {
-            common::wait_until(WAIT, || {
+            common::wait_until(what, WAIT, || {
                 std::thread::sleep(Duration::from_millis(200));
-                group_members(&admin, &group) == n
+                match group_members(&admin, &group) {
+                    members if members == n => Ok(()),
+                    members => Err(format!("{members} members")),
+                }
             })
         })
     };
-    assert!(members_become(2), "both workers joined the group");
+    members_become(2, "both workers in the group");
     wait_enriched(&stack, &config, 600).await;
     // Frozen with batches and perhaps a transaction in flight.
     zombie.signal(Signal::SIGSTOP);
     let frozen = Instant::now();
-    assert!(
-        members_become(1),
-        "the zombie's session expired and the group went on without it"
+    members_become(
+        1,
+        "the zombie's session to expire and the group to go on without it",
     );
     let before = enrichment_counts(&stack, &config).len();
     wait_enriched(&stack, &config, before + 300).await;

@@ -10,12 +10,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::ops::Process;
 use common::scenario::{RATE, Scenario, TRANSACTIONS};
 use common::worker::{
     enrichment_counts, publish_in_background, read_all, start_stack_with, start_worker,
-    test_config, traffic, verification,
+    test_config, traffic, verification, wait_for_enrichment,
 };
 use fds_testkit::demo::LocalStack;
 use fds_testkit::localstack::ClusterOptions;
@@ -202,8 +203,23 @@ async fn s5_a_whole_shard_lost_with_full_coverage_pauses_and_catches_up_without_
     let (master, replica) = a_shard(&s.stack);
     s.stack.cluster.kill(replica).unwrap();
     s.stack.cluster.kill(master).unwrap();
-    // Down for longer than the retry budget (6 s): the worker must wait, not dead-letter.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Down for longer than the retry budget (6 s): the worker must wait, not dead-letter. Wait
+    // until nothing has finished for the budget and 2 s more, failing on any dead letter.
+    let outlasted = s.config.redis.retry.budget + Duration::from_secs(2);
+    common::wait_until_async(
+        "the worker stalled past its retry budget",
+        WAIT,
+        Duration::from_millis(100),
+        || async {
+            let progress = s.worker().progress(&s.config);
+            assert_eq!(progress.dead_lettered, 0, "dead letters during the outage");
+            match s.current_stall() {
+                stall if stall >= outlasted => Ok(()),
+                stall => Err(format!("stalled {stall:?} of {outlasted:?}; {progress:?}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(s.worker().progress(&s.config).dead_lettered, 0);
     let stack = &s.stack;
     tokio::task::block_in_place(|| {
@@ -272,39 +288,39 @@ async fn s7_worker_process_killed_mid_batch_and_restarted() {
     let span = Duration::from_secs(10);
     let traffic = traffic(&config, TRANSACTIONS, 17, span);
     let publishing = publish_in_background(&stack, &config, &traffic, RATE);
+    // Worker processes, killed when dropped (a failed wait leaves none behind).
+    let env = stack.env();
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fds-worker"))
-            .arg("run")
-            .envs(stack.env())
-            .env("FDS_KAFKA__GROUP_ID", &config.kafka.group_id)
-            .env("FDS_PIPELINE__BATCH_SIZE", "200")
-            .env("FDS_METRICS__LISTEN", "127.0.0.1:0")
-            .env("FDS_LOG__LEVEL", "warn")
-            .spawn()
-            .expect("worker binary starts")
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend([
+            ("FDS_KAFKA__GROUP_ID", config.kafka.group_id.as_str()),
+            ("FDS_PIPELINE__BATCH_SIZE", "200"),
+            ("FDS_METRICS__LISTEN", "127.0.0.1:0"),
+            ("FDS_LOG__LEVEL", "warn"),
+        ]);
+        Process::spawn(&["run"], &env)
     };
     let mut first = spawn();
-    let started = Instant::now();
-    while enrichment_counts(&stack, &config).len() < 600 && started.elapsed() < WAIT {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    first.kill().unwrap(); // SIGKILL mid-batch: nothing drains, nothing commits
-    first.wait().unwrap();
+    common::wait_until_async(
+        "600 transactions enriched by the first worker",
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            match enrichment_counts(&stack, &config).len() {
+                n if n >= 600 => Ok(()),
+                n => Err(format!("{n} enriched")),
+            }
+        },
+    )
+    .await;
+    first.signal("KILL"); // mid-batch: nothing drains, nothing commits
+    first.wait(WAIT);
     let mut second = spawn();
     publishing.await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while enrichment_counts(&stack, &config).len() < traffic.truth.transactions
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    blocking(move || {
-        let pid = nix::unistd::Pid::from_raw(second.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM sent");
-        let status = second.wait().unwrap();
-        assert!(status.success(), "graceful stop exits 0: {status}");
-    })
-    .await;
+    wait_for_enrichment(&stack, &config, &traffic, || 0).await;
+    second.signal("TERM");
+    let status = blocking(move || second.wait(WAIT)).await;
+    assert!(status.success(), "graceful stop exits 0: {status}");
     let enriched = enrichment_counts(&stack, &config);
     let report = verification(&stack, &traffic).await;
     println!(
@@ -502,10 +518,9 @@ async fn s9_poison_oversized_and_injected_records_are_dead_lettered_and_the_rest
     let worker = start_worker(&config);
     publishing.await.unwrap();
     let records = traffic.events.len() as u64 + poison.len() as u64 + 1;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !worker.progress(&config).finished(records) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
     let progress = worker.stop().await;
     assert_eq!(
         progress.dead_lettered,

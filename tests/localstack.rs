@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, random_name, start_cluster, wait_for, wait_until};
+use common::{WAIT, poll_until, random_name, start_cluster, wait_for};
 use fds_testkit::localstack::{MockKafka, RedisCluster, Role};
 use fds_worker::slot::key_slot;
 use rdkafka::consumer::{
@@ -228,14 +228,18 @@ fn nodes_die_with_a_process_that_is_killed_without_unwinding() {
 
     child.kill().unwrap(); // SIGKILL: no unwinding, no Drop
     child.wait().unwrap();
-    let gone = wait_until(Duration::from_secs(10), || {
-        pids.iter().all(|&p| !process_exists(p))
+    let gone = poll_until(Duration::from_secs(10), || {
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| process_exists(p))
+            .collect();
+        if alive.is_empty() { Ok(()) } else { Err(alive) }
     });
     let _ = std::fs::remove_dir_all(&root);
-    assert!(
-        gone,
-        "redis-server processes outlived their parent: {pids:?}"
-    );
+    if let Err(alive) = gone {
+        panic!("redis-server processes outlived their parent: {alive:?} of {pids:?}");
+    }
 }
 
 #[test]

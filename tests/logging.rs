@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::ops::{Process, http_get, sum};
+use common::ops::{Process, poll_http, sum};
 use common::worker::{PARTITIONS, publish, start_stack_with, test_config, traffic};
 use fds_testkit::localstack::ClusterOptions;
 
@@ -211,24 +211,14 @@ async fn batch_spans_name_every_records_topic_partition_and_offset_and_no_secret
     })
     .await
     .unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
-            .await
-            .unwrap()
-            .map(|(_, m)| m)
-            .unwrap_or_default();
-        let finished = sum(&metrics, "fds_events_enriched_total")
-            + sum(&metrics, "fds_verdicts_applied_total");
-        if finished >= events as f64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let finished = |m: &str| {
+        sum(m, "fds_events_enriched_total") + sum(m, "fds_verdicts_applied_total") >= events as f64
+    };
+    if let Err((_, metrics)) = poll_http(addr, "/metrics", WAIT, |_, m| finished(m)).await {
+        panic!(
             "every event finished:\n{metrics}\nworker output:\n{}",
             worker.output().join("\n")
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // The ops commands authenticate with the file's password, and never print it.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::ops::{Process, http_get, sample, sum};
+use common::ops::{self, Process, get, sample, sum};
 use common::worker::{publish, start_stack, test_config, traffic};
 use fds_testkit::demo::LocalStack;
 use fds_worker::cli::run::Service;
@@ -65,32 +65,14 @@ impl Running {
     }
 }
 
-async fn get(addr: SocketAddr, path: &'static str) -> (u16, String) {
-    tokio::task::spawn_blocking(move || http_get(addr, path))
-        .await
-        .unwrap()
-        .unwrap_or((0, String::new()))
-}
-
-/// Polls `GET path` until `done(status, body)`; panics after [`WAIT`] with the last answer.
+/// [`ops::wait_http`] bounded by [`WAIT`].
 async fn wait_http(
     addr: SocketAddr,
-    path: &'static str,
+    path: &str,
     what: &str,
     done: impl Fn(u16, &str) -> bool,
 ) -> (u16, String) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = get(addr, path).await;
-        if done(status, &body) {
-            return (status, body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: last {path} answer {status}:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ops::wait_http(addr, path, what, WAIT, done).await
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -13,13 +13,14 @@ use common::worker::{
     publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
     wait_for_enrichment,
 };
-use fds_testkit::demo::{KafkaSetup, wait_until_finished};
-use fds_worker::config::{Delivery, GroupProtocol};
+use fds_testkit::demo::{KafkaSetup, LocalStack};
+use fds_worker::config::{Config, Delivery, GroupProtocol};
 use fds_worker::generate::Traffic;
 use fds_worker::metrics::{Metrics, PublishFailureLabels};
 use fds_worker::pipeline::{RunError, run};
 use fds_worker::redrive::{RedriveOptions, redrive};
 use fds_worker::sink::dead_letter::header;
+use fds_worker::source::SourceMessage;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -29,7 +30,7 @@ const SPAN: Duration = Duration::from_secs(20);
 
 /// A stack on librdkafka's mock cluster, for the tests that inject broker errors (Apache Kafka
 /// cannot be told to refuse one particular request).
-async fn mock_stack() -> fds_testkit::demo::LocalStack {
+async fn mock_stack() -> LocalStack {
     common::worker::start_stack_on(common::test_cluster_options(), KafkaSetup::Mock).await
 }
 
@@ -43,16 +44,9 @@ async fn every_transaction_is_enriched_once_and_counters_equal_ground_truth() {
 
     let fcalls_before = command_calls(&stack, "fcall");
     let worker = start_worker(&config);
-    let (progress, finished) = wait_until_finished(
-        &worker.metrics,
-        &config,
-        records,
-        Duration::from_secs(120),
-        Duration::from_millis(100),
-        |_, _| {},
-    )
-    .await;
-    assert!(finished, "worker finished every record: {progress:?}");
+    let progress = worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
     let summary = worker.stop().await;
     assert_eq!(progress.dead_lettered, 0);
     assert!(progress.breaches > 0, "bursts breach the velocity rule");
@@ -77,9 +71,18 @@ async fn a_worker_aborted_mid_stream_and_restarted_loses_and_doubles_nothing() {
     // The first worker is aborted mid-stream: its in-flight batches are dropped, and offsets
     // it stored but had not committed are lost, so the restart redelivers part of the stream.
     let first = start_worker(&config);
-    while first.progress(&config).enriched < 1_000 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until_async(
+        "1000 records enriched by the first worker",
+        Duration::from_secs(120),
+        Duration::from_millis(10),
+        || async {
+            match first.progress(&config) {
+                p if p.enriched >= 1_000 => Ok(()),
+                p => Err(format!("{p:?}")),
+            }
+        },
+    )
+    .await;
     first.handle.abort();
     let _ = first.handle.await;
 
@@ -109,31 +112,54 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
     publish(&stack, &config, &part(&traffic.events[..half]), None).await;
 
     let mut running = vec![start_worker(&config)];
-    let started = common::wait_until_async(Duration::from_secs(60), || async {
-        running[0].progress(&config).enriched >= 500
-    })
+    common::wait_until_async(
+        &format!("{protocol:?}: the first worker to enrich 500 records"),
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            match running[0].progress(&config) {
+                p if p.enriched >= 500 => Ok(()),
+                p => Err(format!("{p:?}")),
+            }
+        },
+    )
     .await;
-    assert!(
-        started,
-        "{protocol:?}: the first worker enriched 500 records"
-    );
     let publishing = publish_in_background(&stack, &config, &part(&traffic.events[half..]), 150);
     // The others join while the second half is flowing: a rebalance mid-stream for each.
     for _ in 1..workers {
         let joined = start_worker(&config);
-        let got = common::wait_until_async(Duration::from_secs(60), || async {
-            joined.metrics.assigned_partitions.get() > 0
-        })
+        common::wait_until_async(
+            &format!("{protocol:?}: worker {} to get partitions", running.len()),
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || async {
+                match joined.metrics.assigned_partitions.get() {
+                    0 => Err("0 partitions assigned"),
+                    _ => Ok(()),
+                }
+            },
+        )
         .await;
-        assert!(got, "{protocol:?}: worker {} got partitions", running.len());
         running.push(joined);
     }
     // Every member works on its share before the leaving starts.
-    let all_working = common::wait_until_async(Duration::from_secs(60), || async {
-        running.iter().all(|w| w.progress(&config).consumed > 0)
-    })
+    common::wait_until_async(
+        &format!("{protocol:?}: every worker to consume records"),
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            let consumed: Vec<u64> = running
+                .iter()
+                .map(|w| w.progress(&config).consumed)
+                .collect();
+            if consumed.iter().all(|&n| n > 0) {
+                Ok(())
+            } else {
+                Err(format!("consumed per worker {consumed:?}"))
+            }
+        },
+    )
     .await;
-    assert!(all_working, "{protocol:?}: every worker consumed records");
     // Then all but the first leave, one by one, while traffic still flows.
     let mut summaries = Vec::new();
     while running.len() > 1 {
@@ -171,6 +197,42 @@ async fn three_workers_join_and_leave_exactly_under_the_consumer_protocol() {
     workers_join_and_leave(GroupProtocol::Consumer, 3, 6).await;
 }
 
+/// The worker's give-ups of enrichment records the broker refused for good as too large.
+fn too_large_give_ups(metrics: &Metrics, config: &Config) -> u64 {
+    metrics
+        .publish_failures
+        .get_or_create(&PublishFailureLabels {
+            topic: config.kafka.enrichment_topic.clone(),
+            kind: "permanent".into(),
+            error: "message_size_too_large".into(),
+            decision: "gave_up".into(),
+        })
+        .get()
+}
+
+/// The transaction topic's dead letters, each checked to be a `publish_failed` of a transaction
+/// whose enrichment record was refused as too large, naming the enrichment topic and the error.
+fn refused_enrichment_letters(stack: &LocalStack, config: &Config) -> Vec<SourceMessage> {
+    let letters = read_all(
+        stack,
+        &config.kafka.dlq_topic(&config.kafka.transactions_topic),
+    );
+    for letter in &letters {
+        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
+        assert_eq!(
+            letter.header(header::TOPIC),
+            Some(config.kafka.transactions_topic.as_str())
+        );
+        let message = letter.header(header::MESSAGE).unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
+                && message.contains("MessageSizeTooLarge"),
+            "names the topic and the error: {message}"
+        );
+    }
+    letters
+}
+
 /// A produce request the broker refuses for good (`MESSAGE_TOO_LARGE`, as for a record over
 /// the topic's `max.message.bytes`): the enrichment records in it are given up at once, their
 /// source records are dead-lettered as `publish_failed` naming the topic and the error, the
@@ -199,26 +261,10 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
         .unwrap();
 
     let worker = start_worker(&config);
-    let (progress, finished) = wait_until_finished(
-        &worker.metrics,
-        &config,
-        records,
-        Duration::from_secs(120),
-        Duration::from_millis(100),
-        |_, _| {},
-    )
-    .await;
-    assert!(finished, "every record finished: {progress:?}");
-    let gave_up = worker
-        .metrics
-        .publish_failures
-        .get_or_create(&PublishFailureLabels {
-            topic: config.kafka.enrichment_topic.clone(),
-            kind: "permanent".into(),
-            error: "message_size_too_large".into(),
-            decision: "gave_up".into(),
-        })
-        .get();
+    let progress = worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
+    let gave_up = too_large_give_ups(&worker.metrics, &config);
     worker.stop().await;
     assert!(progress.dead_lettered > 0, "{progress:?}");
     assert_eq!(
@@ -227,17 +273,8 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
     );
 
     let dlq = config.kafka.dlq_topic(&config.kafka.transactions_topic);
-    let letters = read_all(&stack, &dlq);
+    let letters = refused_enrichment_letters(&stack, &config);
     assert_eq!(letters.len() as u64, progress.dead_lettered);
-    for letter in &letters {
-        assert_eq!(letter.header(header::KIND), Some("publish_failed"));
-        let message = letter.header(header::MESSAGE).unwrap_or_default();
-        assert!(
-            message.contains(&format!("`{}`", config.kafka.enrichment_topic))
-                && message.contains("MessageSizeTooLarge"),
-            "names the topic and the error: {message}"
-        );
-    }
     let counts = enrichment_counts(&stack, &config);
     assert_eq!(
         counts.len() + letters.len(),
@@ -258,6 +295,62 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
     assert_eq!(summary.enriched, letters.len() as u64, "{summary:?}");
     assert_eq!(summary.dead_lettered_again, 0, "{summary:?}");
     assert_enriched(&enrichment_counts(&stack, &config), &traffic, true);
+    assert_ground_truth(&stack, &traffic).await;
+}
+
+/// The same on real Apache Kafka: an enrichment topic whose `max.message.bytes` is below every
+/// record batch (61 bytes of batch header alone, and every record has a key and a value) makes
+/// the broker refuse every produce request to it (`MESSAGE_TOO_LARGE`; librdkafka fails the
+/// whole batch). Every transaction ends as a `publish_failed` dead letter naming the topic and
+/// the error, within the bound (no endless retry), verdicts apply as usual, and Redis equals
+/// the ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_over_the_topics_max_message_bytes_on_apache_kafka_is_dead_lettered() {
+    const MAX_MESSAGE_BYTES: &str = "64";
+    let stack = start_stack().await;
+    let mut config = test_config(&stack);
+    config.kafka.enrichment_topic = common::random_name("enriched-small");
+    let topic = config.kafka.enrichment_topic.clone();
+    tokio::task::spawn_blocking(move || {
+        common::shared_kafka()
+            .create_topic_with(
+                &topic,
+                PARTITIONS,
+                &[("max.message.bytes", MAX_MESSAGE_BYTES)],
+            )
+            .expect("the small enrichment topic")
+    })
+    .await
+    .unwrap();
+    let traffic = traffic(&config, 300, 7, SPAN);
+    publish(&stack, &config, &traffic, None).await;
+    let records = traffic.events.len() as u64;
+
+    let worker = start_worker(&config);
+    let progress = worker
+        .wait_finished(&config, records, Duration::from_secs(120))
+        .await;
+    let gave_up = too_large_give_ups(&worker.metrics, &config);
+    tokio::time::timeout(Duration::from_secs(60), worker.stop())
+        .await
+        .expect("the worker stops within a minute");
+    assert_eq!(
+        progress.dead_lettered, traffic.truth.transactions as u64,
+        "every transaction dead-lettered: {progress:?}"
+    );
+    assert_eq!(progress.enriched, 0, "{progress:?}");
+    assert_eq!(
+        gave_up, progress.dead_lettered,
+        "one give-up per dead letter"
+    );
+
+    let letters = refused_enrichment_letters(&stack, &config);
+    assert_eq!(letters.len(), traffic.truth.transactions);
+    assert!(
+        enrichment_counts(&stack, &config).is_empty(),
+        "the broker stored no enrichment record"
+    );
+    // The writes were applied once, before publishing failed.
     assert_ground_truth(&stack, &traffic).await;
 }
 

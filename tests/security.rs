@@ -140,12 +140,10 @@ async fn acl_user_runs_the_worker_exactly_and_spoofed_verdicts_change_nothing() 
     let worker = start_worker(&config);
     let counts = wait_for_enrichment(&stack, &config, &traffic, || 0).await;
     let records = (traffic.events.len() + spoofed.len()) as u64;
-    let finished = common::wait_until_async(Duration::from_secs(60), || async {
-        worker.progress(&config).finished(records)
-    })
-    .await;
-    let summary = worker.stop().await;
-    assert!(finished, "every record finished: {summary:?}");
+    worker
+        .wait_finished(&config, records, Duration::from_secs(60))
+        .await;
+    worker.stop().await;
     assert_enriched(&counts, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
 
@@ -290,7 +288,7 @@ fn tls_config(stack: &LocalStack, pki: &TestPki, ca: &Path) -> Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_cluster_works_and_untrusted_certificates_fail_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(dir.path(), "cluster").expect("openssl makes the PKI");
+    let pki = TestPki::generate(dir.path(), "cluster").expect("the test PKI is made");
     let stranger = TestPki::generate(dir.path(), "stranger").expect("another PKI");
     let stack = start_stack_with(tls_stack_options(&pki)).await;
     assert!(stack.cluster.seed_urls()[0].starts_with("rediss://"));
@@ -402,16 +400,21 @@ impl Process {
 
     /// Waits (bounded) until the output contains `text`.
     fn wait_for_output(&self, text: &str) -> bool {
-        common::wait_until(START_BOUND, || self.output.lock().unwrap().contains(text))
+        common::poll_until(START_BOUND, || {
+            self.output
+                .lock()
+                .unwrap()
+                .contains(text)
+                .then_some(())
+                .ok_or(())
+        })
+        .is_ok()
     }
 
     /// Sends SIGTERM.
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM sent");
     }
 
     /// Waits for the exit (killed after [`START_BOUND`]): `(exit code, output)`.

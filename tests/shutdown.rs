@@ -9,12 +9,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::ops::{Process, http_get, sample, sum};
+use common::ops::{self, Process, sample, sum};
 use common::worker::{
     assert_enriched, assert_ground_truth, enrichment_counts, publish, publish_in_background,
-    start_stack, test_config, traffic,
+    start_stack, test_config, traffic, wait_for_enrichment,
 };
 use fds_testkit::demo::LocalStack;
 use fds_worker::config::Config;
@@ -47,24 +47,9 @@ fn spawn_worker(env: &[(&'static str, String)]) -> Process {
     Process::spawn(&["run"], &env)
 }
 
-/// Scrapes `/metrics` until `done` holds (bounded).
+/// Scrapes `/metrics` until `done` holds; panics after [`WAIT`] with the last scrape.
 async fn wait_metrics(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
-            .await
-            .unwrap()
-            .map(|(_, body)| body)
-            .unwrap_or_default();
-        if done(&metrics) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ops::wait_metrics(addr, what, WAIT, done).await
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -121,14 +106,8 @@ async fn sigterm_mid_load_drains_and_exits_0_then_a_second_worker_finishes_exact
 
     let second = spawn_worker(&env);
     publishing.await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    while enrichment_counts(&stack, &config).len() < traffic.truth.transactions {
-        assert!(
-            Instant::now() < deadline,
-            "the second worker finishes the rest"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // The second worker finishes the rest.
+    wait_for_enrichment(&stack, &config, &traffic, || 0).await;
     second.signal("TERM");
     let mut second = second;
     let status = blocking(move || second.wait(WAIT)).await;

@@ -69,6 +69,7 @@ impl Turn {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
 
@@ -98,12 +99,41 @@ mod tests {
         assert_eq!(*published.lock().unwrap(), vec![1, 3]);
     }
 
-    #[tokio::test]
+    /// How long a paused-time test lets a wait run before calling it blocked.
+    const BLOCKED: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
     async fn a_dropped_turn_does_not_block_the_next() {
         let order = DeadLetterOrder::default();
         drop(order.next());
         let mut next = order.next();
-        next.wait().await;
+        tokio::time::timeout(BLOCKED, next.wait())
+            .await
+            .expect("a dropped turn counts as passed");
         next.pass();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_turn_blocks_the_next_until_it_passes_or_is_dropped() {
+        let order = DeadLetterOrder::default();
+        for release in [Turn::pass, drop] {
+            let held = order.next();
+            let mut next = order.next();
+            let waiting = tokio::spawn(async move {
+                next.wait().await;
+                next
+            });
+            tokio::time::sleep(BLOCKED).await;
+            assert!(
+                !waiting.is_finished(),
+                "the next turn waits while the earlier one is held"
+            );
+            release(held);
+            tokio::time::timeout(BLOCKED, waiting)
+                .await
+                .expect("a passed or dropped turn lets the next one go")
+                .unwrap()
+                .pass();
+        }
     }
 }

@@ -114,49 +114,80 @@ pub fn start_apache_kafka(options: KafkaOptions) -> ApacheKafka {
     kafka
 }
 
-/// Polls `condition` every 20 ms until it holds (`true`) or `timeout` passes (`false`).
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+/// How often the synchronous waits poll.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` every 20 ms until it returns `Ok`, and returns that; at `timeout`, the last
+/// `Err` (what was observed instead). For a caller that must clean up before it fails; the
+/// others use [`wait_until`].
+pub fn poll_until<T, E>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let deadline = Instant::now() + timeout;
     loop {
-        if condition() {
-            return true;
+        let last = probe();
+        if last.is_ok() || Instant::now() >= deadline {
+            return last;
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
     }
 }
 
-/// Polls `probe` every 20 ms until it returns `Some`, or panics after `timeout` saying `what`.
+/// Polls `probe` every 20 ms until it returns `Ok`, and returns that; panics after `timeout`
+/// naming `what` and the last `Err` (the state observed instead).
+pub fn wait_until<T, E: std::fmt::Display>(
+    what: &str,
+    timeout: Duration,
+    probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    poll_until(timeout, probe).unwrap_or_else(|last| {
+        panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+    })
+}
+
+/// [`wait_until`] for a probe with nothing to say while it does not hold (`None`).
 pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(what, timeout, || probe().ok_or("not yet"))
 }
 
-/// Async [`wait_until`]: awaits `condition()` every 20 ms until it holds or `timeout` passes.
-pub async fn wait_until_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
+/// Async [`poll_until`]: awaits `probe()` every `every` until it returns `Ok`, or returns the
+/// last `Err` at `timeout`.
+pub async fn poll_until_async<T, E, F, Fut>(
+    timeout: Duration,
+    every: Duration,
+    mut probe: F,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if condition().await {
-            return true;
+        let last = probe().await;
+        if last.is_ok() || tokio::time::Instant::now() >= deadline {
+            return last;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Async [`wait_until`]: awaits `probe()` every `every` until it returns `Ok`, and returns that;
+/// panics after `timeout` naming `what` and the last `Err` (the state observed instead).
+pub async fn wait_until_async<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    probe: F,
+) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    poll_until_async(timeout, every, probe)
+        .await
+        .unwrap_or_else(|last| {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+        })
 }

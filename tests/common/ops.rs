@@ -1,75 +1,125 @@
-//! Operating the worker from tests: plain HTTP GETs of its endpoints, reading Prometheus text,
-//! and the `fds-worker` binary as a child process whose stderr (JSON logs) is captured.
+//! Operating the worker from tests: HTTP GETs of its endpoints (`ureq`), reading its Prometheus
+//! text (`prometheus-parse`), and the `fds-worker` binary as a child process whose stderr (JSON
+//! logs) is captured.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// `GET path` on `addr` (HTTP/1.1, connection closed after): status code and body.
+use prometheus_parse::{Sample, Scrape, Value};
+
+/// `GET path` on `addr`: status code (any, not only 2xx) and body; an error only when there is
+/// no answer (connect, I/O or a 10 s overall timeout).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .map_err(std::io::Error::other)?;
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(std::io::Error::other)?;
+    Ok((response.status().as_u16(), body))
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+/// The samples of Prometheus text (histogram buckets gathered into one sample per series).
+fn parse(text: &str) -> Vec<Sample> {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("reading from a string cannot fail")
+        .samples
+}
+
+/// A plain sample's value (counter, gauge, untyped, and so `_total`, `_count`, `_sum`); `None`
+/// for a histogram's or a summary's buckets.
+fn value(sample: &Sample) -> Option<f64> {
+    match sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+        Value::Histogram(_) | Value::Summary(_) => None,
     }
-    out
 }
 
-/// The value of the first sample whose line starts with `series` followed by a space
+/// The value of the sample of `series`, a metric name with its exact label set if it has labels
 /// (`fds_ready`, `fds_redis_node_up{node="127.0.0.1:7000"}`).
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
+    let [wanted] = &parse(&format!("{series} 0"))[..] else {
+        panic!("`{series}` is not a series name with labels");
+    };
+    parse(metrics)
+        .iter()
+        .find(|s| s.metric == wanted.metric && s.labels == wanted.labels)
+        .and_then(value)
 }
 
 /// Sum of every sample of metric `name` (any labels).
 pub fn sum(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    parse(metrics)
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter_map(value)
         .sum()
+}
+
+/// [`http_get`] off the async runtime's threads; no answer reads as status 0 and no body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || http_get(addr, &path))
+        .await
+        .unwrap()
+        .unwrap_or((0, String::new()))
+}
+
+/// Polls `GET path` every 100 ms until `done(status, body)` and returns that answer, or the
+/// last answer as `Err` at `timeout`.
+pub async fn poll_http(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(u16, &str) -> bool,
+) -> Result<(u16, String), (u16, String)> {
+    super::poll_until_async(timeout, Duration::from_millis(100), || async {
+        let (status, body) = get(addr, path).await;
+        if done(status, &body) {
+            Ok((status, body))
+        } else {
+            Err((status, body))
+        }
+    })
+    .await
+}
+
+/// [`poll_http`], panicking at `timeout` naming `what` with the last answer.
+pub async fn wait_http(
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    poll_http(addr, path, timeout, done)
+        .await
+        .unwrap_or_else(|(status, body)| {
+            panic!("timed out after {timeout:?} waiting for {what}; last {path} answer {status}:\n{body}")
+        })
+}
+
+/// [`wait_http`] of `/metrics` until `done(body)`; returns the body.
+pub async fn wait_metrics(
+    addr: SocketAddr,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    wait_http(addr, "/metrics", what, timeout, |_, m| done(m))
+        .await
+        .1
 }
 
 /// Builds the test kit's binary `fds-testkit` beside `fds-worker` (same target directory and
@@ -192,11 +242,10 @@ impl Process {
 
     /// Sends `signal` (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal}");
+        let signal: nix::sys::signal::Signal =
+            format!("SIG{signal}").parse().expect("a signal name");
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {pid}: {e}"));
     }
 
     /// Waits (bounded) for the exit; kills it and panics on timeout.

@@ -27,15 +27,18 @@ pub const RATE: u32 = 300;
 /// were waiting.
 pub struct StallMeter {
     longest_ms: Arc<AtomicU64>,
+    current_ms: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl StallMeter {
     pub fn start(metrics: &Metrics, config: &Config) -> StallMeter {
         let longest_ms = Arc::new(AtomicU64::new(0));
+        let current_ms = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (metrics, config) = (metrics.clone(), config.clone());
-        let (longest, stopped) = (Arc::clone(&longest_ms), Arc::clone(&stop));
+        let (longest, current) = (Arc::clone(&longest_ms), Arc::clone(&current_ms));
+        let stopped = Arc::clone(&stop);
         tokio::spawn(async move {
             let mut last = (0, Instant::now());
             while !stopped.load(Ordering::Relaxed) {
@@ -44,11 +47,23 @@ impl StallMeter {
                 if finished != last.0 || p.consumed <= finished {
                     last = (finished, Instant::now());
                 }
-                longest.fetch_max(last.1.elapsed().as_millis() as u64, Ordering::Relaxed);
+                let stalled = last.1.elapsed().as_millis() as u64;
+                current.store(stalled, Ordering::Relaxed);
+                longest.fetch_max(stalled, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        StallMeter { longest_ms, stop }
+        StallMeter {
+            longest_ms,
+            current_ms,
+            stop,
+        }
+    }
+
+    /// How long nothing has finished while records were waiting, as of the last sample (zero
+    /// while records finish or none wait).
+    pub fn current(&self) -> Duration {
+        Duration::from_millis(self.current_ms.load(Ordering::Relaxed))
     }
 
     pub fn longest(&self) -> Duration {
@@ -115,28 +130,30 @@ impl Scenario {
         }
     }
 
+    /// The current stall (see [`StallMeter::current`]).
+    pub fn current_stall(&self) -> Duration {
+        self.stall.as_ref().expect("meter running").current()
+    }
+
     /// The running worker.
     pub fn worker(&self) -> &Worker {
         self.worker.as_ref().expect("worker running")
     }
 
-    /// Waits until the worker has finished `n` records; panics after 150 s saying so.
+    /// Waits until the worker has finished `n` records; panics after 150 s with its last
+    /// progress and the tails of the Kafka brokers' logs.
     pub async fn wait_finished(&self, n: u64) -> Progress {
         let timeout = Duration::from_secs(150);
-        let deadline = Instant::now() + timeout;
-        loop {
-            let progress = self.worker().progress(&self.config);
-            if progress.finished(n) {
-                return progress;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: {n} records not finished after {timeout:?}: {progress:?}\n{}",
-                self.name,
-                self.stack.kafka.log_tails(20)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.worker()
+            .poll_finished(&self.config, n, timeout)
+            .await
+            .unwrap_or_else(|last| {
+                panic!(
+                    "{}: {n} records not finished after {timeout:?}; last: {last:?}\n{}",
+                    self.name,
+                    self.stack.kafka.log_tails(20)
+                )
+            })
     }
 
     /// Waits for the publisher, then for every record to be finished; stops the worker.

@@ -40,7 +40,7 @@ pub fn secure_kafka() -> &'static SecureKafka {
     static SHARED: OnceLock<SecureKafka> = OnceLock::new();
     SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::generate(dir.path(), "kafka").expect("openssl makes the PKI");
+        let pki = TestPki::generate(dir.path(), "kafka").expect("the test PKI is made");
         let mechanisms = vec![BrokerMechanism::Plain, BrokerMechanism::ScramSha512];
         let options = KafkaOptions {
             listeners: vec![

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fds_testkit::demo::{KafkaSetup, LocalStack, Progress};
 use fds_testkit::localstack::ClusterOptions;
@@ -167,6 +167,39 @@ impl Worker {
     pub fn progress(&self, config: &Config) -> Progress {
         Progress::read(&self.metrics, config)
     }
+
+    /// Polls the progress every 100 ms until `records` are finished (enriched, applied or
+    /// dead-lettered) and returns it, or returns the last progress as `Err` at `timeout`.
+    pub async fn poll_finished(
+        &self,
+        config: &Config,
+        records: u64,
+        timeout: Duration,
+    ) -> Result<Progress, Progress> {
+        super::poll_until_async(timeout, Duration::from_millis(100), || async {
+            let progress = self.progress(config);
+            if progress.finished(records) {
+                Ok(progress)
+            } else {
+                Err(progress)
+            }
+        })
+        .await
+    }
+
+    /// [`Worker::poll_finished`], panicking at `timeout` with the last progress.
+    pub async fn wait_finished(
+        &self,
+        config: &Config,
+        records: u64,
+        timeout: Duration,
+    ) -> Progress {
+        self.poll_finished(config, records, timeout)
+            .await
+            .unwrap_or_else(|last| {
+                panic!("{records} records not finished after {timeout:?}; last: {last:?}")
+            })
+    }
 }
 
 /// Every record of `topic`, from the start to the current end of every partition.
@@ -198,23 +231,35 @@ pub fn enrichment_counts(stack: &LocalStack, config: &Config) -> HashMap<String,
     counts
 }
 
-/// Waits (bounded) until every transaction of `traffic` has an enrichment record, or — if
-/// `dead_letters` is given — is enriched or dead-lettered; returns the enrichment counts.
+/// Waits until every transaction of `traffic` has an enrichment record, or — if
+/// `dead_letters` counts any — is enriched or dead-lettered; returns the enrichment counts.
+/// Panics after 120 s with how many were enriched and dead-lettered.
 pub async fn wait_for_enrichment(
     stack: &LocalStack,
     config: &Config,
     traffic: &Traffic,
     dead_letters: impl Fn() -> usize,
 ) -> HashMap<String, usize> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let counts = enrichment_counts(stack, config);
-        if counts.len() + dead_letters() >= traffic.truth.transactions || Instant::now() > deadline
-        {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let transactions = traffic.truth.transactions;
+    let dead_letters = &dead_letters;
+    super::wait_until_async(
+        "every transaction enriched or dead-lettered",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || async move {
+            let counts = enrichment_counts(stack, config);
+            let dead = dead_letters();
+            if counts.len() + dead >= transactions {
+                Ok(counts)
+            } else {
+                Err(format!(
+                    "{} of {transactions} transactions enriched, {dead} dead-lettered",
+                    counts.len()
+                ))
+            }
+        },
+    )
+    .await
 }
 
 /// Compares Redis with the ground truth.

@@ -95,9 +95,8 @@ impl WorkerProcess {
     pub fn stop(mut self) -> anyhow::Result<Stopped> {
         let peak_rss = status_bytes(self.child.id(), "VmHWM:").unwrap_or(0);
         let cpu_seconds = cpu_seconds(self.child.id()).unwrap_or(0.0);
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         self.child.wait()?;
         let stderr = self.log_text();
         if std::env::var_os("WORKER_RUST_LOG").is_some() {

@@ -18,7 +18,7 @@
 //! | `redis_cluster.rs` | [`RedisCluster`]: lifecycle, fault injection, health waits |
 //! | `node.rs` | one `redis-server` process: config file, spawn, readiness |
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
-//! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (openssl CLI) for TLS clusters |
+//! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (rcgen) for TLS clusters |
 //! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
 //! | `any_kafka.rs` | [`Kafka`]: either of the two behind one set of calls |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
@@ -34,7 +34,7 @@
 //! also while a test panics. If the whole process dies without unwinding (SIGKILL, abort), the
 //! nodes still die with it when util-linux `setpriv` is installed: each node is started through
 //! `setpriv --pdeathsig KILL` from a thread that lives as long as the process. Set
-//! `FDS_LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
+//! `LOCALSTACK_KEEP=1` to keep the node directories (logs, `nodes.conf`, AOF) for debugging.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -109,6 +109,9 @@ pub enum LocalStackError {
         /// Its stdout and stderr.
         output: String,
     },
+    /// The test PKI could not be made (see [`TestPki::generate`]).
+    #[error("making the test certificates: {0}")]
+    Pki(#[from] rcgen::Error),
     /// A bounded wait ran out.
     #[error("timed out after {waited:?} waiting for {what}; last observation: {last}")]
     Timeout {
@@ -192,11 +195,16 @@ pub(crate) fn make_root_dir(prefix: &str) -> Result<PathBuf> {
     Ok(root)
 }
 
+/// Environment variable that, set to `1`, keeps the local stack's directories (node and broker
+/// logs, data) instead of removing them.
+// Not `FDS_*`: every `FDS_*` variable is read as worker configuration (and an unknown key refused).
+pub const KEEP_ENV: &str = "LOCALSTACK_KEEP";
+
 /// Removes a cluster's directory once its processes are dead, or keeps it (logs, data) when
-/// `FDS_LOCALSTACK_KEEP=1`.
+/// [`KEEP_ENV`] is `1`.
 pub(crate) fn remove_root_dir(root: &Path) {
-    if std::env::var_os("FDS_LOCALSTACK_KEEP").is_some_and(|v| v == "1") {
-        eprintln!("FDS_LOCALSTACK_KEEP=1: kept {}", root.display());
+    if std::env::var_os(KEEP_ENV).is_some_and(|v| v == "1") {
+        eprintln!("{KEEP_ENV}=1: kept {}", root.display());
         return;
     }
     let _ = std::fs::remove_dir_all(root);

@@ -108,7 +108,7 @@ impl KafkaOptions {
 /// An Apache Kafka cluster of real broker processes on 127.0.0.1, in a temporary directory.
 ///
 /// Brokers are numbered `1..=broker_count()` (their `node.id`), like [`MockKafka`]'s. Dropping
-/// it kills every broker with SIGKILL and removes the directory (`FDS_LOCALSTACK_KEEP=1` keeps
+/// it kills every broker with SIGKILL and removes the directory (`LOCALSTACK_KEEP=1` keeps
 /// it). It is `Send + Sync`; every method blocks (see the [module docs](super)).
 ///
 /// [`MockKafka`]: super::MockKafka
