@@ -299,14 +299,16 @@ async fn an_enrichment_refused_for_good_is_dead_lettered_and_redrive_publishes_i
 }
 
 /// The same on real Apache Kafka: an enrichment topic whose `max.message.bytes` is below every
-/// record batch (61 bytes of batch header alone, and every record has a key and a value) makes
-/// the broker refuse every produce request to it (`MESSAGE_TOO_LARGE`; librdkafka fails the
-/// whole batch). Every transaction ends as a `publish_failed` dead letter naming the topic and
+/// batch of enrichment records (61 bytes of batch header, and every record has a user-id key
+/// and an Avro value with a 36-character event id: over 100 bytes) makes the broker refuse
+/// every produce request to it (`MESSAGE_TOO_LARGE`; librdkafka fails the whole batch). The
+/// limit still fits a transaction marker (a 79-byte control batch): below that, the
+/// coordinator could never end a transaction on the topic. Every transaction ends as a `publish_failed` dead letter naming the topic and
 /// the error, within the bound (no endless retry), verdicts apply as usual, and Redis equals
 /// the ground truth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrichment_over_the_topics_max_message_bytes_on_apache_kafka_is_dead_lettered() {
-    const MAX_MESSAGE_BYTES: &str = "64";
+    const MAX_MESSAGE_BYTES: &str = "100";
     let stack = start_stack().await;
     let mut config = test_config(&stack);
     config.kafka.enrichment_topic = common::random_name("enriched-small");

@@ -10,6 +10,7 @@
 //! or refused and the worker must stop.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
@@ -92,6 +93,9 @@ impl TransactionFailure {
 /// The transactional producer of exactly-once delivery.
 pub struct TransactionalSink {
     producer: FutureProducer,
+    /// An `abort_transaction` did not complete (it timed out): librdkafka wants it called
+    /// again before the next transaction may begin.
+    abort_pending: AtomicBool,
     enrichment_topic: String,
     transactional_id: String,
     timeout: Duration,
@@ -128,6 +132,7 @@ impl TransactionalSink {
         tracing::info!(transactional_id, "transactional producer ready");
         Ok(TransactionalSink {
             producer,
+            abort_pending: AtomicBool::new(false),
             enrichment_topic: kafka.enrichment_topic.clone(),
             transactional_id,
             timeout,
@@ -148,6 +153,19 @@ impl TransactionalSink {
         offsets: Option<Arc<(TopicPartitionList, ConsumerGroupMetadata)>>,
     ) -> Result<(), Box<TransactionFailure>> {
         let deadline = Instant::now() + self.timeout;
+        if self.abort_pending.load(Ordering::Acquire) {
+            if let Err(error) = self.producer.abort_transaction(self.timeout) {
+                // Twice the transaction timeout without finishing: librdkafka can keep
+                // retrying a refused batch and never let the abort complete
+                // (confluentinc/librdkafka#3444). A new producer with this id aborts the
+                // transaction on the coordinator instead.
+                if is_fatal(&error) {
+                    return Err(self.failure(error, Vec::new()));
+                }
+                return Err(self.stuck("abort_transaction (confluentinc/librdkafka#3444)"));
+            }
+            self.abort_pending.store(false, Ordering::Release);
+        }
         self.producer
             .begin_transaction()
             .map_err(|error| self.failure(error, Vec::new()))?;
@@ -177,7 +195,10 @@ impl TransactionalSink {
         {
             return Err(match error {
                 Some(error) => self.abort(error, deliveries, refused),
-                None => self.stuck(),
+                None => self.stuck(
+                    "send_offsets_to_transaction (confluentinc/librdkafka#5456: the group \
+                     coordinator went away)",
+                ),
             });
         }
         loop {
@@ -223,13 +244,12 @@ impl TransactionalSink {
         }
     }
 
-    /// The producer is stuck in a librdkafka call: give it up (fatal: the caller starts a new
+    /// The producer is stuck in librdkafka's `call`: give it up (fatal: the caller starts a new
     /// producer with the same id, whose new epoch fences this one).
-    fn stuck(&self) -> Box<TransactionFailure> {
+    fn stuck(&self, call: &str) -> Box<TransactionFailure> {
         tracing::error!(
             transactional_id = %self.transactional_id,
-            "send_offsets_to_transaction did not return within the transaction timeout \
-             (librdkafka#5456: the group coordinator went away): giving this producer up"
+            "{call} did not complete within the transaction timeout: giving this producer up"
         );
         Box::new(TransactionFailure {
             transactional_id: self.transactional_id.clone(),
@@ -295,6 +315,8 @@ impl TransactionalSink {
             if is_fatal(&abort_error) {
                 return self.failure(abort_error, refused);
             }
+            // Timed out: to be called again before the next transaction begins.
+            self.abort_pending.store(true, Ordering::Release);
         }
         // Aborted: undelivered records fail with a purge error (retryable), those the brokers
         // refused keep their own error.
