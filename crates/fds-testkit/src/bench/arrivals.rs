@@ -90,7 +90,9 @@ impl Arrivals {
                 .join()
                 .map_err(|_| anyhow::anyhow!("the enrichment reader panicked"))??;
         }
-        Ok(std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner())))
+        Ok(std::mem::take(
+            &mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 }
 

@@ -89,7 +89,12 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
     .await?
     .context("starting the local stack")?;
     let mut report = Report {
-        kafka: if mock { "librdkafka mock" } else { "Apache Kafka" }.into(),
+        kafka: if mock {
+            "librdkafka mock"
+        } else {
+            "Apache Kafka"
+        }
+        .into(),
         default_interval: base.kafka.transactions.interval,
         ..Report::default()
     };
@@ -142,7 +147,12 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
         Some(rate) => vec![(rate, None)],
         None => RELATIVE_RATES
             .iter()
-            .map(|&share| (((reference.events_per_s() * share) as u32).max(1), Some(share)))
+            .map(|&share| {
+                (
+                    ((reference.events_per_s() * share) as u32).max(1),
+                    Some(share),
+                )
+            })
             .collect(),
     };
     let mut plan: Vec<(Delivery, Option<Duration>, u32, Option<f64>)> = Vec::new();
@@ -206,7 +216,9 @@ impl Bench {
         interval: Option<Duration>,
     ) -> anyhow::Result<RunConfig> {
         redis_stats::flush(&self.stack.cluster)?;
-        let mut config = self.stack.config(self.base.clone(), &format!("fds-bench-{name}"));
+        let mut config = self
+            .stack
+            .config(self.base.clone(), &format!("fds-bench-{name}"));
         let topics = StackTopics::with_prefix(&format!("{name}-"));
         for topic in [&topics.transactions, &topics.verdicts] {
             self.stack
@@ -230,7 +242,10 @@ impl Bench {
             config.kafka.transactions.interval = interval;
         }
         let mut env = vec![
-            ("FDS_KAFKA__DELIVERY".to_owned(), delivery.as_str().to_owned()),
+            (
+                "FDS_KAFKA__DELIVERY".to_owned(),
+                delivery.as_str().to_owned(),
+            ),
             ("FDS_KAFKA__TRANSACTIONS__ID".to_owned(), id),
         ];
         if let Some(interval) = interval {
@@ -255,7 +270,9 @@ impl Bench {
             7,
             Duration::from_secs(3600),
         );
-        self.stack.publish(&run.config, &traffic.events, None).await?;
+        self.stack
+            .publish(&run.config, &traffic.events, None)
+            .await?;
         let before = redis_stats::command_calls(&self.stack.cluster)?;
         let redis_cpu_before = redis_stats::cpu_seconds(&self.stack.cluster)?;
         let mut worker = self.start_worker(&run)?;
