@@ -3,26 +3,64 @@
 
 use std::time::Duration;
 
+use super::demo::KafkaKind;
+use crate::config::Delivery;
+
+/// Which delivery modes `bench` measures (`--delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchDelivery {
+    /// `kafka.delivery = "exactly_once"` only.
+    #[value(name = "exactly_once", alias = "exactly-once")]
+    ExactlyOnce,
+    /// `kafka.delivery = "at_least_once"` only.
+    #[value(name = "at_least_once", alias = "at-least-once")]
+    AtLeastOnce,
+    /// Both, on the same stack: at-least-once first (its maximum sets the offered rates of the
+    /// latency runs), then exactly-once.
+    Both,
+}
+
+impl BenchDelivery {
+    /// The modes to run, in order.
+    pub fn modes(self) -> Vec<Delivery> {
+        match self {
+            BenchDelivery::ExactlyOnce => vec![Delivery::ExactlyOnce],
+            BenchDelivery::AtLeastOnce => vec![Delivery::AtLeastOnce],
+            BenchDelivery::Both => vec![Delivery::AtLeastOnce, Delivery::ExactlyOnce],
+        }
+    }
+}
+
 /// Measure the worker against the cluster's own ceiling on a fresh local stack: redis-benchmark
-/// INCR/SET, then throughput, latency at a fixed rate, worker RSS and apply-once memory.
+/// INCR/SET, then throughput, latency at fixed rates, worker RSS and apply-once memory, for
+/// exactly-once and at-least-once delivery side by side.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  fds-worker bench                               the figures in BENCHMARKS.md
-  fds-worker bench --transactions 20000 --rate 2000 --latency-run 10s
+  fds-worker bench                               the figures in BENCHMARKS.md (mock Kafka)
+  fds-worker bench --kafka apache --transactions 20000 --latency-run 10s \\
+      --transaction-intervals 50ms,100ms,250ms   exactly-once vs at-least-once on Apache Kafka
+  fds-worker bench --delivery at_least_once --rate 2000
 
-Prints a Markdown table on stdout (progress on stderr). Needs redis-server and redis-benchmark
-(apt-get install -y redis-server redis-tools). Build with --release for meaningful numbers.")]
+Each delivery mode gets a throughput run (published first, then consumed from the start) and
+latency runs at 25 % and 50 % of the at-least-once maximum measured in the same invocation
+(or at --rate), every run on fresh topics and a fresh consumer group. Latency is source record
+→ enrichment record visible to a read_committed consumer.
+
+Prints Markdown tables on stdout (progress on stderr). Needs redis-server and redis-benchmark
+(apt-get install -y redis-server redis-tools); --kafka apache needs Java and the jars of
+scripts/kafka-jars.sh. Build with --release for meaningful numbers.")]
 pub struct BenchArgs {
-    /// Transactions in the throughput run (published first, then consumed from the start). The
-    /// rate is taken from the first to the last enrichment record, so use many batches' worth
-    /// (≥ 10 × pipeline.batch_size).
+    /// Transactions in each throughput run (published first, then consumed from the start).
+    /// The rate is taken from the first to the last enrichment record, so use many batches'
+    /// worth (≥ 10 × pipeline.batch_size).
     #[arg(long, default_value_t = 100_000)]
     pub transactions: usize,
-    /// Offered rate (events/s) of the latency run.
-    #[arg(long, default_value_t = 5_000)]
-    pub rate: u32,
-    /// Length of the latency run.
+    /// Offered rate (events/s) of every latency run, instead of 25 % and 50 % of the
+    /// at-least-once maximum.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Length of each latency run.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub latency_run: Duration,
     /// Requests per redis-benchmark test.
@@ -31,4 +69,16 @@ pub struct BenchArgs {
     /// Partitions per topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// The Kafka to run: librdkafka's in-process mock cluster (no Java needed), or a local
+    /// 3-node Apache Kafka 4.x cluster (KRaft; Java, jars via `scripts/kafka-jars.sh` or
+    /// `LOCALSTACK_KAFKA_JARS`).
+    #[arg(long, value_enum, default_value_t = KafkaKind::Mock)]
+    pub kafka: KafkaKind,
+    /// The delivery modes to measure (`kafka.delivery`).
+    #[arg(long, value_enum, default_value_t = BenchDelivery::Both)]
+    pub delivery: BenchDelivery,
+    /// Also repeat the exactly-once latency run at the lower offered rate once per
+    /// `kafka.transactions.interval` given (comma-separated, e.g. `50ms,100ms,250ms`).
+    #[arg(long, value_delimiter = ',', value_parser = humantime::parse_duration)]
+    pub transaction_intervals: Vec<Duration>,
 }

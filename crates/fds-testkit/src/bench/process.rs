@@ -34,17 +34,26 @@ pub struct Stopped {
 }
 
 impl WorkerProcess {
-    /// Starts `binary run` with `config` written to a temporary file.
-    pub fn start(binary: &Path, config: &Config) -> anyhow::Result<WorkerProcess> {
+    /// Starts `binary run` with `config` written to a temporary file and `env` (`FDS_*`
+    /// overrides of it) in its environment. `mock`: the Kafka is librdkafka's mock broker.
+    pub fn start(
+        binary: &Path,
+        config: &Config,
+        env: &[(String, String)],
+        mock: bool,
+    ) -> anyhow::Result<WorkerProcess> {
         let mut config = config.clone();
-        // The mock broker holds an empty fetch for its whole MaxWait even when records arrive
-        // meanwhile (a real broker answers as soon as `fetch.min.bytes` are there), adding up to
-        // `fetch.wait.max.ms` to every record's latency; 1 ms makes it answer like a real one.
-        config
-            .kafka
-            .consumer_options
-            .entry("fetch.wait.max.ms".to_owned())
-            .or_insert_with(|| "1".to_owned());
+        if mock {
+            // The mock broker holds an empty fetch for its whole MaxWait even when records
+            // arrive meanwhile (a real broker answers as soon as `fetch.min.bytes` are there),
+            // adding up to `fetch.wait.max.ms` to every record's latency; 1 ms makes it answer
+            // like a real one.
+            config
+                .kafka
+                .consumer_options
+                .entry("fetch.wait.max.ms".to_owned())
+                .or_insert_with(|| "1".to_owned());
+        }
         // Any free port: the bench must not collide with a worker already on the default.
         config.metrics.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         // The file lives in a temporary directory: relative schema paths stay relative to here.
@@ -58,6 +67,7 @@ impl WorkerProcess {
             .arg("--config")
             .arg(file.path())
             .arg("run")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("WORKER_RUST_LOG")

@@ -15,6 +15,9 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         latency_run: args.latency_run,
         ceiling_requests: args.ceiling_requests,
         partitions: args.partitions,
+        kafka: args.kafka.into(),
+        deliveries: args.delivery.modes(),
+        transaction_intervals: args.transaction_intervals,
         binary,
     };
     let report = run_bench(options, config).await?;
