@@ -238,7 +238,7 @@ pub async fn redrive(
     }
     commit(&reader)?;
     progress(summary.read, total);
-    stage.sink.flush(Duration::from_secs(10))?;
+    stage.flush(Duration::from_secs(10))?;
     Ok(summary)
 }
 

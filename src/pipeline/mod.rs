@@ -555,7 +555,7 @@ impl Loop {
         } else if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
         }
-        if let Err(error) = self.stage.sink.flush(Duration::from_secs(5)) {
+        if let Err(error) = self.stage.flush(Duration::from_secs(5)) {
             tracing::warn!(%error, "flushing the producer");
         }
         tracing::info!(summary = ?self.summary, "stopped");

@@ -31,8 +31,10 @@ pub struct Stage {
     pub planner: Planner,
     /// Runs slot units.
     pub store: Store,
-    /// Publishes enrichment records and dead letters.
-    pub sink: Sink,
+    /// Publishes enrichment records and dead letters as batches finish (at-least-once
+    /// delivery; `None` with exactly-once delivery, whose output goes through
+    /// [`Stage::transactions`]).
+    pub sink: Option<Sink>,
     /// Where dead letters go: `<topic><suffix>`.
     pub dlq_suffix: String,
     /// Metrics.
@@ -113,7 +115,10 @@ impl Stage {
             Store::connect_with_metrics(store_settings(&config.redis), Some(metrics.clone()))
                 .await?;
         let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
-        let sink = Sink::new(&config.kafka)?.with_metrics(&metrics);
+        let sink = match config.kafka.delivery {
+            Delivery::AtLeastOnce => Some(Sink::new(&config.kafka)?.with_metrics(&metrics)),
+            Delivery::ExactlyOnce => None,
+        };
         Ok(Stage {
             decoder,
             planner: Planner::new(plan_settings(config, namespace)),
@@ -130,6 +135,23 @@ impl Stage {
             enrichment_topic: config.kafka.enrichment_topic.clone(),
             stopped: OnceLock::new(),
         })
+    }
+
+    /// The at-least-once producer. Only the publishing paths of at-least-once delivery call
+    /// it: with exactly-once delivery batches collect their output (`collect_outputs`).
+    fn direct_sink(&self) -> &Sink {
+        self.sink
+            .as_ref()
+            .expect("at-least-once delivery has its producer")
+    }
+
+    /// Waits up to `timeout` for every record the at-least-once producer queued to be acked
+    /// (nothing to wait for with exactly-once delivery: its transactions are committed).
+    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), rdkafka::error::KafkaError> {
+        match &self.sink {
+            Some(sink) => sink.flush(timeout),
+            None => Ok(()),
+        }
     }
 
     /// Prepares, submits and completes one batch (for callers that run batches one at a
@@ -331,7 +353,7 @@ impl Stage {
             }
         };
         if let Err(failure) = self
-            .sink
+            .direct_sink()
             .publish_enrichment(&enrichment.user_id, &payload)
             .await
         {
@@ -357,7 +379,7 @@ impl Stage {
         reason.replay = self.replay_marker.clone();
         let topic = format!("{}{}", message.topic, self.dlq_suffix);
         if let Err(failure) = self
-            .sink
+            .direct_sink()
             .publish_dead_letter(&topic, message, &reason)
             .await
         {

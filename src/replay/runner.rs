@@ -415,7 +415,6 @@ impl Replay<'_> {
         self.progress.finish(&topics);
         if let Engine::Apply { stage, .. } = &self.engine {
             stage
-                .sink
                 .flush(Duration::from_secs(10))
                 .map_err(|source| ReplayError::Kafka {
                     what: "flushing the producer".to_owned(),
