@@ -84,16 +84,7 @@ impl Stage {
         let mut outputs = Vec::with_capacity(messages.len());
         for (message, decoded) in messages.into_iter().zip(decoded) {
             let position = ((message.topic.clone(), message.partition), message.offset);
-            let outcome = match decoded {
-                Err(reason) => Err(reason.clone()),
-                Ok(index) => match &outcomes[*index] {
-                    Outcome::Enriched(enrichment) => Ok(Some(enrichment)),
-                    Outcome::VerdictDone { .. } => Ok(None),
-                    Outcome::Failed { failed_tags, cause } => {
-                        Err(self.failure_reason(failed_tags, cause))
-                    }
-                },
-            };
+            let outcome = self.record_outcome(decoded, outcomes);
             done.finished.push(position.clone());
             let output = match outcome {
                 Ok(Some(_)) if !self.publish_enrichment => {

@@ -246,16 +246,7 @@ impl Stage {
         let mut dead_letters = Vec::new();
         for (position, (message, decoded)) in batch.messages.iter().zip(&batch.decoded).enumerate()
         {
-            let outcome = match decoded {
-                Err(reason) => Err(reason.clone()),
-                Ok(index) => match &outcomes[*index] {
-                    Outcome::Enriched(enrichment) => Ok(Some(enrichment)),
-                    Outcome::VerdictDone { .. } => Ok(None),
-                    Outcome::Failed { failed_tags, cause } => {
-                        Err(self.failure_reason(failed_tags, cause))
-                    }
-                },
-            };
+            let outcome = self.record_outcome(decoded, &outcomes);
             publishes.push(match outcome {
                 Ok(Some(enrichment)) if self.publish_enrichment => {
                     self.publish_enrichment(message, enrichment)
@@ -397,6 +388,27 @@ impl Stage {
         }
         self.count_dead_letter(&message.topic, message, &reason);
         Published::DeadLetter
+    }
+
+    /// What became of one record of a batch: its enrichment, nothing to publish (a verdict),
+    /// or why it is dead-lettered (poison, or a failed unit).
+    // The reason is matched on at once by the caller, never propagated with `?`.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn record_outcome<'a>(
+        &self,
+        decoded: &Result<usize, DeadLetterReason>,
+        outcomes: &'a [Outcome<UnitFailure>],
+    ) -> Result<Option<&'a crate::event::Enrichment>, DeadLetterReason> {
+        match decoded {
+            Err(reason) => Err(reason.clone()),
+            Ok(index) => match &outcomes[*index] {
+                Outcome::Enriched(enrichment) => Ok(Some(enrichment)),
+                Outcome::VerdictDone { .. } => Ok(None),
+                Outcome::Failed { failed_tags, cause } => {
+                    Err(self.failure_reason(failed_tags, cause))
+                }
+            },
+        }
     }
 
     pub(super) fn failure_reason(
