@@ -120,9 +120,10 @@ async fn ledger(stack: &LocalStack, config: &Config, traffic: &Traffic) -> (usiz
     let report = verification(stack, traffic).await;
     assert!(
         report.is_exact(),
-        "Redis: lost {:?} doubled {:?}",
+        "Redis: lost {:?} doubled {:?} blacklist {:?}",
         report.lost.first(),
-        report.doubled.first()
+        report.doubled.first(),
+        report.blacklist_problems
     );
     let repeated = counts.values().filter(|n| **n > 1).count();
     let extra = counts.values().map(|n| n - 1).sum();
