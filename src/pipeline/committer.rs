@@ -25,15 +25,12 @@ use super::{RunError, RunSummary};
 use crate::config::KafkaConfig;
 use crate::metrics::{OutcomeLabel, PublishFailureLabels};
 use crate::retry::{Backoff, Budget};
+// A failed transaction backs off like a failed publish.
+use crate::sink::retry::{INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::sink::{
     DeadLetterReason, Outgoing, PublishError, SinkError, TransactionFailure, TransactionalSink,
 };
 use crate::source::Ownership;
-
-/// First wait after a failed transaction; doubles per failure.
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between transaction attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One transaction attempt, as it came back from its thread.
 pub(super) struct Attempt {
@@ -207,13 +204,9 @@ impl Committer {
             Ok(()) => {
                 self.failing = None;
                 self.backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
-                for (record, (partition, _, _)) in txn.records.iter().zip(&txn.origins) {
-                    if stage.count_delivered(&partition.0, record) {
-                        summary.enriched += 1;
-                    } else {
-                        summary.dead_lettered += 1;
-                    }
-                }
+                let (enriched, dead_lettered) = count_committed(stage, &txn);
+                summary.enriched += enriched;
+                summary.dead_lettered += dead_lettered;
                 return Ok(txn.offset_list());
             }
             Err(failure) => failure,
@@ -263,6 +256,19 @@ impl Committer {
         self.next_at = Instant::now() + wait;
         Ok(TopicPartitionList::new())
     }
+}
+
+/// Counts a committed transaction's records as delivered: (enrichment records, dead letters).
+fn count_committed(stage: &Stage, txn: &Transaction) -> (u64, u64) {
+    let (mut enriched, mut dead_lettered) = (0, 0);
+    for (record, (partition, _, _)) in txn.records.iter().zip(&txn.origins) {
+        if stage.count_delivered(&partition.0, record) {
+            enriched += 1;
+        } else {
+            dead_lettered += 1;
+        }
+    }
+    (enriched, dead_lettered)
 }
 
 /// The brokers refused record `index` of `txn` for good: an enrichment record is replaced by
@@ -352,15 +358,7 @@ pub async fn commit_with_retry(
         txn.records = records;
         let failure = match result {
             Ok(()) => {
-                let (mut enriched, mut dead_lettered) = (0, 0);
-                for (record, (partition, _, _)) in txn.records.iter().zip(&txn.origins) {
-                    if stage.count_delivered(&partition.0, record) {
-                        enriched += 1;
-                    } else {
-                        dead_lettered += 1;
-                    }
-                }
-                return Ok((enriched, dead_lettered));
+                return Ok(count_committed(stage, &txn));
             }
             Err(failure) => failure,
         };

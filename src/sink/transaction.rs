@@ -308,9 +308,9 @@ impl TransactionalSink {
         deliveries: Vec<(usize, DeliveryFuture)>,
         mut refused: Vec<(usize, SinkError)>,
     ) -> Box<TransactionFailure> {
-        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal())
-            || SinkErrorKind::of(&error) == SinkErrorKind::Fatal;
-        if !fatal && let Err(abort_error) = self.producer.abort_transaction(self.timeout) {
+        if !is_fatal(&error)
+            && let Err(abort_error) = self.producer.abort_transaction(self.timeout)
+        {
             tracing::warn!(%abort_error, "abort_transaction failed");
             if is_fatal(&abort_error) {
                 return self.failure(abort_error, refused);
@@ -355,8 +355,9 @@ impl TransactionalSink {
     }
 }
 
+/// librdkafka's verdict (a fatal transactional error), or a code that is always fatal.
 fn is_fatal(error: &KafkaError) -> bool {
-    matches!(error, KafkaError::Transaction(e) if e.is_fatal())
+    SinkErrorKind::of(error) == SinkErrorKind::Fatal
 }
 
 /// How long past its own timeout a `send_offsets_to_transaction` is waited for.
