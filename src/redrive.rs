@@ -222,7 +222,7 @@ pub async fn redrive(
                 let (enriched, dead_lettered) = stage
                     .commit_outputs(
                         std::mem::take(&mut done.outputs),
-                        group.map(|group| (offsets, group)),
+                        group.map(|group| (offsets, Arc::new(group))),
                     )
                     .await?;
                 summary.enriched += enriched;

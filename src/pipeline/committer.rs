@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rdkafka::TopicPartitionList;
-use rdkafka::consumer::ConsumerGroupMetadata;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -28,7 +27,8 @@ use crate::retry::{Backoff, Budget};
 // A failed transaction backs off like a failed publish.
 use crate::sink::retry::{INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::sink::{
-    DeadLetterReason, Outgoing, PublishError, SinkError, TransactionFailure, TransactionalSink,
+    DeadLetterReason, Outgoing, PublishError, SinkError, TransactionFailure, TransactionOffsets,
+    TransactionalSink,
 };
 use crate::source::Ownership;
 
@@ -98,8 +98,9 @@ impl Committer {
         self.in_flight.is_some() || self.outbox.has_work()
     }
 
-    /// Starts a transaction of everything committable, with the group's current metadata.
-    pub(super) fn start(&mut self, group: Option<ConsumerGroupMetadata>) {
+    /// Starts a transaction of everything committable, under the group metadata of the last
+    /// rebalance (see [`Ownership`]).
+    pub(super) fn start(&mut self) {
         let mut txn = self.outbox.take();
         if txn.is_empty() {
             return;
@@ -134,13 +135,13 @@ impl Committer {
                 .iter()
                 .map(|(p, e, _)| (p.clone(), *e))
                 .collect();
-            let (guard, owned) = ownership.commit(wanted);
-            txn.keep_only(&owned);
-            let result = if txn.is_empty() {
-                Ok(())
-            } else {
-                let offsets = group.map(|group| Arc::new((txn.offset_list(), group)));
-                sink.commit(&txn.records, offsets)
+            let (guard, committable) = ownership.commit(wanted);
+            txn.keep_only(&committable.owned);
+            let result = match committable.group {
+                Some(group) if !txn.is_empty() => {
+                    sink.commit(&txn.records, Some(Arc::new((txn.offset_list(), group))))
+                }
+                _ => Ok(()),
             };
             drop(guard);
             Attempt {
@@ -339,7 +340,7 @@ pub async fn commit_with_retry(
     stage: &Stage,
     sink: &Arc<TransactionalSink>,
     mut txn: Transaction,
-    offsets: Option<(TopicPartitionList, ConsumerGroupMetadata)>,
+    offsets: Option<TransactionOffsets>,
     retry_budget: Duration,
     enrichment_topic: &str,
 ) -> Result<(u64, u64), RunError> {

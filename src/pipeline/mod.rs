@@ -491,9 +491,13 @@ impl Loop {
 
     /// Exactly once: starts the next transaction.
     fn start_transaction(&mut self) {
-        let group = self.consumer.group_metadata();
         if let Some(committer) = &mut self.committer {
-            committer.start(group);
+            // In this order: see `Ownership::refresh`.
+            if let Some(live) = self.consumer.group_metadata() {
+                let lost = self.consumer.assignment_lost();
+                self.consumer.context().ownership().refresh(live, lost);
+            }
+            committer.start();
         }
     }
 

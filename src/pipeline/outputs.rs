@@ -7,14 +7,11 @@ use std::time::SystemTime;
 use crate::codec::CodecKind;
 use crate::metrics::{TopicCounts, TopicReasonLabels};
 use crate::plan::assemble::Outcome;
-use crate::sink::{DeadLetterReason, Outgoing};
+use crate::sink::{DeadLetterReason, Outgoing, TransactionOffsets};
 use crate::source::SourceMessage;
 use crate::store::UnitFailure;
 
 use std::sync::Arc;
-
-use rdkafka::TopicPartitionList;
-use rdkafka::consumer::ConsumerGroupMetadata;
 
 use super::RunError;
 use super::committer::commit_with_retry;
@@ -51,7 +48,7 @@ impl Stage {
     pub async fn commit_outputs(
         &self,
         outputs: Vec<((Partition, i64), Outgoing)>,
-        offsets: Option<(TopicPartitionList, ConsumerGroupMetadata)>,
+        offsets: Option<TransactionOffsets>,
     ) -> Result<(u64, u64), RunError> {
         let Some(sink) = &self.transactions else {
             return Ok((0, 0));

@@ -20,6 +20,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+/// Consumer offsets to commit in a transaction, and the group metadata to commit them under
+/// (the generation the offsets' records were read in: KIP-447 fencing).
+pub type TransactionOffsets = (TopicPartitionList, Arc<ConsumerGroupMetadata>);
+
 use super::dead_letter::{DeadLetterReason, dead_letter_headers};
 use super::error::{SinkError, SinkErrorKind};
 use super::producer::producer_config;
@@ -150,7 +154,7 @@ impl TransactionalSink {
     pub fn commit(
         &self,
         records: &[Outgoing],
-        offsets: Option<Arc<(TopicPartitionList, ConsumerGroupMetadata)>>,
+        offsets: Option<Arc<TransactionOffsets>>,
     ) -> Result<(), Box<TransactionFailure>> {
         let deadline = Instant::now() + self.timeout;
         if self.abort_pending.load(Ordering::Acquire) {
@@ -223,7 +227,7 @@ impl TransactionalSink {
     /// return (the thread and its producer are left to finish on their own).
     fn send_offsets(
         &self,
-        offsets: Arc<(TopicPartitionList, ConsumerGroupMetadata)>,
+        offsets: Arc<TransactionOffsets>,
         timeout: Duration,
     ) -> Result<(), Option<KafkaError>> {
         let producer = self.producer.clone();

@@ -157,7 +157,11 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
-            tracing::info!(partitions = ?revoked, "partitions revoked");
+            let lost = consumer.assignment_lost();
+            tracing::info!(partitions = ?revoked, lost, "partitions revoked");
+            // A lost assignment has no generation left to commit under.
+            self.ownership
+                .joined((!lost).then(|| consumer.group_metadata()).flatten());
             match self.transactional {
                 // No transaction includes them from now on, and the one in progress ends
                 // before the group may give them to another worker.
@@ -184,11 +188,12 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
                 let assigned = partitions(list);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
+                self.ownership.joined(consumer.group_metadata());
                 self.ownership.assign(&assigned);
                 self.note(RebalanceNote::Assigned(assigned));
             }
