@@ -202,7 +202,8 @@ impl Worker {
     }
 }
 
-/// Every record of `topic`, from the start to the current end of every partition.
+/// Every record of `topic`, from the start to the current end of every partition. A broker
+/// moving a leader meanwhile (a loaded machine's brokers miss heartbeats too) is waited out.
 pub fn read_all(stack: &LocalStack, topic: &str) -> Vec<SourceMessage> {
     let consumer: BaseConsumer = stack
         .kafka
@@ -211,7 +212,11 @@ pub fn read_all(stack: &LocalStack, topic: &str) -> Vec<SourceMessage> {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let spans = range::whole_topic(&consumer, topic, Start::Earliest, End::HighWatermark).unwrap();
+    let spans = super::wait_until(
+        &format!("the partitions and watermarks of {topic}"),
+        Duration::from_secs(30),
+        || range::whole_topic(&consumer, topic, Start::Earliest, End::HighWatermark),
+    );
     BlockingRangeReader::open(consumer, &spans)
         .unwrap()
         .read_to_end(Duration::from_secs(60))
