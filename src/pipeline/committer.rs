@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::outbox::{Outbox, Transaction};
 use super::stage::Stage;
 use super::{RunError, RunSummary};
-use crate::config::KafkaConfig;
+use crate::config::{GroupProtocol, KafkaConfig};
 use crate::metrics::{OutcomeLabel, PublishFailureLabels};
 use crate::retry::{Backoff, Budget};
 // A failed transaction backs off like a failed publish.
@@ -58,6 +58,13 @@ pub(super) struct Committer {
     failing: Option<Budget>,
     retry_budget: Duration,
     enrichment_topic: String,
+    /// The group protocol's generation can move on without a rebalance callback (KIP-848's
+    /// member epochs): the group metadata is refreshed before each transaction (see
+    /// [`Ownership::refresh`]). Never under the classic protocol, whose every rebalance ends
+    /// in a callback — and where a member dropped by the coordinator rejoins under a new
+    /// member id and generation *before* librdkafka revokes the partitions it no longer
+    /// owns: metadata read then would let it commit for them.
+    pub(super) refreshes_group_metadata: bool,
 }
 
 impl Committer {
@@ -79,6 +86,7 @@ impl Committer {
             failing: None,
             retry_budget: kafka.produce_retry_budget,
             enrichment_topic: kafka.enrichment_topic.clone(),
+            refreshes_group_metadata: kafka.group_protocol == GroupProtocol::Consumer,
         }
     }
 

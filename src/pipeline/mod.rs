@@ -492,8 +492,11 @@ impl Loop {
     /// Exactly once: starts the next transaction.
     fn start_transaction(&mut self) {
         if let Some(committer) = &mut self.committer {
-            // In this order: see `Ownership::refresh`.
-            if let Some(live) = self.consumer.group_metadata() {
+            // KIP-848: a member epoch can move on without a rebalance callback. In this order:
+            // see `Ownership::refresh`.
+            if committer.refreshes_group_metadata
+                && let Some(live) = self.consumer.group_metadata()
+            {
                 let lost = self.consumer.assignment_lost();
                 self.consumer.context().ownership().refresh(live, lost);
             }

@@ -159,9 +159,6 @@ impl ConsumerContext for SourceContext {
             let revoked = partitions(list);
             let lost = consumer.assignment_lost();
             tracing::info!(partitions = ?revoked, lost, "partitions revoked");
-            // A lost assignment has no generation left to commit under.
-            self.ownership
-                .joined((!lost).then(|| consumer.group_metadata()).flatten());
             match self.transactional {
                 // No transaction includes them from now on, and the one in progress ends
                 // before the group may give them to another worker.
@@ -184,6 +181,11 @@ impl ConsumerContext for SourceContext {
                     }
                 }
             }
+            // Only once no commit can include the revoked partitions: the generation they are
+            // revoked in (a member the coordinator dropped has rejoined under a new one) must
+            // never carry them. A lost assignment has no generation left to commit under.
+            self.ownership
+                .joined((!lost).then(|| consumer.group_metadata()).flatten());
             self.note(RebalanceNote::Revoked(revoked));
         }
     }

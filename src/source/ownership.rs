@@ -66,8 +66,8 @@ impl Ownership {
     }
 
     /// The consumer's live metadata, read *before* checking that its assignment is not lost:
-    /// replaces the captured one, so a generation (a KIP-848 member epoch) that moved on
-    /// without a rebalance callback is committed under. Never revives a lost assignment's
+    /// replaces the captured one, so a KIP-848 member epoch that moved on without a rebalance
+    /// callback is committed under (the classic protocol must not: see the committer). Never revives a lost assignment's
     /// (`None` stays until the next assignment).
     ///
     /// Why reading first makes this safe: librdkafka answers the metadata request on its main

@@ -38,6 +38,13 @@ impl Watermarks {
     pub fn received(&mut self, partition: &Partition, epoch: Epoch, offset: i64) {
         let marks = self.partitions.entry(partition.clone()).or_default();
         if marks.epoch != epoch {
+            tracing::info!(
+                topic = %partition.0,
+                partition = partition.1,
+                epoch,
+                offset,
+                "reading an assigned partition from this offset"
+            );
             *marks = PartitionMarks {
                 epoch,
                 ..PartitionMarks::default()
