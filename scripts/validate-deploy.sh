@@ -263,7 +263,8 @@ EOF
   local first="${nodes%% *}" out
   as_worker() { redis-cli -c -h 127.0.0.1 -p "${first##*:}" --user fds-worker --pass worker-pw --no-auth-warning "$@" 2>&1; }
   as_admin() { REDISCLI_AUTH=admin-pw redis-cli -h 127.0.0.1 -p "${first##*:}" "$@" 2>&1; }
-  [ "$(as_worker SET 'vel:{u:1}:60:1' 1)" = "OK" ] || { echo "worker cannot SET a velocity key"; return 1; }
+  [ "$(as_worker HINCRBY 'ft:{u:1}:user_tx_1m' 1 1)" = "1" ] || { echo "worker cannot HINCRBY a feature tile"; return 1; }
+  [ "$(as_worker PFADD 'fd:{dev:1}:device_cards_24h:1' 4111)" = "1" ] || { echo "worker cannot PFADD a distinct tile"; return 1; }
   [ "$(as_worker GET 'bl:{ip:1.2.3.4}')" = "" ] || { echo "worker cannot GET a blacklist key"; return 1; }
   [ "$(as_worker SET 'shadow:ao:{u:1}' 1)" = "OK" ] || { echo "worker cannot write in a replay namespace"; return 1; }
   for denied in "GET session:1" "CONFIG GET maxmemory" "FLUSHALL" "KEYS *" "EVAL return 1 0" "FUNCTION DELETE fds"; do

@@ -211,15 +211,13 @@ fn check_config_with_a_bad_file_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         dir.path(),
-        "[[velocity.windows]]\nwindow = \"1m\"\nthreshold = 0\n",
+        "[[features]]\nname = \"user_tx_1m\"\nentity = \"user\"\nwindow = \"1m\"\n\
+         tile = \"5s\"\nthreshold = 0\n",
     );
     let out = fds_worker(&["check-config", "--config", &path]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("`velocity.windows[0].threshold`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`features[0].threshold`"), "{stderr}");
     assert!(stderr.contains("at least 1"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
 

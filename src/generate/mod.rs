@@ -12,7 +12,7 @@
 mod produce;
 mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 pub use produce::{ProduceError, produce, produce_at_event_time, traffic_producer};
 pub use verify::{Mismatch, Verification, verify};
 
+use crate::config::Aggregate;
 use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction};
-use crate::plan::PlanSettings;
+use crate::plan::{PlanSettings, tiles};
 use crate::slot::keys::Entity;
 
 /// What to generate.
@@ -107,13 +108,24 @@ pub struct GroundTruth {
     pub transactions: usize,
     /// Verdicts generated.
     pub verdicts: usize,
-    /// Velocity counter key → count.
+    /// Count and sum feature tiles: `"<hash key> <tile>"` (see [`tile_counter`]) → the
+    /// tile's count or sum.
     pub counters: BTreeMap<String, i64>,
+    /// Distinct feature tiles: HyperLogLog key → the exact number of distinct members (the
+    /// HyperLogLog estimates it within ~0.81 % standard error).
+    #[serde(default)]
+    pub distinct: BTreeMap<String, i64>,
     /// Blacklist key → expected entry, for verdict subjects (not users: the velocity rule
     /// also writes user entries, at times that depend on processing order).
     pub blacklist: BTreeMap<String, ExpectedEntry>,
     /// Blacklist keys that must be absent (removed by a false-positive REMOVE).
     pub removed: Vec<String>,
+}
+
+/// The [`GroundTruth::counters`] key of tile `tile` of the feature hash `key`: the two joined
+/// by a space (a space never occurs in a key: ids and currencies are percent-encoded).
+pub fn tile_counter(key: &str, tile: i64) -> String {
+    format!("{key} {tile}")
 }
 
 /// A generated stream and its ground truth.
@@ -240,21 +252,41 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
 pub fn ground_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> GroundTruth {
     let mut truth = GroundTruth::default();
     let mut entries: BTreeMap<String, (ThreatLevel, i64, i64)> = BTreeMap::new();
+    let mut distinct: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for event in events {
         match event {
             GeneratedEvent::Transaction(tx) => {
                 truth.transactions += 1;
-                for kind in &plan.dimensions {
-                    let Some(id) = tx.entity_id(*kind) else {
+                for feature in &plan.features {
+                    let Some(id) = tx.entity_id(feature.entity) else {
                         continue;
                     };
-                    let tag = Entity::new(*kind, id).tag();
-                    for window in &plan.windows {
-                        let bucket = tx.event_time_ms.div_euclid(window.seconds as i64 * 1000);
-                        *truth
-                            .counters
-                            .entry(plan.keys.velocity(&tag, window.seconds, bucket))
-                            .or_default() += 1;
+                    let tag = Entity::new(feature.entity, id).tag();
+                    let name = feature.name.as_str();
+                    let tile = tiles::tile_of(tx.event_time_ms, feature.tile.as_millis() as i64);
+                    match feature.aggregate {
+                        Aggregate::Count => {
+                            let key = plan.keys.feature(&tag, name);
+                            *truth.counters.entry(tile_counter(&key, tile)).or_default() += 1;
+                        }
+                        Aggregate::Sum => {
+                            let key = plan.keys.feature_sum(&tag, name, &tx.currency);
+                            *truth.counters.entry(tile_counter(&key, tile)).or_default() +=
+                                tx.amount_minor;
+                        }
+                        Aggregate::Distinct => {
+                            let Some(member) = feature
+                                .of
+                                .and_then(|f| f.entity())
+                                .and_then(|kind| tx.entity_id(kind))
+                            else {
+                                continue;
+                            };
+                            distinct
+                                .entry(plan.keys.feature_distinct(&tag, name, tile))
+                                .or_default()
+                                .insert(member.to_owned());
+                        }
                     }
                 }
             }
@@ -292,6 +324,10 @@ pub fn ground_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> GroundTru
             }
         }
     }
+    truth.distinct = distinct
+        .into_iter()
+        .map(|(key, members)| (key, members.len() as i64))
+        .collect();
     truth.removed.retain(|key| !entries.contains_key(key));
     truth.removed.sort();
     truth.removed.dedup();
@@ -344,7 +380,7 @@ mod tests {
             .truth
             .counters
             .iter()
-            .filter(|(k, _)| k.starts_with("vel:{u:") && k.contains("}:60:"))
+            .filter(|(k, _)| k.starts_with("ft:{u:") && k.contains("}:user_tx_1m "))
             .map(|(_, v)| v)
             .sum();
         assert_eq!(user_minute as usize, traffic.truth.transactions);
@@ -356,11 +392,24 @@ mod tests {
     fn traffic_contains_bursts_that_breach_the_minute_threshold() {
         let plan = PlanSettings::seed_defaults();
         let traffic = generate(&small(), &plan);
-        let breaching = traffic
-            .truth
-            .counters
-            .iter()
-            .filter(|(k, v)| k.starts_with("vel:{u:") && k.contains("}:60:") && **v > 5)
+        // The sliding value of the minute feature at each of a user's transactions.
+        let mut times: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for event in &traffic.events {
+            if let GeneratedEvent::Transaction(tx) = event {
+                times.entry(&tx.user_id).or_default().push(tx.event_time_ms);
+            }
+        }
+        let breaching = times
+            .values()
+            .filter(|times| {
+                times.iter().any(|t| {
+                    times
+                        .iter()
+                        .filter(|s| *s <= t && tiles::counted(*t, **s, 60_000, 5_000))
+                        .count()
+                        > 5
+                })
+            })
             .count();
         assert!(breaching > 0, "some user exceeds 5 per minute");
     }

@@ -3,27 +3,19 @@
 use crate::codec::{Codec, Limits, SchemaCatalog, SchemaIds};
 use crate::config::{Config, RedisConfig};
 use crate::event::ThreatLevel;
-use crate::plan::{BreachRule, PlanSettings, Window};
+use crate::plan::{BreachRule, PlanSettings};
 use crate::slot::keys::KeyBuilder;
 use crate::store::{RetryPolicy, StoreSettings};
 
 use super::decode::Decoder;
 
-/// Planner settings from the `velocity` and `blacklist` sections, in key namespace
+/// Planner settings from the `features`, `velocity` and `blacklist` sections, in key namespace
 /// `namespace` (empty = live).
 pub fn plan_settings(config: &Config, namespace: &str) -> PlanSettings {
     let velocity = &config.velocity;
     let breach = &velocity.breach_blacklist;
     PlanSettings {
-        windows: velocity
-            .windows
-            .iter()
-            .map(|w| Window {
-                seconds: w.seconds(),
-                threshold: w.threshold,
-            })
-            .collect(),
-        dimensions: velocity.dimensions.clone(),
+        features: config.features.clone(),
         grace_ms: velocity.grace.as_millis() as i64,
         breach: breach.enabled.then(|| BreachRule {
             dimensions: breach.dimensions.clone(),

@@ -2,7 +2,7 @@
 
 use crate::event::{BlacklistHit, Enrichment, EntityKind, Transaction, VelocityCount};
 
-use super::{BatchPlan, EventBody, PlannedEvent, SlotUnit, UnitAnswer};
+use super::{BatchPlan, EventBody, FeatureWrite, PlannedEvent, SlotUnit, UnitAnswer};
 
 /// Why an event could not be fully applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,20 +104,27 @@ fn enrichment<F>(
     processed_at_ms: i64,
 ) -> Enrichment {
     let mut velocity = Vec::new();
+    let mut any_exceeded = false;
     let mut blacklist_hits = Vec::new();
     for at in &event_plan.entities {
         let unit: &SlotUnit = &plan.units[at.unit];
         let op = &unit.entities[at.entity].ops[at.op];
         let answer = &ok_answer(answers, at.unit).entities[at.entity][at.op];
-        for (incr, count) in op.incrs.iter().zip(&answer.counts) {
-            let threshold = (incr.threshold > 0).then_some(incr.threshold as i64);
-            velocity.push(VelocityCount {
-                dimension: at.kind,
-                window_seconds: incr.window_seconds as i64,
-                count: *count,
-                threshold,
-                exceeded: threshold.is_some_and(|limit| *count > limit),
-            });
+        for (feature, value) in op.features.iter().zip(&answer.counts) {
+            let threshold = (feature.threshold > 0).then_some(feature.threshold as i64);
+            let exceeded = threshold.is_some_and(|limit| *value > limit);
+            any_exceeded |= exceeded;
+            // The enrichment schema of this version carries counts only (per entity and
+            // window); sums and distinct counts count towards `velocity_exceeded`.
+            if matches!(feature.write, FeatureWrite::Count) {
+                velocity.push(VelocityCount {
+                    dimension: at.kind,
+                    window_seconds: feature.window_seconds as i64,
+                    count: *value,
+                    threshold,
+                    exceeded,
+                });
+            }
         }
         if let Some(entry) = &answer.entry {
             blacklist_hits.push(BlacklistHit {
@@ -134,7 +141,7 @@ fn enrichment<F>(
     Enrichment {
         event_id: tx.event_id.clone(),
         user_id: tx.user_id.clone(),
-        velocity_exceeded: velocity.iter().any(|v| v.exceeded),
+        velocity_exceeded: any_exceeded,
         velocity,
         blacklist_hits,
         source_topic: event.source.topic.to_string(),
