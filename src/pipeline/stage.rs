@@ -69,6 +69,7 @@ pub struct PreparedBatch {
     decoded: Vec<Result<usize, DeadLetterReason>>,
     events: Vec<PlannedEvent>,
     plan_events: Vec<crate::plan::EventPlan>,
+    rule_version: Option<std::sync::Arc<str>>,
     dispatched: Instant,
     turn: Turn,
 }
@@ -196,6 +197,7 @@ impl Stage {
         let BatchPlan {
             units,
             events: plan_events,
+            rule_version,
         } = self.planner.plan(&events, now_ms);
         let late: u32 = plan_events.iter().map(|p| p.late_windows).sum();
         self.metrics.late_events.inc_by(u64::from(late));
@@ -205,6 +207,7 @@ impl Stage {
             decoded,
             events,
             plan_events,
+            rule_version,
             dispatched: Instant::now(),
             turn: self.dead_letter_order.next(),
         };
@@ -224,6 +227,7 @@ impl Stage {
         let plan = BatchPlan {
             units,
             events: batch.plan_events,
+            rule_version: batch.rule_version,
         };
         let processed_at_ms = unix_ms(SystemTime::now());
         let outcomes = assemble(&batch.events, &plan, &answers, processed_at_ms);

@@ -1,6 +1,8 @@
 //! Turns unit answers back into per-event results (pure).
 
-use crate::event::{BlacklistHit, Enrichment, EntityKind, Transaction, VelocityCount};
+use crate::event::{
+    BlacklistHit, Enrichment, EntityKind, FeatureValue, Transaction, VelocityCount,
+};
 
 use super::{BatchPlan, EventBody, FeatureWrite, PlannedEvent, SlotUnit, UnitAnswer};
 
@@ -105,6 +107,7 @@ fn enrichment<F>(
 ) -> Enrichment {
     let mut velocity = Vec::new();
     let mut any_exceeded = false;
+    let mut features = Vec::new();
     let mut blacklist_hits = Vec::new();
     for at in &event_plan.entities {
         let unit: &SlotUnit = &plan.units[at.unit];
@@ -114,8 +117,18 @@ fn enrichment<F>(
             let threshold = (feature.threshold > 0).then_some(feature.threshold as i64);
             let exceeded = threshold.is_some_and(|limit| *value > limit);
             any_exceeded |= exceeded;
-            // The enrichment schema of this version carries counts only (per entity and
-            // window); sums and distinct counts count towards `velocity_exceeded`.
+            features.push((
+                feature.feature,
+                FeatureValue {
+                    name: feature.name.to_string(),
+                    value: *value,
+                    currency: matches!(feature.write, FeatureWrite::Sum { .. })
+                        .then(|| tx.currency.clone()),
+                    threshold,
+                    exceeded,
+                },
+            ));
+            // `velocity` (schema version 1) carries the counts per entity and window.
             if matches!(feature.write, FeatureWrite::Count) {
                 velocity.push(VelocityCount {
                     dimension: at.kind,
@@ -138,6 +151,7 @@ fn enrichment<F>(
         }
     }
     velocity.sort_by_key(|v| (dimension_order(v.dimension), v.window_seconds));
+    features.sort_by_key(|(index, _)| *index);
     Enrichment {
         event_id: tx.event_id.clone(),
         user_id: tx.user_id.clone(),
@@ -149,6 +163,8 @@ fn enrichment<F>(
         source_offset: event.source.offset,
         event_time_ms: tx.event_time_ms,
         processed_at_ms,
+        features: features.into_iter().map(|(_, f)| f).collect(),
+        rule_version: plan.rule_version.as_deref().map(str::to_owned),
     }
 }
 

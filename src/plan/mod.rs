@@ -107,6 +107,8 @@ pub struct PlanSettings {
     pub ttl_ms: [Option<i64>; 5],
     /// The key namespace.
     pub keys: KeyBuilder,
+    /// The version of the thresholds and breach rule, written into enrichment records.
+    pub rule_version: Option<Arc<str>>,
 }
 
 impl PlanSettings {
@@ -131,6 +133,7 @@ impl PlanSettings {
                 None,
             ],
             keys: KeyBuilder::live(),
+            rule_version: None,
         }
     }
 
@@ -177,18 +180,26 @@ pub struct BatchPlan {
     pub units: Vec<SlotUnit>,
     /// One entry per input event, in input order.
     pub events: Vec<EventPlan>,
+    /// [`PlanSettings::rule_version`] when planned.
+    pub rule_version: Option<Arc<str>>,
 }
 
 /// Turns batches of events into slot units.
 #[derive(Debug, Clone)]
 pub struct Planner {
     settings: PlanSettings,
+    names: Vec<Arc<str>>,
 }
 
 impl Planner {
     /// A planner with `settings`.
     pub fn new(settings: PlanSettings) -> Planner {
-        Planner { settings }
+        let names = settings
+            .features
+            .iter()
+            .map(|f| Arc::from(f.name.as_str()))
+            .collect();
+        Planner { settings, names }
     }
 
     /// The settings in use.
@@ -233,6 +244,7 @@ impl Planner {
         BatchPlan {
             units,
             events: plans,
+            rule_version: self.settings.rule_version.clone(),
         }
     }
 
@@ -355,6 +367,7 @@ impl Planner {
         };
         Some(FeatureOp {
             feature: index as u32,
+            name: self.names[index].clone(),
             write,
             key,
             tile_keys,

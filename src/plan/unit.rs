@@ -1,5 +1,7 @@
 //! The data of one slot unit: what the atomic call for one hash slot does.
 
+use std::sync::Arc;
+
 use crate::event::ThreatLevel;
 use crate::slot::Slot;
 
@@ -85,6 +87,8 @@ pub enum FeatureWrite {
 pub struct FeatureOp {
     /// Index of the feature in [`super::PlanSettings::features`].
     pub feature: u32,
+    /// The feature's name (for the enrichment record).
+    pub name: Arc<str>,
     /// What is added.
     pub write: FeatureWrite,
     /// Count and sum: index of the feature's hash (`ft:{tag}:<name>[:<currency>]`, one field
