@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::worker::{
-    PARTITIONS, assert_enriched, assert_ground_truth, command_calls, enrichment_counts, publish,
-    publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
-    wait_for_enrichment,
+    PARTITIONS, assert_enriched, assert_features, assert_ground_truth, command_calls,
+    enrichment_counts, publish, publish_in_background, read_all, start_stack, start_worker,
+    test_config, traffic, wait_for_enrichment,
 };
 use fds_testkit::demo::{KafkaSetup, LocalStack};
 use fds_worker::config::{Config, Delivery, GroupProtocol};
@@ -59,6 +59,13 @@ async fn every_transaction_is_enriched_once_and_counters_equal_ground_truth() {
 
     assert_enriched(&enrichment_counts(&stack, &config), &traffic, true);
     assert_ground_truth(&stack, &traffic).await;
+    // Every feature value of every record equals the generator's (users: exact, at first
+    // delivery; shared entities: within the range delivery order allows).
+    let flagged = assert_features(&stack, &config, &traffic, true);
+    assert!(
+        flagged > 0,
+        "the bursts across tile and minute edges are flagged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,6 +99,8 @@ async fn a_worker_aborted_mid_stream_and_restarted_loses_and_doubles_nothing() {
     assert!(summary.consumed > 0);
     // Redelivered transactions may be enriched twice (at-least-once output), never zero times.
     assert_enriched(&counts, &traffic, false);
+    // Redelivered records read their tiles back: every value within the truth's bounds.
+    assert_features(&stack, &config, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
 }
 
@@ -174,6 +183,7 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
     // Exactly-once delivery (the default): a rebalance redoes in-flight records, but their
     // output is committed once.
     assert_enriched(&counts, &traffic, true);
+    assert_features(&stack, &config, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
 }
 

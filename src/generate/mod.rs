@@ -2,13 +2,16 @@
 //!
 //! [`generate`] makes a deterministic (seeded) stream of transactions and verdicts that looks
 //! like a payment stream: a skewed user population (a few heavy users, a long tail), bursts
-//! that breach the velocity threshold, IPs and devices shared between users, and a fraction of
+//! that breach the velocity threshold (placed across tile and window edges), IPs shared by
+//! many accounts and devices shared by many cards, and a fraction of
 //! verdicts, including false-positive REMOVEs. Alongside it computes the [`GroundTruth`]: the
-//! value every velocity counter must have once every event was applied exactly once, and the
-//! blacklist entries the verdicts must leave behind.
+//! value every feature tile must have once every event was applied exactly once, the value of
+//! every feature at every transaction ([`feature_truth`]), and the blacklist entries the
+//! verdicts must leave behind.
 //!
 //! [`produce`] publishes the stream to Kafka (Confluent-framed Avro, keyed like production).
 
+mod features;
 mod produce;
 mod verify;
 
@@ -18,8 +21,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use features::{ExpectedFeature, FeatureTruth, check_features, feature_truth};
 pub use produce::{ProduceError, produce, produce_at_event_time, traffic_producer};
-pub use verify::{Mismatch, Verification, verify};
+pub use verify::{Mismatch, Verification, distinct_bound, verify};
 
 use crate::config::Aggregate;
 use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction};
@@ -120,6 +124,10 @@ pub struct GroundTruth {
     pub blacklist: BTreeMap<String, ExpectedEntry>,
     /// Blacklist keys that must be absent (removed by a false-positive REMOVE).
     pub removed: Vec<String>,
+    /// Every feature's value at every transaction (see [`feature_truth`]); not written to
+    /// the truth file.
+    #[serde(skip)]
+    pub features: FeatureTruth,
 }
 
 /// The [`GroundTruth::counters`] key of tile `tile` of the feature hash `key`: the two joined
@@ -155,13 +163,16 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
     let mut events = Vec::with_capacity(settings.transactions * 11 / 10);
     let mut added: Vec<Subject> = Vec::new();
     let step = settings.span_ms.max(1) as f64 / settings.transactions.max(1) as f64;
-    let mut burst: Option<(usize, u32)> = None;
+    // A burst: (user, events left, the edge it straddles, events so far).
+    let mut burst: Option<(usize, u32, i64, i64)> = None;
     let mut seq = 0u64;
     for i in 0..settings.transactions {
-        let event_time_ms = settings.start_ms + (i as f64 * step) as i64;
+        let mut event_time_ms = settings.start_ms + (i as f64 * step) as i64;
         let user = match burst {
-            Some((user, left)) if left > 0 => {
-                burst = Some((user, left - 1));
+            Some((user, left, edge, k)) if left > 0 => {
+                burst = Some((user, left - 1, edge, k + 1));
+                // 400 ms apart, straddling the edge (never later than the stream's time).
+                event_time_ms = event_time_ms.min(edge - 1_400 + k * 400);
                 user
             }
             _ => {
@@ -169,7 +180,17 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
                 let u: f64 = rng.random();
                 let user = ((u * u * u) * users as f64) as usize % users;
                 if rng.random_bool(settings.burst_probability.clamp(0.0, 1.0)) {
-                    burst = Some((user, rng.random_range(5..=8)));
+                    // Across the latest window (1 min) edge at least 2 s old if it is at most
+                    // 20 s old (so the burst is never much older than the stream), else across
+                    // the latest tile (5 s) edge.
+                    let minute = (event_time_ms - 2_000).div_euclid(60_000) * 60_000;
+                    let edge = if event_time_ms - minute <= 22_000 && rng.random_bool(0.7) {
+                        minute
+                    } else {
+                        (event_time_ms - 2_000).div_euclid(5_000) * 5_000
+                    };
+                    event_time_ms = edge - 1_400;
+                    burst = Some((user, rng.random_range(5..=8), edge, 1));
                 }
                 user
             }
@@ -193,7 +214,12 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
             card_bin: Some(format!("{}", 400_000 + user % 997)),
             ip: Some(ip),
             email: Some(format!("user{user}@example.com")),
-            device_id: (user % 10 != 0).then(|| format!("dev-{}", user % (users / 2 + 1))),
+            // Devices shared by many cards: 5 % of transactions come from one of 3 mule devices.
+            device_id: if rng.random_bool(0.05) {
+                Some(format!("dev-mule-{}", rng.random_range(0..3)))
+            } else {
+                (user % 10 != 0).then(|| format!("dev-{}", user % (users / 2 + 1)))
+            },
             merchant_id: Some(format!("m-{}", rng.random_range(0..200))),
             event_time_ms,
         }));
@@ -243,7 +269,8 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
             }));
         }
     }
-    let truth = ground_truth(&events, plan);
+    let mut truth = ground_truth(&events, plan);
+    truth.features = feature_truth(&events, plan);
     Traffic { events, truth }
 }
 
@@ -399,6 +426,7 @@ mod tests {
                 times.entry(&tx.user_id).or_default().push(tx.event_time_ms);
             }
         }
+        // Bursts straddle tile or minute edges and still breach.
         let breaching = times
             .values()
             .filter(|times| {
@@ -412,5 +440,26 @@ mod tests {
             })
             .count();
         assert!(breaching > 0, "some user exceeds 5 per minute");
+    }
+
+    #[test]
+    fn the_feature_truth_of_a_user_is_exact_and_of_shared_entities_a_range() {
+        let plan = PlanSettings::seed_defaults();
+        let traffic = generate(&small(), &plan);
+        assert_eq!(traffic.truth.features.len(), traffic.truth.transactions);
+        let mut flagged = 0;
+        for features in traffic.truth.features.values() {
+            for f in features {
+                assert!(f.low <= f.high, "{f:?}");
+                if f.name.starts_with("user_") {
+                    let exact = f.exact.expect("user features are exact");
+                    assert_eq!(f.low, exact);
+                    flagged += usize::from(f.threshold.is_some_and(|t| exact > t));
+                } else {
+                    assert_eq!(f.exact, None, "{f:?}");
+                }
+            }
+        }
+        assert!(flagged > 0, "bursts are flagged");
     }
 }

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
-pub use settings::{decoder_from_config, plan_settings, store_settings};
+pub use settings::{decoder_from_config, plan_settings, rule_version, store_settings};
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
