@@ -45,11 +45,52 @@ pub type FeatureTruth = HashMap<String, Vec<ExpectedFeature>>;
 /// What one transaction adds to a feature.
 #[derive(Debug, Clone)]
 struct Point<'a> {
-    user: &'a str,
     tile: i64,
     currency: &'a str,
     amount: i64,
     member: Option<&'a str>,
+}
+
+/// A tile's aggregate.
+#[derive(Debug, Default)]
+struct Tile<'a> {
+    count: i64,
+    sum: i64,
+    members: BTreeSet<&'a str>,
+}
+
+impl<'a> Tile<'a> {
+    fn add(&mut self, point: &Point<'a>) {
+        self.count += 1;
+        self.sum += point.amount;
+        if let Some(member) = point.member {
+            self.members.insert(member);
+        }
+    }
+}
+
+/// Tiles by index, of one entity (and currency, or and user).
+type Tiles<'a> = HashMap<i64, Tile<'a>>;
+
+/// The value over `range` of `tiles`.
+fn value(aggregate: Aggregate, tiles: Option<&Tiles>, range: std::ops::RangeInclusive<i64>) -> i64 {
+    let Some(tiles) = tiles else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut members: BTreeSet<&str> = BTreeSet::new();
+    for tile in range.filter_map(|t| tiles.get(&t)) {
+        match aggregate {
+            Aggregate::Count => total += tile.count,
+            Aggregate::Sum => total += tile.sum,
+            Aggregate::Distinct => members.extend(tile.members.iter()),
+        }
+    }
+    if aggregate == Aggregate::Distinct {
+        members.len() as i64
+    } else {
+        total
+    }
 }
 
 /// Computes [`FeatureTruth`] for the transactions of `events` (in production order).
@@ -65,66 +106,65 @@ pub fn feature_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> FeatureT
     for feature in &plan.features {
         let tile_ms = feature.tile.as_millis() as i64;
         let n = feature.tiles_per_window() as i64;
-        // Every entity's points in production order.
-        let mut by_entity: HashMap<&str, Vec<Point>> = HashMap::new();
+        let aggregate = feature.aggregate;
+        // Per entity and currency: every tile in the end, and the tiles applied so far; per
+        // entity, currency and user: the user's own tiles applied so far.
+        let mut all: HashMap<(&str, &str), Tiles> = HashMap::new();
         for tx in &txs {
-            if let Some(point) = point(feature, tx, tile_ms)
-                && let Some(id) = tx.entity_id(feature.entity)
+            if let (Some(id), Some(point)) =
+                (tx.entity_id(feature.entity), point(feature, tx, tile_ms))
             {
-                by_entity.entry(id).or_default().push(point);
+                all.entry((id, point.currency))
+                    .or_default()
+                    .entry(point.tile)
+                    .or_default()
+                    .add(&point);
             }
         }
-        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut before: HashMap<(&str, &str), Tiles> = HashMap::new();
+        let mut own: HashMap<(&str, &str, &str), Tiles> = HashMap::new();
         for tx in &txs {
-            let (Some(id), Some(own)) = (tx.entity_id(feature.entity), point(feature, tx, tile_ms))
+            let (Some(id), Some(point)) =
+                (tx.entity_id(feature.entity), point(feature, tx, tile_ms))
             else {
                 continue;
             };
-            let points = &by_entity[id];
-            let position = seen.entry(id).or_insert(0);
-            let k = *position;
-            *position += 1;
-            let range = tiles::read_range(own.tile, n);
-            let counted = |p: &Point| range.contains(&p.tile) && p.currency == own.currency;
-            let before = points[..=k].iter().filter(|p| counted(p));
-            let all = points.iter().filter(|p| counted(p));
-            let own_user = points[..=k]
-                .iter()
-                .filter(|p| counted(p) && p.user == own.user);
-            let (exact, low, high) = match feature.aggregate {
-                Aggregate::Count => (
-                    before.count() as i64,
-                    own_user.count() as i64,
-                    all.count() as i64,
-                ),
-                Aggregate::Sum => (
-                    before.map(|p| p.amount).sum(),
-                    own_user.map(|p| p.amount).sum(),
-                    all.map(|p| p.amount).sum(),
-                ),
-                Aggregate::Distinct => {
-                    let (exact, low, high) = (distinct(before), distinct(own_user), distinct(all));
-                    (
-                        exact,
-                        low - distinct_bound(low),
-                        high + distinct_bound(high),
-                    )
-                }
+            let key = (id, point.currency);
+            before
+                .entry(key)
+                .or_default()
+                .entry(point.tile)
+                .or_default()
+                .add(&point);
+            let own_key = (id, point.currency, tx.user_id.as_str());
+            own.entry(own_key)
+                .or_default()
+                .entry(point.tile)
+                .or_default()
+                .add(&point);
+            let range = tiles::read_range(point.tile, n);
+            let exact = value(aggregate, before.get(&key), range.clone());
+            let low = value(aggregate, own.get(&own_key), range.clone());
+            let high = value(aggregate, all.get(&key), range);
+            let (low, high) = if aggregate == Aggregate::Distinct {
+                (low - distinct_bound(low), high + distinct_bound(high))
+            } else {
+                (low, high)
             };
-            let exact = (feature.entity == EntityKind::User).then_some(exact);
-            let (low, high) = match (feature.entity, feature.aggregate) {
-                // A user's events are applied in order: at first delivery exactly `exact`;
-                // redelivered, at most every event of the tiles.
-                (EntityKind::User, Aggregate::Distinct) => (low, high),
-                (EntityKind::User, _) => (exact.unwrap_or(low), high),
-                _ => (low, high),
+            let user = feature.entity == EntityKind::User;
+            // A user's events are applied in order: at first delivery exactly `exact`;
+            // redelivered, at most every event of the tiles.
+            let low = if user && aggregate != Aggregate::Distinct {
+                exact
+            } else {
+                low
             };
             truth
                 .entry(tx.event_id.clone())
                 .or_default()
                 .push(ExpectedFeature {
                     name: feature.name.clone(),
-                    exact,
+                    exact: user.then_some(exact),
                     low,
                     high,
                     threshold: feature.threshold.map(|t| t as i64),
@@ -134,21 +174,12 @@ pub fn feature_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> FeatureT
     truth
 }
 
-/// The number of distinct members of `points`.
-fn distinct<'a>(points: impl Iterator<Item = &'a Point<'a>>) -> i64 {
-    points
-        .filter_map(|p| p.member)
-        .collect::<BTreeSet<_>>()
-        .len() as i64
-}
-
 fn point<'a>(feature: &FeatureConfig, tx: &'a Transaction, tile_ms: i64) -> Option<Point<'a>> {
     let member = match feature.aggregate {
         Aggregate::Distinct => Some(tx.entity_id(feature.of?.entity()?)?),
         _ => None,
     };
     Some(Point {
-        user: &tx.user_id,
         tile: tiles::tile_of(tx.event_time_ms, tile_ms),
         currency: if feature.aggregate == Aggregate::Sum {
             &tx.currency
