@@ -25,6 +25,7 @@
 //! | `redis.rs` | `[redis]`, `[redis.tls]`, `[redis.retry]` |
 //! | `features.rs` | `[[features]]` |
 //! | `velocity.rs` | `[velocity]` |
+//! | `rules.rs` | the rules file (`velocity.rules_file`), reloaded on SIGHUP |
 //! | `blacklist.rs` | `[blacklist]` |
 //! | `pipeline.rs` | `[pipeline]`, `[limits]`, `[replay]` |
 //! | `telemetry.rs` | `[metrics]`, `[log]` |
@@ -41,6 +42,7 @@ mod kafka_group;
 mod kafka_security;
 mod pipeline;
 mod redis;
+mod rules;
 mod schemas;
 mod secret;
 mod telemetry;
@@ -63,6 +65,7 @@ pub use pipeline::{LimitsConfig, PipelineConfig, ReplayConfig};
 pub use redis::{
     DEFAULT_LIBRARY, NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node, redact_url,
 };
+pub use rules::{RulesFile, computed_version};
 pub use schemas::{SchemaEntry, SchemasConfig};
 pub use secret::{REDACTED, Secret};
 pub use telemetry::{LogConfig, LogFormat, MetricsConfig};
@@ -153,7 +156,19 @@ impl Config {
         config.source_file = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
         config.validate()?;
         config.resolve_secret_files()?;
-        Ok(config)
+        config.with_rules_file()
+    }
+
+    /// This config under the rules of `velocity.rules_file`, read now; unchanged without one.
+    /// The worker calls it at start (an error stops it) and on SIGHUP (an error keeps the
+    /// running rules).
+    pub fn with_rules_file(&self) -> Result<Config, ConfigError> {
+        match &self.velocity.rules_file {
+            None => Ok(self.clone()),
+            Some(path) => RulesFile::load(path)
+                .and_then(|rules| rules.apply(self))
+                .map_err(|e| e.in_file(path)),
+        }
     }
 
     /// Parses and validates TOML text alone (no file, no environment, no `*_file` reads):

@@ -1,5 +1,6 @@
 //! `[velocity]`: the grace of late events and the breach rule shared by every feature.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,14 @@ pub struct VelocityConfig {
     pub grace: Duration,
     /// Blacklisting entities whose feature exceeds its threshold.
     pub breach_blacklist: BreachBlacklist,
+    /// A rules file (see [`super::RulesFile`]): feature thresholds and the breach rule, applied
+    /// over the config at start and reloaded on SIGHUP (a bad file keeps the running rules and
+    /// logs why). Default: unset (the thresholds of `[[features]]`, this breach rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_file: Option<PathBuf>,
+    /// The version of the rules in force, when a rules file gave them. Not a key.
+    #[serde(skip)]
+    pub rules_version: Option<String>,
 }
 
 /// What a velocity breach does to the blacklist.
@@ -43,6 +52,8 @@ impl Default for VelocityConfig {
         VelocityConfig {
             grace: Duration::from_secs(60),
             breach_blacklist: BreachBlacklist::default(),
+            rules_file: None,
+            rules_version: None,
         }
     }
 }

@@ -34,28 +34,17 @@ pub fn plan_settings(config: &Config, namespace: &str) -> PlanSettings {
     }
 }
 
-/// The version of the rules that decide breaches: `r-` and the FNV-1a hash (64-bit, hex) of
-/// every feature's name and threshold and of the breach rule. The same rules give the same
-/// version on every worker and every restart; windows and tiles are not rules (changing them
-/// changes the features' state, and needs a restart).
+/// The version of the rules that decide breaches: the rules file's (`velocity.rules_file`)
+/// declared or computed version if one was applied, else
+/// [`computed_version`](crate::config::computed_version) of the config's own thresholds.
+/// Windows and tiles are not rules (changing them changes the features' state, and needs a
+/// restart).
 pub fn rule_version(config: &Config) -> String {
-    let mut text = String::new();
-    for f in &config.features {
-        text.push_str(&format!("{}={:?};", f.name, f.threshold));
-    }
-    let breach = &config.velocity.breach_blacklist;
-    text.push_str(&format!(
-        "breach={}:{:?}:{}",
-        breach.enabled,
-        breach.dimensions,
-        breach.level.as_str()
-    ));
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("r-{hash:016x}")
+    config
+        .velocity
+        .rules_version
+        .clone()
+        .unwrap_or_else(|| crate::config::computed_version(config))
 }
 
 /// Store settings from the `redis` section (secrets exposed only here, to the client).
