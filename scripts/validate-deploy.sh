@@ -211,6 +211,17 @@ schema_rejects() {
     --set kafka.security.saslMechanism=SCRAM-SHA-512 --set kafka.security.saslUsername=fds
 }
 check "values.schema.json rejects bad values" schema_rejects
+rules_value() {
+  printf 'version = "ci"\n[thresholds]\nuser_tx_1m = 4\n' > "$work/rules.toml"
+  "$worker_bin" --config config/fds-worker.toml rules check "$work/rules.toml" >/dev/null || return 1
+  "$PY" -c 'import sys, yaml; print(yaml.safe_dump({"config": {"rules": open(sys.argv[1]).read()}}))' \
+    "$work/rules.toml" > "$work/rules-values.yaml"
+  helm template fds "$chart" -f "$work/rules-values.yaml" > "$work/rules.yaml" || return 1
+  grep -q 'name: FDS_VELOCITY__RULES_FILE' "$work/rules.yaml" &&
+    grep -q 'value: /etc/fds-worker/config/rules.toml' "$work/rules.yaml" &&
+    grep -q 'rules.toml: |' "$work/rules.yaml" && grep -q 'user_tx_1m = 4' "$work/rules.yaml"
+}
+check "config.rules: checked by rules check, mounted beside the config, set as velocity.rules_file" rules_value
 check "helm package" helm package "$chart" --destination "$work/package"
 
 # The Redis scripts on real redis-server processes (loopback only).
