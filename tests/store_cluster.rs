@@ -638,3 +638,96 @@ async fn old_tiles_are_trimmed_by_the_unit() {
         "the expired first tile was trimmed: {fields:?}"
     );
 }
+
+/// The Redis cost of the default features, counted by Redis itself (`INFO commandstats`, which
+/// includes the commands a function calls): per feature op one `HINCRBY` and one `HMGET`,
+/// one `HLEN` and one `EXPIRETIME`, an `EXPIREAT` only when the newest tile moves; per event
+/// and entity one mark read and write. Printed for the README's cost table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_commands_per_event_are_the_stated_ones() {
+    // A cluster of its own: command counts are cluster-wide.
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let t = now_ms();
+    let events: Vec<_> = (0..400)
+        .map(|i| {
+            tx(
+                &format!("cost-{}", i % 40),
+                &format!("10.5.0.{}", i % 7),
+                t,
+                i,
+            )
+        })
+        .collect();
+    let plan = planner.plan(&events, t);
+    let feature_ops: u64 = plan
+        .units
+        .iter()
+        .flat_map(|u| u.entities.iter().flat_map(|e| &e.ops))
+        .map(|op| op.features.len() as u64)
+        .sum();
+    let entity_ops: u64 = plan
+        .units
+        .iter()
+        .flat_map(|u| u.entities.iter().flat_map(|e| &e.ops))
+        .filter(|op| op.mark.is_some())
+        .count() as u64;
+    let before = tokio::task::block_in_place(|| {
+        fds_testkit::bench::redis_stats::command_calls(&cluster).unwrap()
+    });
+    for (_, result) in store.submit(plan.units).await {
+        result.unwrap();
+    }
+    let after = tokio::task::block_in_place(|| {
+        fds_testkit::bench::redis_stats::command_calls(&cluster).unwrap()
+    });
+    let calls = |command: &str| {
+        after.get(command).copied().unwrap_or(0) - before.get(command).copied().unwrap_or(0)
+    };
+    // 400 transactions × (user, card BIN, IP) × 3 default features.
+    assert_eq!(feature_ops, 400 * 3 * 3);
+    assert_eq!(calls("hincrby"), feature_ops, "one write per feature op");
+    assert_eq!(
+        calls("hmget"),
+        feature_ops,
+        "one read of the window per feature op"
+    );
+    assert_eq!(calls("hlen"), feature_ops);
+    assert!(calls("expiretime") >= feature_ops);
+    assert_eq!(calls("hkeys"), 0, "nothing to trim in a fresh window");
+    // All 400 events share one tile per feature: a feature key's expiry moves once; each
+    // entity's marks key (40 users, 1 card BIN, 7 IPs) gets its expiry once too.
+    let feature_keys = 40 * 3 + 3 + 7 * 3;
+    let mark_keys = 40 + 1 + 7;
+    assert_eq!(calls("expireat"), (feature_keys + mark_keys) as u64);
+    let per_event: u64 = [
+        "hincrby",
+        "hmget",
+        "hlen",
+        "expiretime",
+        "expireat",
+        "hget",
+        "hset",
+        "get",
+        "pttl",
+        "time",
+        "persist",
+    ]
+    .iter()
+    .map(|c| calls(c))
+    .sum();
+    println!(
+        "commands inside the units: {per_event} for 400 transactions ({:.1} per transaction, \
+         {feature_ops} feature ops, {entity_ops} entity ops): {:?}",
+        per_event as f64 / 400.0,
+        after
+            .iter()
+            .map(|(c, n)| (c.clone(), n - before.get(c).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<Vec<_>>()
+    );
+}
