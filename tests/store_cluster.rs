@@ -731,3 +731,44 @@ async fn the_redis_commands_per_event_are_the_stated_ones() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Large amounts are summed exactly (written as decimal integers, not as Lua's `1e+15`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_amounts_sum_exactly() {
+    use fds_worker::config::{Aggregate, FeatureConfig, Field};
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let mut plan_settings = PlanSettings::seed_defaults();
+    plan_settings.keys = KeyBuilder::namespaced(&ns);
+    plan_settings.features = vec![FeatureConfig {
+        name: "user_spend_1h".into(),
+        entity: EntityKind::User,
+        aggregate: Aggregate::Sum,
+        of: Some(Field::AmountMinor),
+        window: Duration::from_secs(3600),
+        tile: Duration::from_secs(60),
+        threshold: None,
+    }];
+    plan_settings.breach = None;
+    let planner = Planner::new(plan_settings);
+    let now = now_ms();
+    let events: Vec<_> = (0..2)
+        .map(|i| {
+            let mut event = tx("whale", "10.4.4.4", now - 1_000 + i, i);
+            if let EventBody::Transaction(t) = &mut event.body {
+                t.amount_minor = 4_000_000_000_000_123;
+            }
+            event
+        })
+        .collect();
+    let results = store.submit(planner.plan(&events, now).units).await;
+    let tag = Entity::new(EntityKind::User, "whale").tag();
+    let values: Vec<i64> = user_answers(&results, &tag)
+        .iter()
+        .map(|a| a.counts[0])
+        .collect();
+    assert_eq!(values, vec![4_000_000_000_000_123, 8_000_000_000_000_246]);
+}

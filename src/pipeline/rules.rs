@@ -73,7 +73,12 @@ pub async fn reload_on_sighup(rules: Arc<LiveRules>) {
         }
         let running = rules.version();
         match rules.reload() {
-            Ok(version) => tracing::info!(%version, previous = ?running, "rules reloaded"),
+            Ok(version) => tracing::info!(
+                %version,
+                previous = ?running,
+                "rules reloaded (thresholds and breach rule; windows and tiles are read at \
+                 start: changing them needs a restart)"
+            ),
             Err(error) => tracing::error!(
                 %error,
                 running = ?running,

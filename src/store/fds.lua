@@ -89,7 +89,7 @@ local function read_feature(keys, f)
   end
   local fields = {}
   for tile = f.t - f.n, f.t do
-    fields[#fields + 1] = tile
+    fields[#fields + 1] = string.format('%d', tile)
   end
   local values = redis.pcall('HMGET', keys[f.k + 1], unpack(fields))
   local total = 0
@@ -109,7 +109,9 @@ local function write_feature(keys, f, now)
     redis.call('EXPIREAT', key, f.x, 'NX')
     return
   end
-  redis.call('HINCRBY', key, f.t, f.a)
+  -- As integers in decimal (a Lua number may print as 1e+15); JSON numbers are doubles, so
+  -- amounts are exact up to 2^53 minor units.
+  redis.call('HINCRBY', key, string.format('%d', f.t), string.format('%d', f.a))
   local expire = redis.call('EXPIRETIME', key)
   if expire < f.x then
     redis.call('EXPIREAT', key, f.x)
