@@ -287,10 +287,14 @@ pub async fn verification(stack: &LocalStack, traffic: &Traffic) -> Verification
     verify(&connection, &traffic.truth).await.unwrap()
 }
 
-/// Every counter equals ground truth; every verdict entry is as expected.
+/// Every feature tile equals ground truth (distinct tiles within the HyperLogLog bound);
+/// every verdict entry is as expected.
 pub async fn assert_ground_truth(stack: &LocalStack, traffic: &Traffic) {
     let report = verification(stack, traffic).await;
-    assert_eq!(report.counters, traffic.truth.counters.len());
+    assert_eq!(
+        report.counters,
+        traffic.truth.counters.len() + traffic.truth.distinct.len()
+    );
     assert!(
         report.lost.is_empty(),
         "lost {} increments, e.g. {:?}",
