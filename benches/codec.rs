@@ -5,8 +5,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use fds_worker::codec::{Codec, SchemaCatalog, SchemaIds, TRANSACTION_AVSC};
 use fds_worker::event::{
-    BlacklistHit, Enrichment, EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction,
-    VelocityCount, VerdictAction,
+    BlacklistHit, Enrichment, EntityKind, FeatureValue, FraudVerdict, Subject, ThreatLevel,
+    Transaction, VelocityCount, VerdictAction,
 };
 
 fn transaction() -> Transaction {
@@ -39,7 +39,7 @@ fn verdict() -> FraudVerdict {
     }
 }
 
-/// A typical record: 4 dimensions × 2 windows, one blacklist hit.
+/// A typical record: 4 dimensions × 2 windows, 12 features, one blacklist hit.
 fn enrichment() -> Enrichment {
     let velocity = [
         EntityKind::User,
@@ -76,6 +76,16 @@ fn enrichment() -> Enrichment {
         source_offset: 123_456_789,
         event_time_ms: 1_718_000_000_123,
         processed_at_ms: 1_718_000_000_456,
+        features: (0..12)
+            .map(|i| FeatureValue {
+                name: format!("feature_{i}"),
+                value: 3,
+                currency: None,
+                threshold: Some(5),
+                exceeded: false,
+            })
+            .collect(),
+        rule_version: Some("r-0123456789abcdef".into()),
     }
 }
 

@@ -52,15 +52,15 @@ fn batch() -> Vec<PlannedEvent> {
 fn keyslot(c: &mut Criterion) {
     let mut group = c.benchmark_group("keyslot");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("velocity key", |b| {
-        b.iter(|| key_slot(black_box(b"vel:{u:user-000042}:60:29833333")))
+    group.bench_function("feature key", |b| {
+        b.iter(|| key_slot(black_box(b"ft:{u:user-000042}:user_tx_1m")))
     });
     group.bench_function("entity tag (percent-encoding an id)", |b| {
         b.iter(|| Entity::new(EntityKind::User, black_box("user{42}%\n")).tag())
     });
-    group.bench_function("velocity key built", |b| {
+    group.bench_function("feature key built", |b| {
         let keys = KeyBuilder::live();
-        b.iter(|| keys.velocity(black_box("{u:user-000042}"), 60, 29_833_333))
+        b.iter(|| keys.feature(black_box("{u:user-000042}"), "user_tx_1m"))
     });
     group.finish();
 }

@@ -211,6 +211,17 @@ schema_rejects() {
     --set kafka.security.saslMechanism=SCRAM-SHA-512 --set kafka.security.saslUsername=fds
 }
 check "values.schema.json rejects bad values" schema_rejects
+rules_value() {
+  printf 'version = "ci"\n[thresholds]\nuser_tx_1m = 4\n' > "$work/rules.toml"
+  "$worker_bin" --config config/fds-worker.toml rules check "$work/rules.toml" >/dev/null || return 1
+  "$PY" -c 'import sys, yaml; print(yaml.safe_dump({"config": {"rules": open(sys.argv[1]).read()}}))' \
+    "$work/rules.toml" > "$work/rules-values.yaml"
+  helm template fds "$chart" -f "$work/rules-values.yaml" > "$work/rules.yaml" || return 1
+  grep -q 'name: FDS_VELOCITY__RULES_FILE' "$work/rules.yaml" &&
+    grep -q 'value: /etc/fds-worker/config/rules.toml' "$work/rules.yaml" &&
+    grep -q 'rules.toml: |' "$work/rules.yaml" && grep -q 'user_tx_1m = 4' "$work/rules.yaml"
+}
+check "config.rules: checked by rules check, mounted beside the config, set as velocity.rules_file" rules_value
 check "helm package" helm package "$chart" --destination "$work/package"
 
 # The Redis scripts on real redis-server processes (loopback only).
@@ -263,7 +274,8 @@ EOF
   local first="${nodes%% *}" out
   as_worker() { redis-cli -c -h 127.0.0.1 -p "${first##*:}" --user fds-worker --pass worker-pw --no-auth-warning "$@" 2>&1; }
   as_admin() { REDISCLI_AUTH=admin-pw redis-cli -h 127.0.0.1 -p "${first##*:}" "$@" 2>&1; }
-  [ "$(as_worker SET 'vel:{u:1}:60:1' 1)" = "OK" ] || { echo "worker cannot SET a velocity key"; return 1; }
+  [ "$(as_worker HINCRBY 'ft:{u:1}:user_tx_1m' 1 1)" = "1" ] || { echo "worker cannot HINCRBY a feature tile"; return 1; }
+  [ "$(as_worker PFADD 'fd:{dev:1}:device_cards_24h:1' 4111)" = "1" ] || { echo "worker cannot PFADD a distinct tile"; return 1; }
   [ "$(as_worker GET 'bl:{ip:1.2.3.4}')" = "" ] || { echo "worker cannot GET a blacklist key"; return 1; }
   [ "$(as_worker SET 'shadow:ao:{u:1}' 1)" = "OK" ] || { echo "worker cannot write in a replay namespace"; return 1; }
   for denied in "GET session:1" "CONFIG GET maxmemory" "FLUSHALL" "KEYS *" "EVAL return 1 0" "FUNCTION DELETE fds"; do

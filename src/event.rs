@@ -229,6 +229,22 @@ pub struct VelocityCount {
     pub exceeded: bool,
 }
 
+/// One sliding-window feature's value in an enrichment record (schema version 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureValue {
+    /// The feature's configured name.
+    pub name: String,
+    /// The value over the tiles covering `(t − window, t]` (count, sum in minor units of
+    /// `currency`, or distinct estimate).
+    pub value: i64,
+    /// For a sum: the currency the value is in.
+    pub currency: Option<String>,
+    /// The threshold under the rule version that decided, if any.
+    pub threshold: Option<i64>,
+    /// `value > threshold`.
+    pub exceeded: bool,
+}
+
 /// One blacklist entry that matched a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlacklistHit {
@@ -269,4 +285,8 @@ pub struct Enrichment {
     pub event_time_ms: i64,
     /// When the worker produced this record (Unix epoch milliseconds).
     pub processed_at_ms: i64,
+    /// Every feature's value, by name (schema version 2; empty when read from version 1).
+    pub features: Vec<FeatureValue>,
+    /// The rule version that decided the thresholds (schema version 2; `None` from version 1).
+    pub rule_version: Option<String>,
 }

@@ -211,15 +211,13 @@ fn check_config_with_a_bad_file_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         dir.path(),
-        "[[velocity.windows]]\nwindow = \"1m\"\nthreshold = 0\n",
+        "[[features]]\nname = \"user_tx_1m\"\nentity = \"user\"\nwindow = \"1m\"\n\
+         tile = \"5s\"\nthreshold = 0\n",
     );
     let out = fds_worker(&["check-config", "--config", &path]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("`velocity.windows[0].threshold`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`features[0].threshold`"), "{stderr}");
     assert!(stderr.contains("at least 1"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
 
@@ -270,6 +268,40 @@ fn help_of_every_subcommand_works_and_shows_examples() {
     for sub in ["keyslot", "check-config", "--config"] {
         assert!(top.contains(sub), "{top}");
     }
+}
+
+#[test]
+fn rules_check_validates_a_rules_file_offline() {
+    let text = stdout(&fds_worker(&["rules", "--help"]));
+    assert!(text.contains("fds-worker rules check"), "{text}");
+    assert!(text.contains("SIGHUP"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "version = \"v7\"\n[thresholds]\nuser_tx_1m = 4\n").unwrap();
+    let out = fds_worker(&["rules", "check", good.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("rules OK") && text.contains("(version v7)"),
+        "{text}"
+    );
+    assert!(text.contains("user_tx_1m > 4"), "{text}");
+    assert!(text.contains("ip_tx_1m (no threshold)"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[thresholds]\nuser_tx_1m = 0\nuser_tx_1s = 3\n").unwrap();
+    let out = fds_worker(&["rules", "check", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`thresholds.user_tx_1m`: must be at least 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`thresholds.user_tx_1s`: no feature"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.toml"), "{stderr}");
 }
 
 #[test]

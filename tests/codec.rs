@@ -5,12 +5,12 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use fds_worker::codec::{
-    Codec, DecodeError, ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, SchemaIds,
-    TRANSACTION_AVSC, wire,
+    Codec, DecodeError, ENRICHMENT_AVSC, ENRICHMENT_V1_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog,
+    SchemaIds, TRANSACTION_AVSC, wire,
 };
 use fds_worker::event::{
-    BlacklistHit, Enrichment, EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction,
-    VelocityCount, VerdictAction,
+    BlacklistHit, Enrichment, EntityKind, FeatureValue, FraudVerdict, Subject, ThreatLevel,
+    Transaction, VelocityCount, VerdictAction,
 };
 use proptest::prelude::*;
 
@@ -102,6 +102,23 @@ fn enrichment() -> Enrichment {
         source_offset: 123_456_789,
         event_time_ms: 1_718_000_000_123,
         processed_at_ms: 1_718_000_000_456,
+        features: vec![
+            FeatureValue {
+                name: "user_tx_1m".into(),
+                value: 6,
+                currency: None,
+                threshold: Some(5),
+                exceeded: true,
+            },
+            FeatureValue {
+                name: "user_spend_24h".into(),
+                value: 250_000,
+                currency: Some("KRW".into()),
+                threshold: None,
+                exceeded: false,
+            },
+        ],
+        rule_version: Some("r-0123456789abcdef".into()),
     }
 }
 
@@ -185,7 +202,7 @@ fn enrichment_round_trip() {
     let codec = codec();
     let e = enrichment();
     let bytes = codec.encode_enrichment(&e).unwrap();
-    assert_eq!(&bytes[1..5], &3u32.to_be_bytes());
+    assert_eq!(&bytes[1..5], &4u32.to_be_bytes(), "version 2 is written");
     assert_eq!(codec.decode_enrichment(&bytes).unwrap(), e);
 
     let empty = Enrichment {
@@ -240,7 +257,7 @@ fn older_writer_schema_from_a_file_decodes_with_defaults() {
     let path = dir.path().join("transaction.v0.avsc");
     std::fs::write(&path, transaction_v0()).unwrap();
     let catalog = SchemaCatalog::from_files([(11, &path)]).unwrap();
-    assert_eq!(catalog.ids().collect::<Vec<_>>(), vec![1, 2, 3, 11]);
+    assert_eq!(catalog.ids().collect::<Vec<_>>(), vec![1, 2, 3, 4, 11]);
     let codec = Codec::new(&catalog, SchemaIds::default(), 1 << 20).unwrap();
 
     // a v0 producer cannot carry merchant_id: it is dropped on the way out …
@@ -287,6 +304,127 @@ fn newer_writer_with_an_added_field_decodes() {
     let codec = Codec::new(&catalog, SchemaIds::default(), 1 << 20).unwrap();
     let bytes = codec.encode_transaction_with(13, &tx()).unwrap();
     assert_eq!(codec.decode_transaction(&bytes).unwrap(), tx());
+}
+
+/// The enrichment fixture as a version-1 writer has it: no features, no rule version.
+fn enrichment_as_v1() -> Enrichment {
+    Enrichment {
+        features: vec![],
+        rule_version: None,
+        ..enrichment()
+    }
+}
+
+#[test]
+fn an_enrichment_record_of_version_1_decodes_with_the_defaults() {
+    let codec = codec();
+    let bytes = codec.encode_enrichment_with(3, &enrichment()).unwrap();
+    assert_eq!(&bytes[1..5], &3u32.to_be_bytes());
+    assert_eq!(codec.decode_enrichment(&bytes).unwrap(), enrichment_as_v1());
+}
+
+#[test]
+fn a_consumer_holding_version_1_reads_version_2_records() {
+    let bytes = codec().encode_enrichment(&enrichment()).unwrap();
+    assert_eq!(&bytes[1..5], &4u32.to_be_bytes());
+    let writer = Schema::parse_str(ENRICHMENT_AVSC).unwrap();
+    let reader = Schema::parse_str(ENRICHMENT_V1_AVSC).unwrap();
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(&writer)
+        .reader_schema(&reader)
+        .build()
+        .unwrap()
+        .read_value(&mut &bytes[5..])
+        .unwrap();
+    // Read with the version-1 schema: exactly its fields, the new ones skipped.
+    let Value::Record(fields) = value else {
+        panic!("a record")
+    };
+    let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"features") && !names.contains(&"rule_version"));
+    // The same bytes as a version-1 writer's, once the new fields are cut off.
+    let v1 = codec().encode_enrichment_with(3, &enrichment()).unwrap();
+    assert!(
+        bytes[5..].starts_with(&v1[5..]),
+        "version 2 appends its fields"
+    );
+}
+
+/// Both directions with a second Avro implementation, Python's fastavro: it reads version-2
+/// bytes with the version-1 schema and version-1 bytes with the version-2 schema (defaults),
+/// and writes both versions for our codec to read.
+#[test]
+fn fastavro_reads_and_writes_both_versions() {
+    const SCRIPT: &str = r#"
+import io, json, sys
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+v1 = parse_schema(json.load(open(sys.argv[1])))
+v2 = parse_schema(json.load(open(sys.argv[2])))
+out = {}
+with open(sys.argv[3], "rb") as f:
+    out["v2_as_v1"] = schemaless_reader(f, v2, v1)
+with open(sys.argv[4], "rb") as f:
+    out["v1_as_v2"] = schemaless_reader(f, v1, v2)
+with open(sys.argv[3], "rb") as f:
+    record = schemaless_reader(f, v2, v2)
+for (schema, path) in [(v1, sys.argv[5]), (v2, sys.argv[6])]:
+    buf = io.BytesIO()
+    schemaless_writer(buf, schema, record)
+    open(path, "wb").write(buf.getvalue())
+print(json.dumps(out, default=str))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("v1.avsc"), ENRICHMENT_V1_AVSC).unwrap();
+    std::fs::write(path("v2.avsc"), ENRICHMENT_AVSC).unwrap();
+    let codec = codec();
+    let v2 = codec.encode_enrichment(&enrichment()).unwrap();
+    let v1 = codec.encode_enrichment_with(3, &enrichment()).unwrap();
+    std::fs::write(path("v2.bin"), &v2[5..]).unwrap();
+    std::fs::write(path("v1.bin"), &v1[5..]).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(
+            [
+                "v1.avsc",
+                "v2.avsc",
+                "v2.bin",
+                "v1.bin",
+                "py_v1.bin",
+                "py_v2.bin",
+            ]
+            .map(path),
+        )
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "fastavro failed (needs `pip install fastavro`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let old_reader = &json["v2_as_v1"];
+    assert_eq!(old_reader["event_id"], enrichment().event_id.as_str());
+    assert_eq!(old_reader["velocity"][0]["count"], 6);
+    assert!(old_reader.get("features").is_none(), "{old_reader}");
+    let new_reader = &json["v1_as_v2"];
+    assert_eq!(new_reader["features"], serde_json::json!([]));
+    assert_eq!(new_reader["rule_version"], serde_json::Value::Null);
+    assert_eq!(new_reader["velocity"][1]["window_seconds"], 3600);
+
+    // What fastavro wrote, framed, decodes with our codec: version 1 with the defaults,
+    // version 2 whole.
+    let frame = |id: u32, body: Vec<u8>| {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes.extend(body);
+        bytes
+    };
+    let py_v1 = frame(3, std::fs::read(path("py_v1.bin")).unwrap());
+    let py_v2 = frame(4, std::fs::read(path("py_v2.bin")).unwrap());
+    assert_eq!(codec.decode_enrichment(&py_v1).unwrap(), enrichment_as_v1());
+    assert_eq!(codec.decode_enrichment(&py_v2).unwrap(), enrichment());
+    assert_eq!(py_v2, v2, "the same bytes from both implementations");
 }
 
 fn verdict_value(action: &str, action_index: u32, level: &str, level_index: u32) -> Value {

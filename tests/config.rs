@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fds_worker::config::{CLASSIC_ONLY_KEYS, Config, ConfigError, GroupProtocol, REDACTED, Secret};
+use fds_worker::config::{
+    Aggregate, CLASSIC_ONLY_KEYS, Config, ConfigError, GroupProtocol, REDACTED, Secret,
+};
 use fds_worker::event::{EntityKind, ThreatLevel};
 
 fn manifest_dir() -> &'static Path {
@@ -63,9 +65,30 @@ fn defaults_match_the_documented_values() {
     assert!(c.kafka.is_verdict_topic("fraud-verdicts"));
     assert!(!c.kafka.is_verdict_topic("transactions"));
     assert_eq!(c.redis.retry.budget, Duration::from_secs(12));
-    assert_eq!(c.velocity.windows_seconds(), vec![60, 3600, 86_400]);
-    assert_eq!(c.velocity.threshold_for(60), Some(5));
-    assert_eq!(c.velocity.threshold_for(3600), None);
+    assert_eq!(c.features.len(), 12, "4 entities x 3 windows");
+    let user: Vec<_> = c
+        .features
+        .iter()
+        .filter(|f| f.entity == EntityKind::User)
+        .map(|f| {
+            (
+                f.name.as_str(),
+                f.aggregate,
+                f.window.as_secs(),
+                f.tile.as_secs(),
+                f.threshold,
+            )
+        })
+        .collect();
+    assert_eq!(
+        user,
+        vec![
+            ("user_tx_1m", Aggregate::Count, 60, 5, Some(5)),
+            ("user_tx_1h", Aggregate::Count, 3600, 60, None),
+            ("user_tx_24h", Aggregate::Count, 86_400, 3600, None),
+        ]
+    );
+    assert_eq!(c.velocity.grace, Duration::from_secs(60));
     assert!(c.velocity.breach_blacklists(EntityKind::User));
     assert!(!c.velocity.breach_blacklists(EntityKind::Ip));
     assert_eq!(c.velocity.breach_blacklist.level, ThreatLevel::Temporary);
@@ -83,8 +106,13 @@ fn unknown_key_is_named_with_the_valid_ones() {
     assert!(err.to_string().contains("brokers"), "{err}");
     assert_names(&error_of("[kafkaa]\n"), "kafkaa", "unknown key");
     assert_names(
-        &error_of("[[velocity.windows]]\nwindow = \"1m\"\nlimit = 3\n"),
-        "velocity.windows[0].limit",
+        &error_of(&format!("{USER_MINUTE}limit = 3\n")),
+        "features[0].limit",
+        "unknown key",
+    );
+    assert_names(
+        &error_of("[velocity]\nwindows = []\n"),
+        "velocity.windows",
         "unknown key",
     );
 }
@@ -110,39 +138,134 @@ fn wrong_type_is_named() {
     );
 }
 
+/// A valid feature to start from.
+const USER_MINUTE: &str =
+    "[[features]]\nname = \"user_tx_1m\"\nentity = \"user\"\nwindow = \"1m\"\ntile = \"5s\"\n";
+
 #[test]
 fn zero_threshold_is_rejected_by_index() {
-    let err = error_of(
-        "[velocity]\n[[velocity.windows]]\nwindow = \"1m\"\nthreshold = 3\n\
-         [[velocity.windows]]\nwindow = \"1h\"\nthreshold = 0\n",
-    );
-    assert_names(&err, "velocity.windows[1].threshold", "at least 1");
-    assert_eq!(err.keys(), vec!["velocity.windows[1].threshold"]);
+    let err = error_of(&format!(
+        "{USER_MINUTE}threshold = 3\n\
+         [[features]]\nname = \"user_tx_1h\"\nentity = \"user\"\nwindow = \"1h\"\n\
+         tile = \"1m\"\nthreshold = 0\n"
+    ));
+    assert_names(&err, "features[1].threshold", "at least 1");
+    assert_eq!(err.keys(), vec!["features[1].threshold"]);
 }
 
 #[test]
-fn windows_must_be_whole_seconds_non_empty_and_distinct() {
+fn a_features_list_replaces_the_defaults() {
+    let c = Config::from_toml_str(&format!("{USER_MINUTE}threshold = 3\n")).unwrap();
+    assert_eq!(c.features.len(), 1);
+    assert_eq!(c.features[0].aggregate, Aggregate::Count);
+    assert_eq!(c.features[0].threshold, Some(3));
+}
+
+#[test]
+fn windows_and_tiles_must_be_whole_seconds_and_the_window_a_multiple_of_the_tile() {
+    let feature = |window: &str, tile: &str| {
+        format!(
+            "[[features]]\nname = \"f\"\nentity = \"ip\"\nwindow = \"{window}\"\ntile = \"{tile}\"\n"
+        )
+    };
     assert_names(
-        &error_of("[[velocity.windows]]\nwindow = \"1500ms\"\n"),
-        "velocity.windows[0].window",
+        &error_of(&feature("1500ms", "500ms")),
+        "features[0].window",
         "whole number of seconds",
     );
     assert_names(
-        &error_of("[[velocity.windows]]\nwindow = \"0s\"\n"),
-        "velocity.windows[0].window",
+        &error_of(&feature("1m", "0s")),
+        "features[0].tile",
         "longer than 0",
     );
     assert_names(
-        &error_of("[velocity]\nwindows = []\n"),
-        "velocity.windows",
-        "at least one",
+        &error_of(&feature("1m", "7s")),
+        "features[0].window",
+        "multiple of the tile (7s)",
     );
     assert_names(
-        &error_of(
-            "[[velocity.windows]]\nwindow = \"60s\"\n[[velocity.windows]]\nwindow = \"1m\"\n",
-        ),
-        "velocity.windows[1].window",
-        "twice",
+        &error_of(&feature("1h", "1s")),
+        "features[0].tile",
+        "3600 tiles (at most 1440)",
+    );
+    assert_names(
+        &error_of(&format!("{USER_MINUTE}{USER_MINUTE}")),
+        "features[1].name",
+        "used by another feature",
+    );
+    assert_names(
+        &error_of(&feature("1m", "5s").replace("\"f\"", "\"User Tx\"")),
+        "features[0].name",
+        "a-z, 0-9 and _",
+    );
+}
+
+#[test]
+fn of_must_fit_the_aggregate() {
+    let feature = |aggregate: &str, of: &str| {
+        format!(
+            "[[features]]\nname = \"f\"\nentity = \"device\"\naggregate = \"{aggregate}\"\n\
+             window = \"1h\"\ntile = \"1m\"\n{of}"
+        )
+    };
+    assert_names(
+        &error_of(&feature("count", "of = \"ip\"\n")),
+        "features[0].of",
+        "remove `of`",
+    );
+    assert_names(
+        &error_of(&feature("sum", "")),
+        "features[0].of",
+        "amount_minor",
+    );
+    assert_names(
+        &error_of(&feature("sum", "of = \"ip\"\n")),
+        "features[0].of",
+        "amount_minor",
+    );
+    assert_names(
+        &error_of(&feature("distinct", "")),
+        "features[0].of",
+        "needs `of`",
+    );
+    assert_names(
+        &error_of(&feature("distinct", "of = \"amount_minor\"\n")),
+        "features[0].of",
+        "counts ids",
+    );
+    assert_names(
+        &error_of(&feature("distinct", "of = \"device_id\"\n")),
+        "features[0].of",
+        "always 1",
+    );
+    assert_names(
+        &error_of(&feature("median", "")),
+        "features[0].aggregate",
+        "unknown variant",
+    );
+    assert_names(
+        &error_of(&feature("distinct", "of = \"phone\"\n")),
+        "features[0].of",
+        "unknown variant",
+    );
+    for (aggregate, of) in [("sum", "amount_minor"), ("distinct", "card_bin")] {
+        let text = format!(
+            "{}[velocity.breach_blacklist]\nenabled = false\n",
+            feature(aggregate, &format!("of = \"{of}\"\n"))
+        );
+        let c = Config::from_toml_str(&text);
+        assert!(c.is_ok(), "{aggregate} of {of}: {c:?}");
+    }
+}
+
+#[test]
+fn a_breach_entity_needs_a_feature_with_a_threshold() {
+    assert_names(
+        &error_of(&format!(
+            "{USER_MINUTE}[velocity.breach_blacklist]\ndimensions = [\"user\"]\n"
+        )),
+        "velocity.breach_blacklist.dimensions[0]",
+        "never breaches",
     );
 }
 
@@ -190,14 +313,14 @@ fn bad_enum_names_are_named_with_the_valid_ones() {
         "STOLEN_CARD",
     );
     assert_names(
-        &error_of("[velocity]\ndimensions = [\"user\", \"phone\"]\n"),
-        "velocity.dimensions",
+        &error_of("[velocity.breach_blacklist]\ndimensions = [\"user\", \"phone\"]\n"),
+        "velocity.breach_blacklist.dimensions",
         "`phone`",
     );
     assert_names(
-        &error_of("[velocity]\ndimensions = [\"user\", \"email\"]\n"),
-        "velocity.dimensions[1]",
-        "no velocity counter",
+        &error_of(&USER_MINUTE.replace("\"user\"", "\"phone\"")),
+        "features[0].entity",
+        "`phone`",
     );
 }
 
@@ -470,7 +593,7 @@ fn env_overrides_scalars_and_lists() {
             "redis://10.0.0.1:7000, redis://10.0.0.2:7001",
         ),
         ("FDS_KAFKA__VERDICT_TOPICS", "[verdicts-a, verdicts-b]"),
-        ("FDS_VELOCITY__DIMENSIONS", "user,ip"),
+        ("FDS_VELOCITY__BREACH_BLACKLIST__DIMENSIONS", "user,ip"),
         ("FDS_VELOCITY__GRACE", "2m"),
         ("FDS_REDIS__RETRY__MAX_ATTEMPTS", "7"),
         ("FDS_KAFKA__GROUP_PROTOCOL", "consumer"),
@@ -487,7 +610,7 @@ fn env_overrides_scalars_and_lists() {
         vec!["verdicts-a", "verdicts-b"]
     );
     assert_eq!(
-        config.velocity.dimensions,
+        config.velocity.breach_blacklist.dimensions,
         vec![EntityKind::User, EntityKind::Ip]
     );
     assert_eq!(config.velocity.grace, Duration::from_secs(120));

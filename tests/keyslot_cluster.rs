@@ -71,10 +71,12 @@ proptest! {
         let shadow = KeyBuilder::namespaced("shadow");
         let tag = Entity::new(EntityKind::User, &id).tag();
         let built: Vec<Vec<u8>> = vec![
-            keys.velocity(&tag, 60, 123).into_bytes(),
+            keys.feature(&tag, "user_tx_1m").into_bytes(),
+            keys.feature_sum(&tag, "user_spend_1h", &id).into_bytes(),
+            keys.feature_distinct(&tag, "user_devices_1h", 123).into_bytes(),
             keys.blacklist(&tag).into_bytes(),
             keys.applied(&tag).into_bytes(),
-            shadow.velocity(&tag, 3600, 7).into_bytes(),
+            shadow.feature(&tag, "user_tx_1h").into_bytes(),
             shadow.blacklist(&tag).into_bytes(),
         ];
         let slots = redis_slots(&built);

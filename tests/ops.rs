@@ -584,6 +584,21 @@ async fn the_ops_cli_works_against_the_stack() {
         first["velocity"].as_array().is_some_and(|v| !v.is_empty()),
         "{first}"
     );
+    let features = first["features"]
+        .as_array()
+        .expect("features (schema version 2)");
+    assert!(
+        features
+            .iter()
+            .any(|f| f["name"] == "user_tx_1m" && f["value"].as_i64() >= Some(1)),
+        "{first}"
+    );
+    assert!(
+        first["rule_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("r-")),
+        "{first}"
+    );
     let user = first["user_id"].as_str().unwrap().to_owned();
     let mine = run_cli(
         &target,

@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::worker::{
-    PARTITIONS, assert_enriched, assert_ground_truth, command_calls, enrichment_counts, publish,
-    publish_in_background, read_all, start_stack, start_worker, test_config, traffic,
-    wait_for_enrichment,
+    PARTITIONS, assert_enriched, assert_features, assert_ground_truth, command_calls,
+    enrichment_counts, publish, publish_in_background, read_all, start_stack, start_worker,
+    test_config, traffic, wait_for_enrichment,
 };
 use fds_testkit::demo::{KafkaSetup, LocalStack};
 use fds_worker::config::{Config, Delivery, GroupProtocol};
@@ -59,6 +59,13 @@ async fn every_transaction_is_enriched_once_and_counters_equal_ground_truth() {
 
     assert_enriched(&enrichment_counts(&stack, &config), &traffic, true);
     assert_ground_truth(&stack, &traffic).await;
+    // Every feature value of every record equals the generator's (users: exact, at first
+    // delivery; shared entities: within the range delivery order allows).
+    let flagged = assert_features(&stack, &config, &traffic, true);
+    assert!(
+        flagged > 0,
+        "the bursts across tile and minute edges are flagged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,6 +99,8 @@ async fn a_worker_aborted_mid_stream_and_restarted_loses_and_doubles_nothing() {
     assert!(summary.consumed > 0);
     // Redelivered transactions may be enriched twice (at-least-once output), never zero times.
     assert_enriched(&counts, &traffic, false);
+    // Redelivered records read their tiles back: every value within the truth's bounds.
+    assert_features(&stack, &config, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
 }
 
@@ -174,6 +183,7 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
     // Exactly-once delivery (the default): a rebalance redoes in-flight records, but their
     // output is committed once.
     assert_enriched(&counts, &traffic, true);
+    assert_features(&stack, &config, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;
 }
 
@@ -422,4 +432,186 @@ async fn a_dead_letter_refused_for_good_stops_the_worker_naming_the_topic() {
             element.offset()
         );
     }
+}
+
+/// Rules reloaded on SIGHUP while traffic flows: the thresholds change between two batches,
+/// nothing is lost or counted twice, every record names the rule version that decided it (the
+/// old one, then the new one, per partition), and its features carry that version's threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_reloaded_on_sighup_under_load_lose_and_double_nothing() {
+    use fds_worker::generate::{check_features, feature_truth};
+    use fds_worker::pipeline::plan_settings;
+    let stack = start_stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    let write_rules = |version: &str, threshold: u64| {
+        std::fs::write(
+            &rules,
+            format!("version = \"{version}\"\n[thresholds]\nuser_tx_1m = {threshold}\n"),
+        )
+        .unwrap();
+    };
+    write_rules("v1", 5);
+    let mut base = test_config(&stack);
+    base.velocity.rules_file = Some(rules.clone());
+    let config = base.with_rules_file().unwrap();
+    let traffic = traffic(&config, 3_000, 17, SPAN);
+    // The worker first, then traffic at 300 events/s (≈ 11 s), so the reload lands mid-stream.
+    let worker = start_worker(&config);
+    let publishing = publish_in_background(&stack, &config, &traffic, 300);
+    common::wait_until_async(
+        "a fifth of the transactions enriched under v1",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let n = enrichment_counts(&stack, &config).len();
+            if n >= traffic.truth.transactions / 5 {
+                Ok(())
+            } else {
+                Err(format!("{n} enriched"))
+            }
+        },
+    )
+    .await;
+    write_rules("v2", 3);
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+    publishing.await.unwrap();
+    let counts = wait_for_enrichment(&stack, &config, &traffic, || 0).await;
+    worker.stop().await;
+    assert_enriched(&counts, &traffic, true);
+    assert_ground_truth(&stack, &traffic).await;
+
+    let v2 = base.with_rules_file().unwrap();
+    let truths = [
+        (
+            "v1",
+            plan_settings(&config, ""),
+            traffic.truth.features.clone(),
+        ),
+        (
+            "v2",
+            plan_settings(&v2, ""),
+            feature_truth(&traffic.events, &plan_settings(&v2, "")),
+        ),
+    ];
+    let codec = fds_worker::codec::Codec::builtin();
+    let mut problems = Vec::new();
+    let mut seen: std::collections::BTreeMap<i32, Vec<(i64, String)>> = Default::default();
+    for record in read_all(&stack, &config.kafka.enrichment_topic) {
+        let e = codec
+            .decode_enrichment(record.payload.as_deref().unwrap_or_default())
+            .unwrap();
+        let version = e.rule_version.clone().unwrap_or_default();
+        let Some((_, plan, truth)) = truths.iter().find(|(v, _, _)| *v == version) else {
+            problems.push(format!("{}: rule version {version:?}", e.event_id));
+            continue;
+        };
+        problems.extend(check_features(&e, truth, plan, false));
+        seen.entry(e.source_partition)
+            .or_default()
+            .push((e.source_offset, version));
+    }
+    assert!(
+        problems.is_empty(),
+        "{:?}",
+        &problems[..problems.len().min(5)]
+    );
+    let mut versions = std::collections::BTreeSet::new();
+    for (partition, mut records) in seen {
+        records.sort();
+        let switched = records
+            .iter()
+            .position(|(_, v)| v == "v2")
+            .unwrap_or(records.len());
+        assert!(
+            records[switched..].iter().all(|(_, v)| v == "v2"),
+            "partition {partition}: v1 after v2"
+        );
+        versions.extend(records.into_iter().map(|(_, v)| v));
+    }
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        vec!["v1".to_owned(), "v2".to_owned()],
+        "both rule versions decided records"
+    );
+}
+
+/// Sums per currency and distinct counts end to end, beside the default counts: every record's
+/// values equal the generator's (a user's sum exactly; distinct cards per device and accounts
+/// per IP within the HyperLogLog bound, 3 × 0.81 %, at least 1, of the range delivery order
+/// allows), and every tile in Redis equals the truth (distinct tiles within the same bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sums_and_distinct_counts_equal_ground_truth() {
+    use fds_worker::config::{Aggregate, FeatureConfig, Field};
+    let stack = start_stack().await;
+    let mut config = test_config(&stack);
+    let feature = |name: &str, entity, aggregate, of, threshold| FeatureConfig {
+        name: name.into(),
+        entity,
+        aggregate,
+        of: Some(of),
+        window: Duration::from_secs(3600),
+        tile: Duration::from_secs(60),
+        threshold,
+    };
+    use fds_worker::event::EntityKind;
+    config.features.extend([
+        feature(
+            "user_spend_1h",
+            EntityKind::User,
+            Aggregate::Sum,
+            Field::AmountMinor,
+            Some(2_000_000),
+        ),
+        feature(
+            "card_bin_spend_1h",
+            EntityKind::CardBin,
+            Aggregate::Sum,
+            Field::AmountMinor,
+            None,
+        ),
+        feature(
+            "device_cards_1h",
+            EntityKind::Device,
+            Aggregate::Distinct,
+            Field::CardBin,
+            Some(3),
+        ),
+        feature(
+            "ip_users_1h",
+            EntityKind::Ip,
+            Aggregate::Distinct,
+            Field::UserId,
+            Some(20),
+        ),
+    ]);
+    config.validate().unwrap();
+    let traffic = traffic(&config, 3_000, 23, SPAN);
+    assert!(!traffic.truth.distinct.is_empty());
+    publish(&stack, &config, &traffic, None).await;
+    let worker = start_worker(&config);
+    let progress = worker
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64,
+            Duration::from_secs(120),
+        )
+        .await;
+    worker.stop().await;
+    assert_eq!(progress.dead_lettered, 0);
+    assert_enriched(&enrichment_counts(&stack, &config), &traffic, true);
+    assert_ground_truth(&stack, &traffic).await;
+    assert!(assert_features(&stack, &config, &traffic, true) > 0);
+    // The mule devices (many cards) and the shared IPs (many accounts) are what the distinct
+    // features see: some record has a device with more than 3 cards.
+    let codec = fds_worker::codec::Codec::builtin();
+    let most_cards = read_all(&stack, &config.kafka.enrichment_topic)
+        .iter()
+        .filter_map(|r| codec.decode_enrichment(r.payload.as_deref()?).ok())
+        .flat_map(|e| e.features)
+        .filter(|f| f.name == "device_cards_1h")
+        .map(|f| f.value)
+        .max()
+        .unwrap_or(0);
+    assert!(most_cards > 3, "a mule device: {most_cards} cards");
 }

@@ -716,11 +716,11 @@ proptest! {
             prop_assert!(printable, "tag {:?}", tag);
             let target = Entity::new(kind, victim.clone());
             let their = [
-                keys.velocity(&target.tag(), 60, 1),
+                keys.feature(&target.tag(), "f"),
                 keys.blacklist(&target.tag()),
                 keys.applied(&target.tag()),
             ];
-            for key in [keys.velocity(&tag, 60, 1), keys.blacklist(&tag), keys.applied(&tag)] {
+            for key in [keys.feature(&tag, "f"), keys.blacklist(&tag), keys.applied(&tag)] {
                 prop_assert_eq!(hash_tag(key.as_bytes()), inner, "{:?}", key);
                 prop_assert_eq!(key_slot(key.as_bytes()), key_slot(inner));
                 if attacker != victim {

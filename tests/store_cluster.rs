@@ -117,6 +117,17 @@ async fn get(store: &Store, key: &str) -> Option<String> {
         .unwrap()
 }
 
+/// One tile of a count or sum feature's hash.
+async fn hget(store: &Store, key: &str, tile: i64) -> Option<String> {
+    let mut connection = store.connection();
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(tile)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
 async fn ttl(store: &Store, key: &str) -> i64 {
     let mut connection = store.connection();
     redis::cmd("TTL")
@@ -163,32 +174,32 @@ async fn counters_are_applied_once_even_when_a_batch_is_sent_twice() {
         }
     }
     let keys = KeyBuilder::namespaced(&ns);
-    let minute = t.div_euclid(60_000);
+    let tile = t.div_euclid(5_000);
     let user = Entity::new(EntityKind::User, "u0").tag();
-    assert_eq!(
-        get(&store, &keys.velocity(&user, 60, minute))
-            .await
-            .as_deref(),
-        Some("5")
-    );
+    let minute = keys.feature(&user, "user_tx_1m");
+    assert_eq!(hget(&store, &minute, tile).await.as_deref(), Some("5"));
     let ip = Entity::new(EntityKind::Ip, "10.0.0.0").tag();
     assert_eq!(
-        get(&store, &keys.velocity(&ip, 60, minute))
+        hget(&store, &keys.feature(&ip, "ip_tx_1m"), tile)
             .await
             .as_deref(),
         Some("14")
     );
     let card = Entity::new(EntityKind::CardBin, "411111").tag();
     assert_eq!(
-        get(&store, &keys.velocity(&card, 3600, t.div_euclid(3_600_000)))
-            .await
-            .as_deref(),
+        hget(
+            &store,
+            &keys.feature(&card, "card_bin_tx_1h"),
+            t.div_euclid(60_000)
+        )
+        .await
+        .as_deref(),
         Some("40")
     );
-    let counter_ttl = ttl(&store, &keys.velocity(&user, 60, minute)).await;
+    let counter_ttl = ttl(&store, &minute).await;
     assert!(
-        (1..=120).contains(&counter_ttl),
-        "minute bucket expires after its end + grace: {counter_ttl}"
+        (60..=126).contains(&counter_ttl),
+        "the minute feature lives until its tile leaves the window, + grace: {counter_ttl}"
     );
     // u0 made 5 transactions in a minute: not over the threshold of 5.
     assert_eq!(get(&store, &keys.blacklist(&user)).await, None);
@@ -361,9 +372,13 @@ async fn a_store_under_another_library_name_loads_its_own_function_beside_the_de
     let keys = KeyBuilder::namespaced(&ns);
     let user = Entity::new(EntityKind::User, "lib-user").tag();
     assert_eq!(
-        get(&other, &keys.velocity(&user, 60, t.div_euclid(60_000)))
-            .await
-            .as_deref(),
+        hget(
+            &other,
+            &keys.feature(&user, "user_tx_1m"),
+            t.div_euclid(5_000)
+        )
+        .await
+        .as_deref(),
         Some("6")
     );
 }
@@ -402,9 +417,358 @@ async fn a_unit_on_a_master_that_lost_the_function_library_reloads_it_and_is_app
     let keys = KeyBuilder::namespaced(&ns);
     let user = Entity::new(EntityKind::User, "reload-user").tag();
     assert_eq!(
-        get(&store, &keys.velocity(&user, 60, t.div_euclid(60_000)))
-            .await
-            .as_deref(),
+        hget(
+            &store,
+            &keys.feature(&user, "user_tx_1m"),
+            t.div_euclid(5_000)
+        )
+        .await
+        .as_deref(),
         Some("4")
     );
+}
+
+/// The answers of `user`'s ops, in op order, across the units of `results`.
+fn user_answers(
+    results: &[(
+        fds_worker::plan::SlotUnit,
+        Result<fds_worker::plan::UnitAnswer, fds_worker::store::UnitFailure>,
+    )],
+    tag: &str,
+) -> Vec<fds_worker::plan::OpAnswer> {
+    results
+        .iter()
+        .find_map(|(unit, r)| {
+            let e = unit.entities.iter().position(|e| e.tag == tag)?;
+            Some(r.as_ref().unwrap().entities[e].clone())
+        })
+        .expect("the user has a unit")
+}
+
+/// The issue's boundary burst on the real cluster: 8 payments within 2.8 s straddling the
+/// latest minute edge come back with sliding counts 1..8 (not 1,2,3,4,1,2,3,4), the 6th
+/// breaches; redelivered, nothing is added and every op reads the window's value back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_a_minute_edge_slides_and_a_redelivery_reads_it_back() {
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let now = now_ms();
+    // The latest minute edge at least 1.4 s in the past, so every event is in the past.
+    let edge = (now - 1_400).div_euclid(60_000) * 60_000;
+    let events: Vec<_> = (0..8)
+        .map(|i| tx("edge", "10.7.7.7", edge - 1_400 + i * 400, i))
+        .collect();
+    let plan = planner.plan(&events, now);
+    let results = store.submit(plan.units.clone()).await;
+    let user = Entity::new(EntityKind::User, "edge").tag();
+    let answers = user_answers(&results, &user);
+    let minute: Vec<i64> = answers.iter().map(|a| a.counts[0]).collect();
+    assert_eq!(minute, vec![1, 2, 3, 4, 5, 6, 7, 8], "user_tx_1m slides");
+    let breached: Vec<bool> = answers.iter().map(|a| a.breached).collect();
+    assert_eq!(breached.iter().filter(|b| **b).count(), 3, "{breached:?}");
+    assert!(breached[5], "the 6th breaches");
+
+    let again = store.submit(plan.units).await;
+    let answers = user_answers(&again, &user);
+    assert!(
+        answers.iter().all(|a| !a.applied),
+        "a redelivered op adds nothing"
+    );
+    // ... and reads its window's tiles back, now with every event applied: the four before
+    // the edge (a 5 s tile of their own) see their tile, the four after see all eight.
+    let read_back: Vec<i64> = answers.iter().map(|a| a.counts[0]).collect();
+    assert_eq!(read_back, vec![4, 4, 4, 4, 8, 8, 8, 8]);
+}
+
+/// Sums per currency and distinct counts on the real cluster, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sums_are_per_currency_and_distinct_counts_use_the_tiles_hyperloglogs() {
+    use fds_worker::config::{Aggregate, FeatureConfig, Field};
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let mut plan_settings = PlanSettings::seed_defaults();
+    plan_settings.keys = KeyBuilder::namespaced(&ns);
+    plan_settings.features = vec![
+        FeatureConfig {
+            name: "user_spend_1h".into(),
+            entity: EntityKind::User,
+            aggregate: Aggregate::Sum,
+            of: Some(Field::AmountMinor),
+            window: Duration::from_secs(3600),
+            tile: Duration::from_secs(60),
+            threshold: Some(1_000),
+        },
+        FeatureConfig {
+            name: "ip_users_1h".into(),
+            entity: EntityKind::Ip,
+            aggregate: Aggregate::Distinct,
+            of: Some(Field::UserId),
+            window: Duration::from_secs(3600),
+            tile: Duration::from_secs(60),
+            threshold: None,
+        },
+    ];
+    let planner = Planner::new(plan_settings);
+    let now = now_ms();
+    // 30 transactions of one user (alternating EUR / KRW, 100 minor units each) over the last
+    // 20 minutes, and 50 users on one IP, each twice.
+    let mut events = Vec::new();
+    for i in 0..30 {
+        let mut event = tx("spender", "10.1.1.1", now - 1_200_000 + i * 40_000, i);
+        if let EventBody::Transaction(t) = &mut event.body {
+            t.currency = if i % 2 == 0 { "EUR" } else { "KRW" }.into();
+        }
+        events.push(event);
+    }
+    for i in 0..100 {
+        events.push(tx(
+            &format!("shared-{}", i % 50),
+            "10.2.2.2",
+            now - 1_800_000 + i * 10_000,
+            100 + i,
+        ));
+    }
+    let plan = planner.plan(&events, now);
+    let results = store.submit(plan.units.clone()).await;
+    let spender = Entity::new(EntityKind::User, "spender").tag();
+    let sums: Vec<i64> = user_answers(&results, &spender)
+        .iter()
+        .map(|a| a.counts[0])
+        .collect();
+    let expected: Vec<i64> = (0..30).map(|i| (i / 2 + 1) * 100).collect();
+    assert_eq!(sums, expected, "each currency summed on its own");
+    let ip = Entity::new(EntityKind::Ip, "10.2.2.2").tag();
+    let distinct: Vec<i64> = user_answers(&results, &ip)
+        .iter()
+        .map(|a| a.counts[0])
+        .collect();
+    // HyperLogLog: ~0.81 % standard error; at 50 Redis's sparse encoding is exact in practice,
+    // the bound allowed here is 3 standard errors, at least 1.
+    let last = *distinct.last().unwrap();
+    assert!((49..=51).contains(&last), "50 users on the IP: {last}");
+    assert!(distinct.windows(2).all(|w| w[0] <= w[1]), "{distinct:?}");
+
+    let again = store.submit(plan.units).await;
+    let read_back: Vec<i64> = user_answers(&again, &spender)
+        .iter()
+        .map(|a| a.counts[0])
+        .collect();
+    // Redelivered: nothing added; each op reads its window's tiles with every event applied
+    // (the same currency, tiles up to its own).
+    let time = |i: i64| now - 1_200_000 + i * 40_000;
+    let expected: Vec<i64> = (0..30)
+        .map(|i| {
+            (0..30)
+                .filter(|j| {
+                    j % 2 == i % 2 && time(*j).div_euclid(60_000) <= time(i).div_euclid(60_000)
+                })
+                .count() as i64
+                * 100
+        })
+        .collect();
+    assert_eq!(read_back, expected);
+    let keys = KeyBuilder::namespaced(&ns);
+    assert_eq!(
+        hget(
+            &store,
+            &keys.feature_sum(&spender, "user_spend_1h", "KRW"),
+            (now - 1_200_000 + 40_000).div_euclid(60_000)
+        )
+        .await
+        .as_deref(),
+        Some("100")
+    );
+    let again_ip = user_answers(&again, &ip);
+    assert_eq!(again_ip.last().unwrap().counts[0], last);
+}
+
+/// The unit trims tiles no window reads any more: a feature of 2 one-second tiles (no grace)
+/// keeps at most 3 fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_tiles_are_trimmed_by_the_unit() {
+    use fds_worker::config::FeatureConfig;
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let mut plan_settings = PlanSettings::seed_defaults();
+    plan_settings.keys = KeyBuilder::namespaced(&ns);
+    plan_settings.grace_ms = 0;
+    plan_settings.features = vec![FeatureConfig::count(
+        "user_tx_2s",
+        EntityKind::User,
+        2,
+        1,
+        None,
+    )];
+    let planner = Planner::new(plan_settings);
+    let first = now_ms();
+    let plan = planner.plan(&[tx("trim", "10.3.3.3", first, 0)], first);
+    store.submit(plan.units).await;
+    // Tile `first / 1 s` is read until the end of the tile 2 s later: wait until it is not.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let now = now_ms();
+    let events: Vec<_> = (0..3)
+        .map(|i| tx("trim", "10.3.3.3", now - 2_000 + i * 1_000, 1 + i))
+        .collect();
+    let plan = planner.plan(&events, now);
+    store.submit(plan.units).await;
+    let key = KeyBuilder::namespaced(&ns)
+        .feature(&Entity::new(EntityKind::User, "trim").tag(), "user_tx_2s");
+    let mut connection = store.connection();
+    let fields: Vec<i64> = redis::cmd("HKEYS")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        fields.len() <= 3,
+        "at most window/tile + 1 tiles: {fields:?}"
+    );
+    assert!(
+        !fields.contains(&first.div_euclid(1_000)),
+        "the expired first tile was trimmed: {fields:?}"
+    );
+}
+
+/// The Redis cost of the default features, counted by Redis itself (`INFO commandstats`, which
+/// includes the commands a function calls): per feature op one `HINCRBY` and one `HMGET`,
+/// one `HLEN` and one `EXPIRETIME`, an `EXPIREAT` only when the newest tile moves; per event
+/// and entity one mark read and write. Printed for the README's cost table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_commands_per_event_are_the_stated_ones() {
+    // A cluster of its own: command counts are cluster-wide.
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let t = now_ms();
+    let events: Vec<_> = (0..400)
+        .map(|i| {
+            tx(
+                &format!("cost-{}", i % 40),
+                &format!("10.5.0.{}", i % 7),
+                t,
+                i,
+            )
+        })
+        .collect();
+    let plan = planner.plan(&events, t);
+    let feature_ops: u64 = plan
+        .units
+        .iter()
+        .flat_map(|u| u.entities.iter().flat_map(|e| &e.ops))
+        .map(|op| op.features.len() as u64)
+        .sum();
+    let entity_ops: u64 = plan
+        .units
+        .iter()
+        .flat_map(|u| u.entities.iter().flat_map(|e| &e.ops))
+        .filter(|op| op.mark.is_some())
+        .count() as u64;
+    let before = tokio::task::block_in_place(|| {
+        fds_testkit::bench::redis_stats::command_calls(&cluster).unwrap()
+    });
+    for (_, result) in store.submit(plan.units).await {
+        result.unwrap();
+    }
+    let after = tokio::task::block_in_place(|| {
+        fds_testkit::bench::redis_stats::command_calls(&cluster).unwrap()
+    });
+    let calls = |command: &str| {
+        after.get(command).copied().unwrap_or(0) - before.get(command).copied().unwrap_or(0)
+    };
+    // 400 transactions × (user, card BIN, IP) × 3 default features.
+    assert_eq!(feature_ops, 400 * 3 * 3);
+    assert_eq!(calls("hincrby"), feature_ops, "one write per feature op");
+    assert_eq!(
+        calls("hmget"),
+        feature_ops,
+        "one read of the window per feature op"
+    );
+    assert_eq!(calls("hlen"), feature_ops);
+    assert!(calls("expiretime") >= feature_ops);
+    assert_eq!(calls("hkeys"), 0, "nothing to trim in a fresh window");
+    // All 400 events share one tile per feature: a feature key's expiry moves once; each
+    // entity's marks key (40 users, 1 card BIN, 7 IPs) gets its expiry once too.
+    let feature_keys = 40 * 3 + 3 + 7 * 3;
+    let mark_keys = 40 + 1 + 7;
+    assert_eq!(calls("expireat"), (feature_keys + mark_keys) as u64);
+    let per_event: u64 = [
+        "hincrby",
+        "hmget",
+        "hlen",
+        "expiretime",
+        "expireat",
+        "hget",
+        "hset",
+        "get",
+        "pttl",
+        "time",
+        "persist",
+    ]
+    .iter()
+    .map(|c| calls(c))
+    .sum();
+    println!(
+        "commands inside the units: {per_event} for 400 transactions ({:.1} per transaction, \
+         {feature_ops} feature ops, {entity_ops} entity ops): {:?}",
+        per_event as f64 / 400.0,
+        after
+            .iter()
+            .map(|(c, n)| (c.clone(), n - before.get(c).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Large amounts are summed exactly (written as decimal integers, not as Lua's `1e+15`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_amounts_sum_exactly() {
+    use fds_worker::config::{Aggregate, FeatureConfig, Field};
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let mut plan_settings = PlanSettings::seed_defaults();
+    plan_settings.keys = KeyBuilder::namespaced(&ns);
+    plan_settings.features = vec![FeatureConfig {
+        name: "user_spend_1h".into(),
+        entity: EntityKind::User,
+        aggregate: Aggregate::Sum,
+        of: Some(Field::AmountMinor),
+        window: Duration::from_secs(3600),
+        tile: Duration::from_secs(60),
+        threshold: None,
+    }];
+    plan_settings.breach = None;
+    let planner = Planner::new(plan_settings);
+    let now = now_ms();
+    let events: Vec<_> = (0..2)
+        .map(|i| {
+            let mut event = tx("whale", "10.4.4.4", now - 1_000 + i, i);
+            if let EventBody::Transaction(t) = &mut event.body {
+                t.amount_minor = 4_000_000_000_000_123;
+            }
+            event
+        })
+        .collect();
+    let results = store.submit(planner.plan(&events, now).units).await;
+    let tag = Entity::new(EntityKind::User, "whale").tag();
+    let values: Vec<i64> = user_answers(&results, &tag)
+        .iter()
+        .map(|a| a.counts[0])
+        .collect();
+    assert_eq!(values, vec![4_000_000_000_000_123, 8_000_000_000_000_246]);
 }

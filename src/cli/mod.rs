@@ -26,6 +26,7 @@ pub mod keyslot;
 pub mod logging;
 pub mod redrive;
 pub mod replay;
+pub mod rules;
 pub mod run;
 pub mod signals;
 pub mod table;
@@ -54,6 +55,7 @@ Examples:
   fds-worker blacklist check ip 203.0.113.7
   fds-worker blacklist add user 42 --level FRAUD --reason 'chargeback'
   fds-worker tail --user 42                follow enrichment records as JSON
+  fds-worker rules check rules.toml        validate a rules file (then SIGHUP the worker)
   fds-worker --config prod.toml keyslot --cluster redis://10.0.0.1:7000 'bl:{ip:1.2.3.4}'
 
 Configuration: built-in defaults <- the TOML file <- FDS_* environment variables
@@ -104,6 +106,8 @@ pub enum Command {
     Blacklist(blacklist::BlacklistArgs),
     /// Follow a topic (enrichment records by default), decoded, as JSON lines.
     Tail(tail::TailArgs),
+    /// Validate a rules file (feature thresholds, breach rule) offline: `rules check FILE`.
+    Rules(rules::RulesArgs),
 }
 
 impl Cli {
@@ -179,6 +183,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Cluster(args) => cluster::run(args, &config).await,
         Command::Blacklist(args) => blacklist::run(args, &config).await,
         Command::Tail(args) => tail::run(args, &config).await,
+        Command::Rules(args) => rules::run(args, &config),
     }
 }
 

@@ -243,6 +243,14 @@ pub fn enrichment_json(e: &Enrichment) -> Value {
         "source_offset": e.source_offset,
         "event_time": e.event_time_ms,
         "processed_at": e.processed_at_ms,
+        "features": e.features.iter().map(|f| json!({
+            "name": f.name,
+            "value": f.value,
+            "currency": f.currency,
+            "threshold": f.threshold,
+            "exceeded": f.exceeded,
+        })).collect::<Vec<_>>(),
+        "rule_version": e.rule_version,
     })
 }
 

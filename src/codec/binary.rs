@@ -116,6 +116,14 @@ pub(crate) fn enrichment(out: &mut Vec<u8>, e: &Enrichment) {
     long(out, e.source_offset);
     long(out, e.event_time_ms);
     long(out, e.processed_at_ms);
+    array(out, &e.features, |out, f| {
+        string(out, &f.name);
+        long(out, f.value);
+        opt_string(out, f.currency.as_deref());
+        opt_long(out, f.threshold);
+        boolean(out, f.exceeded);
+    });
+    opt_string(out, e.rule_version.as_deref());
 }
 
 #[cfg(test)]
@@ -129,7 +137,7 @@ mod tests {
     use crate::codec::catalog::{ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, TRANSACTION_AVSC};
     use crate::codec::convert;
     use crate::event::{
-        BlacklistHit, EntityKind, Subject, ThreatLevel, VelocityCount, VerdictAction,
+        BlacklistHit, EntityKind, FeatureValue, Subject, ThreatLevel, VelocityCount, VerdictAction,
     };
 
     /// apache-avro's bytes for `value`, validated against the schema.
@@ -235,18 +243,29 @@ mod tests {
     }
 
     prop_compose! {
+        fn any_feature()(
+            name in text(), value in any::<i64>(), currency in proptest::option::of(text()),
+            threshold in proptest::option::of(any::<i64>()), exceeded in any::<bool>(),
+        ) -> FeatureValue {
+            FeatureValue { name, value, currency, threshold, exceeded }
+        }
+    }
+
+    prop_compose! {
         fn any_enrichment()(
             strings in proptest::collection::vec(text(), 3),
             velocity in proptest::collection::vec(any_count(), 0..5),
             blacklist_hits in proptest::collection::vec(any_hit(), 0..3),
             velocity_exceeded in any::<bool>(), source_partition in any::<i32>(),
             longs in proptest::collection::vec(any::<i64>(), 3),
+            features in proptest::collection::vec(any_feature(), 0..5),
+            rule_version in proptest::option::of(text()),
         ) -> Enrichment {
             Enrichment {
                 event_id: strings[0].clone(), user_id: strings[1].clone(), velocity,
                 velocity_exceeded, blacklist_hits, source_topic: strings[2].clone(),
                 source_partition, source_offset: longs[0], event_time_ms: longs[1],
-                processed_at_ms: longs[2],
+                processed_at_ms: longs[2], features, rule_version,
             }
         }
     }

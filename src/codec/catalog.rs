@@ -16,9 +16,12 @@ pub const TRANSACTION_AVSC: &str = include_str!("../../schemas/transaction.avsc"
 /// The built-in `FraudVerdict` schema (`schemas/fraud_verdict.avsc`), the reader schema for
 /// verdicts.
 pub const FRAUD_VERDICT_AVSC: &str = include_str!("../../schemas/fraud_verdict.avsc");
-/// The built-in `Enrichment` schema (`schemas/enrichment.avsc`), the reader schema for
-/// enrichment records.
+/// The built-in `Enrichment` schema, version 2 (`schemas/enrichment.avsc`: adds `features`
+/// and `rule_version`), the reader schema for enrichment records; id 4.
 pub const ENRICHMENT_AVSC: &str = include_str!("../../schemas/enrichment.avsc");
+/// The previous `Enrichment` schema, version 1 (`schemas/enrichment_v1.avsc`), kept under
+/// id 3 so records written with it still decode (and consumers holding it read version 2).
+pub const ENRICHMENT_V1_AVSC: &str = include_str!("../../schemas/enrichment_v1.avsc");
 
 /// One registered writer schema.
 #[derive(Debug, Clone)]
@@ -34,7 +37,7 @@ pub(crate) struct CatalogEntry {
 /// Schema id → writer schema, built once at start from config (id → `.avsc` file).
 ///
 /// [`SchemaCatalog::builtin`] holds the compiled-in schemas under the default ids
-/// ([`SchemaIds::default`](super::SchemaIds::default): transaction 1, verdict 2, enrichment 3).
+/// ([`SchemaIds::default`](super::SchemaIds::default): transaction 1, verdict 2, enrichment 4; 3 is enrichment version 1).
 /// Registering an id again replaces its schema, so config entries override built-in ids.
 #[derive(Debug, Clone, Default)]
 pub struct SchemaCatalog {
@@ -48,13 +51,14 @@ impl SchemaCatalog {
     }
 
     /// The compiled-in schemas under the default ids: 1 = `Transaction`, 2 = `FraudVerdict`,
-    /// 3 = `Enrichment`.
+    /// 3 = `Enrichment` version 1, 4 = `Enrichment` version 2 (written).
     pub fn builtin() -> SchemaCatalog {
         let mut catalog = SchemaCatalog::empty();
         for (id, text) in [
             (1, TRANSACTION_AVSC),
             (2, FRAUD_VERDICT_AVSC),
-            (3, ENRICHMENT_AVSC),
+            (3, ENRICHMENT_V1_AVSC),
+            (4, ENRICHMENT_AVSC),
         ] {
             // The built-in schemas are covered by tests; a parse failure here is a build defect.
             if let Ok(schema) = Schema::parse_str(text) {
@@ -152,16 +156,26 @@ mod tests {
 
     #[test]
     fn builtin_schemas_parse() {
-        for text in [TRANSACTION_AVSC, FRAUD_VERDICT_AVSC, ENRICHMENT_AVSC] {
+        for text in [
+            TRANSACTION_AVSC,
+            FRAUD_VERDICT_AVSC,
+            ENRICHMENT_V1_AVSC,
+            ENRICHMENT_AVSC,
+        ] {
             Schema::parse_str(text).expect("built-in schema parses");
         }
         let catalog = SchemaCatalog::builtin();
-        assert_eq!(catalog.ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(catalog.ids().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     }
 
     #[test]
     fn builtin_schemas_document_every_field() {
-        for text in [TRANSACTION_AVSC, FRAUD_VERDICT_AVSC, ENRICHMENT_AVSC] {
+        for text in [
+            TRANSACTION_AVSC,
+            FRAUD_VERDICT_AVSC,
+            ENRICHMENT_V1_AVSC,
+            ENRICHMENT_AVSC,
+        ] {
             let json: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(json["namespace"], "io.fds.events");
             check_docs(&json);

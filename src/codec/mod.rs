@@ -47,7 +47,9 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 
-pub use catalog::{ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, TRANSACTION_AVSC};
+pub use catalog::{
+    ENRICHMENT_AVSC, ENRICHMENT_V1_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, TRANSACTION_AVSC,
+};
 pub use error::{CatalogError, CodecKind, DecodeError, EncodeError};
 pub use validate::{Limits, ValidationError, validate_transaction, validate_verdict};
 
@@ -66,7 +68,7 @@ pub struct SchemaIds {
     pub transaction: u32,
     /// Writer schema id for `FraudVerdict` (default 2).
     pub verdict: u32,
-    /// Writer schema id for `Enrichment` (default 3).
+    /// Writer schema id for `Enrichment` (default 4, version 2).
     pub enrichment: u32,
 }
 
@@ -75,7 +77,7 @@ impl Default for SchemaIds {
         SchemaIds {
             transaction: 1,
             verdict: 2,
-            enrichment: 3,
+            enrichment: 4,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Unit tests of the codec internals; the behavioural suite is `tests/codec.rs`.
 
 use super::*;
-use crate::event::{BlacklistHit, EntityKind, Subject, ThreatLevel, VelocityCount, VerdictAction};
+use crate::event::{
+    BlacklistHit, EntityKind, FeatureValue, Subject, ThreatLevel, VelocityCount, VerdictAction,
+};
 
 fn tx() -> Transaction {
     Transaction {
@@ -58,6 +60,23 @@ fn enrichment() -> Enrichment {
         source_offset: 77,
         event_time_ms: 1_700_000_000_123,
         processed_at_ms: 1_700_000_000_500,
+        features: vec![
+            FeatureValue {
+                name: "device_tx_1m".into(),
+                value: 6,
+                currency: None,
+                threshold: Some(5),
+                exceeded: true,
+            },
+            FeatureValue {
+                name: "user_spend_24h".into(),
+                value: 120_000,
+                currency: Some("KRW".into()),
+                threshold: None,
+                exceeded: false,
+            },
+        ],
+        rule_version: Some("r-0123456789abcdef".into()),
     }
 }
 
@@ -67,12 +86,15 @@ fn builtin_writers_take_the_fast_path() {
     for (id, kind) in [
         (1, RecordKind::Transaction),
         (2, RecordKind::Verdict),
-        (3, RecordKind::Enrichment),
+        (4, RecordKind::Enrichment),
     ] {
         let w = &codec.writers[&id];
         assert_eq!(w.kind, Some(kind));
         assert!(w.same_as_reader, "{kind:?}");
     }
+    let v1 = &codec.writers[&3];
+    assert_eq!(v1.kind, Some(RecordKind::Enrichment));
+    assert!(!v1.same_as_reader, "version 1 goes through apache-avro");
 }
 
 #[test]
@@ -85,7 +107,7 @@ fn round_trips() {
     assert_eq!(&bytes[..5], &[0, 0, 0, 0, 2]);
     assert_eq!(codec.decode_verdict(&bytes).unwrap(), verdict());
     let bytes = codec.encode_enrichment(&enrichment()).unwrap();
-    assert_eq!(&bytes[..5], &[0, 0, 0, 0, 3]);
+    assert_eq!(&bytes[..5], &[0, 0, 0, 0, 4]);
     assert_eq!(codec.decode_enrichment(&bytes).unwrap(), enrichment());
 }
 

@@ -181,6 +181,23 @@ pub(crate) mod kinds {
     pub(super) const ENTITY_KIND_NAMES: &[&str] = &["user", "card_bin", "ip", "device", "email"];
 }
 
+/// One `EntityKind` by name (`"user"`).
+pub(crate) mod kind {
+    use super::*;
+
+    /// Serializes a kind by name.
+    pub(crate) fn serialize<S: Serializer>(kind: &EntityKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    /// Deserializes a kind by name; an unknown name is an error listing the valid ones.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EntityKind, D::Error> {
+        let name = string(d)?;
+        EntityKind::parse(&name)
+            .ok_or_else(|| de::Error::unknown_variant(&name, kinds::ENTITY_KIND_NAMES))
+    }
+}
+
 /// `ThreatLevel` by its Avro symbol (`"TEMPORARY"`, …).
 pub(crate) mod level {
     use super::*;

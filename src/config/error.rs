@@ -54,6 +54,21 @@ impl ConfigError {
         }
     }
 
+    /// Names `path` as the origin of every problem that has none (a rules file's problems).
+    pub fn in_file(self, path: &std::path::Path) -> ConfigError {
+        match self {
+            ConfigError::Invalid { mut problems } => {
+                for problem in &mut problems {
+                    problem
+                        .origin
+                        .get_or_insert_with(|| format!("rules file {}", path.display()));
+                }
+                ConfigError::Invalid { problems }
+            }
+            other => other,
+        }
+    }
+
     /// The keys this error is about (empty for errors not tied to a key).
     pub fn keys(&self) -> Vec<&str> {
         match self {

@@ -23,7 +23,9 @@
 //! | `kafka.rs`, `kafka_group.rs`, `kafka_delivery.rs`, `kafka_security.rs` | `[kafka]` (its group protocol, its delivery: exactly once or at least once), `[kafka.transactions]`, `[kafka.security]` |
 //! | `schemas.rs` | `[schemas]`, the Avro catalog |
 //! | `redis.rs` | `[redis]`, `[redis.tls]`, `[redis.retry]` |
+//! | `features.rs` | `[[features]]` |
 //! | `velocity.rs` | `[velocity]` |
+//! | `rules.rs` | the rules file (`velocity.rules_file`), reloaded on SIGHUP |
 //! | `blacklist.rs` | `[blacklist]` |
 //! | `pipeline.rs` | `[pipeline]`, `[limits]`, `[replay]` |
 //! | `telemetry.rs` | `[metrics]`, `[log]` |
@@ -33,12 +35,14 @@ mod blacklist;
 mod check;
 mod de;
 mod error;
+mod features;
 mod kafka;
 mod kafka_delivery;
 mod kafka_group;
 mod kafka_security;
 mod pipeline;
 mod redis;
+mod rules;
 mod schemas;
 mod secret;
 mod telemetry;
@@ -52,6 +56,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blacklist::{BlacklistConfig, BlacklistTtl};
 pub use error::{ConfigError, Problem};
+pub use features::{Aggregate, FeatureConfig, Field, MAX_TILES, default_features};
 pub use kafka::{KafkaConfig, MANAGED_KEYS};
 pub use kafka_delivery::{BROKER_MAX_TRANSACTION_TIMEOUT, Delivery, TransactionsConfig};
 pub use kafka_group::{CLASSIC_ONLY_KEYS, GroupProtocol};
@@ -60,10 +65,11 @@ pub use pipeline::{LimitsConfig, PipelineConfig, ReplayConfig};
 pub use redis::{
     DEFAULT_LIBRARY, NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node, redact_url,
 };
+pub use rules::{RulesFile, computed_version};
 pub use schemas::{SchemaEntry, SchemasConfig};
 pub use secret::{REDACTED, Secret};
 pub use telemetry::{LogConfig, LogFormat, MetricsConfig};
-pub use velocity::{BreachBlacklist, VelocityConfig, VelocityWindow};
+pub use velocity::{BreachBlacklist, VelocityConfig};
 
 use check::Check;
 
@@ -74,7 +80,7 @@ pub const ENV_PREFIX: &str = "FDS_";
 pub const DEFAULT_PATH: &str = "config/fds-worker.toml";
 
 /// The whole configuration. Missing sections and keys take their defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Kafka brokers, topics, consumer group, security.
@@ -85,7 +91,10 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Batching and concurrency.
     pub pipeline: PipelineConfig,
-    /// Velocity counters.
+    /// Sliding-window features (`[[features]]`). Default: [`default_features`].
+    #[serde(default = "default_features")]
+    pub features: Vec<FeatureConfig>,
+    /// Late-event grace and the breach rule of the features.
     pub velocity: VelocityConfig,
     /// Blacklist lookups and TTL tiers.
     pub blacklist: BlacklistConfig,
@@ -100,6 +109,25 @@ pub struct Config {
     /// The file this config was loaded from (absolute), if any. Not a key.
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig::default(),
+            schemas: SchemasConfig::default(),
+            redis: RedisConfig::default(),
+            pipeline: PipelineConfig::default(),
+            features: default_features(),
+            velocity: VelocityConfig::default(),
+            blacklist: BlacklistConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics: MetricsConfig::default(),
+            replay: ReplayConfig::default(),
+            log: LogConfig::default(),
+            source_file: None,
+        }
+    }
 }
 
 impl Config {
@@ -128,7 +156,19 @@ impl Config {
         config.source_file = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
         config.validate()?;
         config.resolve_secret_files()?;
-        Ok(config)
+        config.with_rules_file()
+    }
+
+    /// This config under the rules of `velocity.rules_file`, read now; unchanged without one.
+    /// The worker calls it at start (an error stops it) and on SIGHUP (an error keeps the
+    /// running rules).
+    pub fn with_rules_file(&self) -> Result<Config, ConfigError> {
+        match &self.velocity.rules_file {
+            None => Ok(self.clone()),
+            Some(path) => RulesFile::load(path)
+                .and_then(|rules| rules.apply(self))
+                .map_err(|e| e.in_file(path)),
+        }
     }
 
     /// Parses and validates TOML text alone (no file, no environment, no `*_file` reads):
@@ -147,7 +187,8 @@ impl Config {
         self.schemas.validate(&mut check);
         self.redis.validate(&mut check);
         self.pipeline.validate(&mut check);
-        self.velocity.validate(&mut check);
+        features::validate(&self.features, &mut check);
+        self.velocity.validate(&self.features, &mut check);
         self.blacklist.validate(&mut check);
         self.limits.validate(&mut check);
         self.replay.validate(&mut check);

@@ -22,7 +22,8 @@ pub struct SchemasConfig {
     pub transaction_id: u32,
     /// Schema id of `FraudVerdict` (read). Default: `2`.
     pub verdict_id: u32,
-    /// Schema id the worker writes `Enrichment` records with. Default: `3`.
+    /// Schema id the worker writes `Enrichment` records with. Default: `4` (version 2, with
+    /// `features` and `rule_version`; `3` is version 1).
     pub enrichment_id: u32,
     /// Directory relative catalog paths are resolved against (see the rule above).
     /// Default: unset.
@@ -30,7 +31,8 @@ pub struct SchemasConfig {
     /// Every schema the worker can decode, by id; a message whose id is not here is poison.
     /// Older writer schemas of a topic can be listed under their own ids (Avro resolution
     /// reads them with the current reader schema). Default: `1` → `schemas/transaction.avsc`,
-    /// `2` → `schemas/fraud_verdict.avsc`, `3` → `schemas/enrichment.avsc`.
+    /// `2` → `schemas/fraud_verdict.avsc`, `3` → `schemas/enrichment_v1.avsc`,
+    /// `4` → `schemas/enrichment.avsc`.
     pub catalog: Vec<SchemaEntry>,
 }
 
@@ -49,7 +51,7 @@ impl Default for SchemasConfig {
         SchemasConfig {
             transaction_id: 1,
             verdict_id: 2,
-            enrichment_id: 3,
+            enrichment_id: 4,
             base_dir: None,
             catalog: default_catalog(),
         }
@@ -60,7 +62,8 @@ fn default_catalog() -> Vec<SchemaEntry> {
     [
         (1, "schemas/transaction.avsc"),
         (2, "schemas/fraud_verdict.avsc"),
-        (3, "schemas/enrichment.avsc"),
+        (3, "schemas/enrichment_v1.avsc"),
+        (4, "schemas/enrichment.avsc"),
     ]
     .into_iter()
     .map(|(id, path)| SchemaEntry {

@@ -2,27 +2,32 @@
 //!
 //! [`generate`] makes a deterministic (seeded) stream of transactions and verdicts that looks
 //! like a payment stream: a skewed user population (a few heavy users, a long tail), bursts
-//! that breach the velocity threshold, IPs and devices shared between users, and a fraction of
+//! that breach the velocity threshold (placed across tile and window edges), IPs shared by
+//! many accounts and devices shared by many cards, and a fraction of
 //! verdicts, including false-positive REMOVEs. Alongside it computes the [`GroundTruth`]: the
-//! value every velocity counter must have once every event was applied exactly once, and the
-//! blacklist entries the verdicts must leave behind.
+//! value every feature tile must have once every event was applied exactly once, the value of
+//! every feature at every transaction ([`feature_truth`]), and the blacklist entries the
+//! verdicts must leave behind.
 //!
 //! [`produce`] publishes the stream to Kafka (Confluent-framed Avro, keyed like production).
 
+mod features;
 mod produce;
 mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use features::{ExpectedFeature, FeatureTruth, check_features, feature_truth};
 pub use produce::{ProduceError, produce, produce_at_event_time, traffic_producer};
-pub use verify::{Mismatch, Verification, verify};
+pub use verify::{Mismatch, Verification, distinct_bound, verify};
 
+use crate::config::Aggregate;
 use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, VerdictAction};
-use crate::plan::PlanSettings;
+use crate::plan::{PlanSettings, tiles};
 use crate::slot::keys::Entity;
 
 /// What to generate.
@@ -107,13 +112,28 @@ pub struct GroundTruth {
     pub transactions: usize,
     /// Verdicts generated.
     pub verdicts: usize,
-    /// Velocity counter key → count.
+    /// Count and sum feature tiles: `"<hash key> <tile>"` (see [`tile_counter`]) → the
+    /// tile's count or sum.
     pub counters: BTreeMap<String, i64>,
+    /// Distinct feature tiles: HyperLogLog key → the exact number of distinct members (the
+    /// HyperLogLog estimates it within ~0.81 % standard error).
+    #[serde(default)]
+    pub distinct: BTreeMap<String, i64>,
     /// Blacklist key → expected entry, for verdict subjects (not users: the velocity rule
     /// also writes user entries, at times that depend on processing order).
     pub blacklist: BTreeMap<String, ExpectedEntry>,
     /// Blacklist keys that must be absent (removed by a false-positive REMOVE).
     pub removed: Vec<String>,
+    /// Every feature's value at every transaction (see [`feature_truth`]); not written to
+    /// the truth file.
+    #[serde(skip)]
+    pub features: FeatureTruth,
+}
+
+/// The [`GroundTruth::counters`] key of tile `tile` of the feature hash `key`: the two joined
+/// by a space (a space never occurs in a key: ids and currencies are percent-encoded).
+pub fn tile_counter(key: &str, tile: i64) -> String {
+    format!("{key} {tile}")
 }
 
 /// A generated stream and its ground truth.
@@ -143,13 +163,16 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
     let mut events = Vec::with_capacity(settings.transactions * 11 / 10);
     let mut added: Vec<Subject> = Vec::new();
     let step = settings.span_ms.max(1) as f64 / settings.transactions.max(1) as f64;
-    let mut burst: Option<(usize, u32)> = None;
+    // A burst: (user, events left, the edge it straddles, events so far).
+    let mut burst: Option<(usize, u32, i64, i64)> = None;
     let mut seq = 0u64;
     for i in 0..settings.transactions {
-        let event_time_ms = settings.start_ms + (i as f64 * step) as i64;
+        let mut event_time_ms = settings.start_ms + (i as f64 * step) as i64;
         let user = match burst {
-            Some((user, left)) if left > 0 => {
-                burst = Some((user, left - 1));
+            Some((user, left, edge, k)) if left > 0 => {
+                burst = Some((user, left - 1, edge, k + 1));
+                // 400 ms apart, straddling the edge (never later than the stream's time).
+                event_time_ms = event_time_ms.min(edge - 1_400 + k * 400);
                 user
             }
             _ => {
@@ -157,7 +180,17 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
                 let u: f64 = rng.random();
                 let user = ((u * u * u) * users as f64) as usize % users;
                 if rng.random_bool(settings.burst_probability.clamp(0.0, 1.0)) {
-                    burst = Some((user, rng.random_range(5..=8)));
+                    // Across the latest window (1 min) edge at least 2 s old if it is at most
+                    // 20 s old (so the burst is never much older than the stream), else across
+                    // the latest tile (5 s) edge.
+                    let minute = (event_time_ms - 2_000).div_euclid(60_000) * 60_000;
+                    let edge = if event_time_ms - minute <= 22_000 && rng.random_bool(0.7) {
+                        minute
+                    } else {
+                        (event_time_ms - 2_000).div_euclid(5_000) * 5_000
+                    };
+                    event_time_ms = edge - 1_400;
+                    burst = Some((user, rng.random_range(5..=8), edge, 1));
                 }
                 user
             }
@@ -181,7 +214,12 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
             card_bin: Some(format!("{}", 400_000 + user % 997)),
             ip: Some(ip),
             email: Some(format!("user{user}@example.com")),
-            device_id: (user % 10 != 0).then(|| format!("dev-{}", user % (users / 2 + 1))),
+            // Devices shared by many cards: 5 % of transactions come from one of 3 mule devices.
+            device_id: if rng.random_bool(0.05) {
+                Some(format!("dev-mule-{}", rng.random_range(0..3)))
+            } else {
+                (user % 10 != 0).then(|| format!("dev-{}", user % (users / 2 + 1)))
+            },
             merchant_id: Some(format!("m-{}", rng.random_range(0..200))),
             event_time_ms,
         }));
@@ -231,7 +269,8 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
             }));
         }
     }
-    let truth = ground_truth(&events, plan);
+    let mut truth = ground_truth(&events, plan);
+    truth.features = feature_truth(&events, plan);
     Traffic { events, truth }
 }
 
@@ -240,21 +279,41 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
 pub fn ground_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> GroundTruth {
     let mut truth = GroundTruth::default();
     let mut entries: BTreeMap<String, (ThreatLevel, i64, i64)> = BTreeMap::new();
+    let mut distinct: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for event in events {
         match event {
             GeneratedEvent::Transaction(tx) => {
                 truth.transactions += 1;
-                for kind in &plan.dimensions {
-                    let Some(id) = tx.entity_id(*kind) else {
+                for feature in &plan.features {
+                    let Some(id) = tx.entity_id(feature.entity) else {
                         continue;
                     };
-                    let tag = Entity::new(*kind, id).tag();
-                    for window in &plan.windows {
-                        let bucket = tx.event_time_ms.div_euclid(window.seconds as i64 * 1000);
-                        *truth
-                            .counters
-                            .entry(plan.keys.velocity(&tag, window.seconds, bucket))
-                            .or_default() += 1;
+                    let tag = Entity::new(feature.entity, id).tag();
+                    let name = feature.name.as_str();
+                    let tile = tiles::tile_of(tx.event_time_ms, feature.tile.as_millis() as i64);
+                    match feature.aggregate {
+                        Aggregate::Count => {
+                            let key = plan.keys.feature(&tag, name);
+                            *truth.counters.entry(tile_counter(&key, tile)).or_default() += 1;
+                        }
+                        Aggregate::Sum => {
+                            let key = plan.keys.feature_sum(&tag, name, &tx.currency);
+                            *truth.counters.entry(tile_counter(&key, tile)).or_default() +=
+                                tx.amount_minor;
+                        }
+                        Aggregate::Distinct => {
+                            let Some(member) = feature
+                                .of
+                                .and_then(|f| f.entity())
+                                .and_then(|kind| tx.entity_id(kind))
+                            else {
+                                continue;
+                            };
+                            distinct
+                                .entry(plan.keys.feature_distinct(&tag, name, tile))
+                                .or_default()
+                                .insert(member.to_owned());
+                        }
                     }
                 }
             }
@@ -292,6 +351,10 @@ pub fn ground_truth(events: &[GeneratedEvent], plan: &PlanSettings) -> GroundTru
             }
         }
     }
+    truth.distinct = distinct
+        .into_iter()
+        .map(|(key, members)| (key, members.len() as i64))
+        .collect();
     truth.removed.retain(|key| !entries.contains_key(key));
     truth.removed.sort();
     truth.removed.dedup();
@@ -344,7 +407,7 @@ mod tests {
             .truth
             .counters
             .iter()
-            .filter(|(k, _)| k.starts_with("vel:{u:") && k.contains("}:60:"))
+            .filter(|(k, _)| k.starts_with("ft:{u:") && k.contains("}:user_tx_1m "))
             .map(|(_, v)| v)
             .sum();
         assert_eq!(user_minute as usize, traffic.truth.transactions);
@@ -356,12 +419,47 @@ mod tests {
     fn traffic_contains_bursts_that_breach_the_minute_threshold() {
         let plan = PlanSettings::seed_defaults();
         let traffic = generate(&small(), &plan);
-        let breaching = traffic
-            .truth
-            .counters
-            .iter()
-            .filter(|(k, v)| k.starts_with("vel:{u:") && k.contains("}:60:") && **v > 5)
+        // The sliding value of the minute feature at each of a user's transactions.
+        let mut times: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for event in &traffic.events {
+            if let GeneratedEvent::Transaction(tx) = event {
+                times.entry(&tx.user_id).or_default().push(tx.event_time_ms);
+            }
+        }
+        // Bursts straddle tile or minute edges and still breach.
+        let breaching = times
+            .values()
+            .filter(|times| {
+                times.iter().any(|t| {
+                    times
+                        .iter()
+                        .filter(|s| *s <= t && tiles::counted(*t, **s, 60_000, 5_000))
+                        .count()
+                        > 5
+                })
+            })
             .count();
         assert!(breaching > 0, "some user exceeds 5 per minute");
+    }
+
+    #[test]
+    fn the_feature_truth_of_a_user_is_exact_and_of_shared_entities_a_range() {
+        let plan = PlanSettings::seed_defaults();
+        let traffic = generate(&small(), &plan);
+        assert_eq!(traffic.truth.features.len(), traffic.truth.transactions);
+        let mut flagged = 0;
+        for features in traffic.truth.features.values() {
+            for f in features {
+                assert!(f.low <= f.high, "{f:?}");
+                if f.name.starts_with("user_") {
+                    let exact = f.exact.expect("user features are exact");
+                    assert_eq!(f.low, exact);
+                    flagged += usize::from(f.threshold.is_some_and(|t| exact > t));
+                } else {
+                    assert_eq!(f.exact, None, "{f:?}");
+                }
+            }
+        }
+        assert!(flagged > 0, "bursts are flagged");
     }
 }

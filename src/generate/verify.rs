@@ -18,10 +18,16 @@ pub struct Mismatch {
     pub actual: i64,
 }
 
+/// How far a HyperLogLog estimate of `exact` distinct members may be off and still match:
+/// three standard errors (3 × 0.81 %), at least 1.
+pub fn distinct_bound(exact: i64) -> i64 {
+    ((exact as f64) * 3.0 * 0.0081).ceil().max(1.0) as i64
+}
+
 /// The result of a check.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verification {
-    /// Counters checked.
+    /// Feature tiles checked (count and sum exactly, distinct within [`distinct_bound`]).
     pub counters: usize,
     /// Counters below the truth (lost increments), with the sum missing.
     pub lost: Vec<Mismatch>,
@@ -60,8 +66,10 @@ where
     let reads = futures::stream::iter(truth.counters.iter().map(|(key, expected)| {
         let mut connection = connection.clone();
         async move {
-            let actual: Option<i64> = redis::cmd("GET")
-                .arg(key)
+            let (hash, tile) = key.rsplit_once(' ').unwrap_or((key.as_str(), ""));
+            let actual: Option<i64> = redis::cmd("HGET")
+                .arg(hash)
+                .arg(tile)
                 .query_async(&mut connection)
                 .await?;
             Ok::<_, redis::RedisError>((key, *expected, actual.unwrap_or(0)))
@@ -81,6 +89,25 @@ where
             report.lost.push(mismatch());
         } else if actual > expected {
             report.doubled.push(mismatch());
+        }
+    }
+    for (key, expected) in &truth.distinct {
+        let mut connection = connection.clone();
+        let actual: i64 = redis::cmd("PFCOUNT")
+            .arg(key)
+            .query_async(&mut connection)
+            .await?;
+        report.counters += 1;
+        let mismatch = Mismatch {
+            key: key.clone(),
+            expected: *expected,
+            actual,
+        };
+        let bound = distinct_bound(*expected);
+        if actual < expected - bound {
+            report.lost.push(mismatch);
+        } else if actual > expected + bound {
+            report.doubled.push(mismatch);
         }
     }
     let now_s = SystemTime::now()

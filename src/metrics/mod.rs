@@ -29,7 +29,7 @@ pub struct Metrics {
     pub verdicts_applied: Family<TopicLabel, Counter>,
     /// Dead letters published (acked), by source topic and reason.
     pub events_dead_lettered: Family<TopicReasonLabels, Counter>,
-    /// Velocity windows skipped because the event came after its bucket expired.
+    /// Feature writes skipped because the event came after its tile expired.
     pub late_events: Counter,
     /// Velocity-rule breaches that wrote a blacklist entry.
     pub velocity_breaches: Counter,
@@ -125,7 +125,7 @@ impl Metrics {
         );
         r.register(
             "late_events",
-            "Velocity windows skipped as late",
+            "Feature writes skipped as late (tile expired)",
             metrics.late_events.clone(),
         );
         r.register(

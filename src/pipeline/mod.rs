@@ -18,6 +18,7 @@ mod decode;
 mod outbox;
 mod outputs;
 mod rebalance;
+pub mod rules;
 mod settings;
 pub mod stage;
 mod turn;
@@ -34,7 +35,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
-pub use settings::{decoder_from_config, plan_settings, store_settings};
+pub use settings::{decoder_from_config, plan_settings, rule_version, store_settings};
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
@@ -108,6 +109,15 @@ pub struct RunSummary {
     pub batches: u64,
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the worker until `shutdown` resolves, then drains: in-flight batches finish (up to
 /// `pipeline.shutdown_deadline`), offsets are stored and committed, the producer is flushed.
 ///
@@ -120,6 +130,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let mut stage = Stage::from_config(config, "", metrics, None).await?;
+    // SIGHUP reloads the rules file (and never terminates the worker).
+    let reloader = tokio::spawn(rules::reload_on_sighup(Arc::clone(&stage.rules)));
+    let _stop_reloader = AbortOnDrop(reloader);
     // Polled from here on, so a signal during the start-up check is a graceful stop (the
     // signal handlers are installed when the shutdown future is first polled).
     tokio::pin!(shutdown);

@@ -3,27 +3,19 @@
 use crate::codec::{Codec, Limits, SchemaCatalog, SchemaIds};
 use crate::config::{Config, RedisConfig};
 use crate::event::ThreatLevel;
-use crate::plan::{BreachRule, PlanSettings, Window};
+use crate::plan::{BreachRule, PlanSettings};
 use crate::slot::keys::KeyBuilder;
 use crate::store::{RetryPolicy, StoreSettings};
 
 use super::decode::Decoder;
 
-/// Planner settings from the `velocity` and `blacklist` sections, in key namespace
+/// Planner settings from the `features`, `velocity` and `blacklist` sections, in key namespace
 /// `namespace` (empty = live).
 pub fn plan_settings(config: &Config, namespace: &str) -> PlanSettings {
     let velocity = &config.velocity;
     let breach = &velocity.breach_blacklist;
     PlanSettings {
-        windows: velocity
-            .windows
-            .iter()
-            .map(|w| Window {
-                seconds: w.seconds(),
-                threshold: w.threshold,
-            })
-            .collect(),
-        dimensions: velocity.dimensions.clone(),
+        features: config.features.clone(),
         grace_ms: velocity.grace.as_millis() as i64,
         breach: breach.enabled.then(|| BreachRule {
             dimensions: breach.dimensions.clone(),
@@ -38,7 +30,21 @@ pub fn plan_settings(config: &Config, namespace: &str) -> PlanSettings {
                 .map(|ttl| ttl.as_millis() as i64)
         }),
         keys: KeyBuilder::namespaced(namespace),
+        rule_version: Some(rule_version(config).into()),
     }
+}
+
+/// The version of the rules that decide breaches: the rules file's (`velocity.rules_file`)
+/// declared or computed version if one was applied, else
+/// [`computed_version`](crate::config::computed_version) of the config's own thresholds.
+/// Windows and tiles are not rules (changing them changes the features' state, and needs a
+/// restart).
+pub fn rule_version(config: &Config) -> String {
+    config
+        .velocity
+        .rules_version
+        .clone()
+        .unwrap_or_else(|| crate::config::computed_version(config))
 }
 
 /// Store settings from the `redis` section (secrets exposed only here, to the client).

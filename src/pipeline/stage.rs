@@ -12,7 +12,7 @@ use crate::config::{Config, Delivery};
 use crate::event::{EntityKind, VerdictAction};
 use crate::metrics::{BlacklistLabels, ErrorLabels, Metrics, TopicCounts};
 use crate::plan::assemble::{Cause, Outcome, assemble};
-use crate::plan::{BatchPlan, EventBody, PlannedEvent, Planner, Redrive, SlotUnit, UnitAnswer};
+use crate::plan::{BatchPlan, EventBody, PlannedEvent, Redrive, SlotUnit, UnitAnswer};
 use crate::sink::{
     DeadLetterKind, DeadLetterReason, Outgoing, PublishError, Sink, TransactionalSink,
 };
@@ -20,15 +20,16 @@ use crate::source::{Partition, SourceMessage};
 use crate::store::{FailureKind, Store, UnitFailure};
 
 use super::decode::{Decoder, decode};
+use super::rules::LiveRules;
 use super::turn::{DeadLetterOrder, Turn};
-use super::{RunError, decoder_from_config, plan_settings, store_settings};
+use super::{RunError, decoder_from_config, store_settings};
 
 /// Everything a batch needs, shared by all batches of a run.
 pub struct Stage {
     /// Decodes and validates records.
     pub decoder: Decoder,
-    /// Plans slot units.
-    pub planner: Planner,
+    /// Plans slot units: the planner of the rules in force (swapped on SIGHUP).
+    pub rules: Arc<LiveRules>,
     /// Runs slot units.
     pub store: Store,
     /// Publishes enrichment records and dead letters as batches finish (at-least-once
@@ -69,6 +70,7 @@ pub struct PreparedBatch {
     decoded: Vec<Result<usize, DeadLetterReason>>,
     events: Vec<PlannedEvent>,
     plan_events: Vec<crate::plan::EventPlan>,
+    rule_version: Option<std::sync::Arc<str>>,
     dispatched: Instant,
     turn: Turn,
 }
@@ -121,7 +123,7 @@ impl Stage {
         };
         Ok(Stage {
             decoder,
-            planner: Planner::new(plan_settings(config, namespace)),
+            rules: Arc::new(LiveRules::new(config, namespace)),
             store,
             sink,
             dlq_suffix: config.kafka.dlq_suffix.clone(),
@@ -196,7 +198,8 @@ impl Stage {
         let BatchPlan {
             units,
             events: plan_events,
-        } = self.planner.plan(&events, now_ms);
+            rule_version,
+        } = self.rules.planner().plan(&events, now_ms);
         let late: u32 = plan_events.iter().map(|p| p.late_windows).sum();
         self.metrics.late_events.inc_by(u64::from(late));
         self.metrics.redis_units_sent.inc_by(units.len() as u64);
@@ -205,6 +208,7 @@ impl Stage {
             decoded,
             events,
             plan_events,
+            rule_version,
             dispatched: Instant::now(),
             turn: self.dead_letter_order.next(),
         };
@@ -224,6 +228,7 @@ impl Stage {
         let plan = BatchPlan {
             units,
             events: batch.plan_events,
+            rule_version: batch.rule_version,
         };
         let processed_at_ms = unix_ms(SystemTime::now());
         let outcomes = assemble(&batch.events, &plan, &answers, processed_at_ms);

@@ -1,8 +1,10 @@
 //! Turns unit answers back into per-event results (pure).
 
-use crate::event::{BlacklistHit, Enrichment, EntityKind, Transaction, VelocityCount};
+use crate::event::{
+    BlacklistHit, Enrichment, EntityKind, FeatureValue, Transaction, VelocityCount,
+};
 
-use super::{BatchPlan, EventBody, PlannedEvent, SlotUnit, UnitAnswer};
+use super::{BatchPlan, EventBody, FeatureWrite, PlannedEvent, SlotUnit, UnitAnswer};
 
 /// Why an event could not be fully applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,20 +106,38 @@ fn enrichment<F>(
     processed_at_ms: i64,
 ) -> Enrichment {
     let mut velocity = Vec::new();
+    let mut any_exceeded = false;
+    let mut features = Vec::new();
     let mut blacklist_hits = Vec::new();
     for at in &event_plan.entities {
         let unit: &SlotUnit = &plan.units[at.unit];
         let op = &unit.entities[at.entity].ops[at.op];
         let answer = &ok_answer(answers, at.unit).entities[at.entity][at.op];
-        for (incr, count) in op.incrs.iter().zip(&answer.counts) {
-            let threshold = (incr.threshold > 0).then_some(incr.threshold as i64);
-            velocity.push(VelocityCount {
-                dimension: at.kind,
-                window_seconds: incr.window_seconds as i64,
-                count: *count,
-                threshold,
-                exceeded: threshold.is_some_and(|limit| *count > limit),
-            });
+        for (feature, value) in op.features.iter().zip(&answer.counts) {
+            let threshold = (feature.threshold > 0).then_some(feature.threshold as i64);
+            let exceeded = threshold.is_some_and(|limit| *value > limit);
+            any_exceeded |= exceeded;
+            features.push((
+                feature.feature,
+                FeatureValue {
+                    name: feature.name.to_string(),
+                    value: *value,
+                    currency: matches!(feature.write, FeatureWrite::Sum { .. })
+                        .then(|| tx.currency.clone()),
+                    threshold,
+                    exceeded,
+                },
+            ));
+            // `velocity` (schema version 1) carries the counts per entity and window.
+            if matches!(feature.write, FeatureWrite::Count) {
+                velocity.push(VelocityCount {
+                    dimension: at.kind,
+                    window_seconds: feature.window_seconds as i64,
+                    count: *value,
+                    threshold,
+                    exceeded,
+                });
+            }
         }
         if let Some(entry) = &answer.entry {
             blacklist_hits.push(BlacklistHit {
@@ -131,10 +151,11 @@ fn enrichment<F>(
         }
     }
     velocity.sort_by_key(|v| (dimension_order(v.dimension), v.window_seconds));
+    features.sort_by_key(|(index, _)| *index);
     Enrichment {
         event_id: tx.event_id.clone(),
         user_id: tx.user_id.clone(),
-        velocity_exceeded: velocity.iter().any(|v| v.exceeded),
+        velocity_exceeded: any_exceeded,
         velocity,
         blacklist_hits,
         source_topic: event.source.topic.to_string(),
@@ -142,6 +163,8 @@ fn enrichment<F>(
         source_offset: event.source.offset,
         event_time_ms: tx.event_time_ms,
         processed_at_ms,
+        features: features.into_iter().map(|(_, f)| f).collect(),
+        rule_version: plan.rule_version.as_deref().map(str::to_owned),
     }
 }
 

@@ -6,26 +6,30 @@
 //! call; [`assemble`] turns the per-unit answers back into per-event results.
 //!
 //! What each event contributes to the unit of one of its entities:
-//! - a transaction: `INCR` of `vel:{tag}:<window>:<bucket>` for every configured window (if the
-//!   entity's kind is a velocity dimension, and the bucket is not already expired — a *late*
-//!   event), the velocity-breach rule (user only, by default), and a blacklist lookup;
+//! - a transaction: for every configured feature of the entity's kind, a write into the tile of
+//!   its event time and a read of the window's tiles (see [`tiles`]; skipped if the tile has
+//!   already expired — a *late* event), the breach rule (user only, by default), and a
+//!   blacklist lookup;
 //! - a verdict: a blacklist ADD (value + expiry from event time and the level's tier) or REMOVE.
 //!
 //! Every write carries its source identity (`topic:partition` + offset), which the unit
 //! compares with the entity's apply-once marks to skip anything it has already applied.
 
 pub mod assemble;
+pub mod tiles;
 mod unit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::config::{Aggregate, FeatureConfig, default_features};
 use crate::event::{EntityKind, FraudVerdict, ThreatLevel, Transaction, VerdictAction};
 use crate::slot::keys::{Entity, KeyBuilder};
 use crate::slot::{Slot, key_slot};
 
 pub use unit::{
-    BlacklistAdd, BlacklistEntry, EntityOps, EventOp, Incr, OpAnswer, SlotUnit, UnitAnswer,
+    BlacklistAdd, BlacklistEntry, EntityOps, EventOp, FeatureOp, FeatureWrite, OpAnswer, SlotUnit,
+    UnitAnswer,
 };
 
 /// Where an event came from: its apply-once identity.
@@ -78,15 +82,6 @@ pub struct PlannedEvent {
     pub redrive: Option<Redrive>,
 }
 
-/// A velocity window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// Window length in seconds (> 0).
-    pub seconds: u64,
-    /// Counts above this are a breach.
-    pub threshold: Option<u64>,
-}
-
 /// The velocity-breach rule: a breach adds a blacklist entry for the entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreachRule {
@@ -99,11 +94,10 @@ pub struct BreachRule {
 /// Everything the planner needs, taken from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSettings {
-    /// Velocity windows.
-    pub windows: Vec<Window>,
-    /// Velocity dimensions counted.
-    pub dimensions: Vec<EntityKind>,
-    /// How long a bucket's counter outlives its window, in milliseconds.
+    /// The sliding-window features (validated: window a multiple of tile, `of` fits the
+    /// aggregate).
+    pub features: Vec<FeatureConfig>,
+    /// How long a tile outlives the last window that reads it, in milliseconds.
     pub grace_ms: i64,
     /// The breach rule, if enabled.
     pub breach: Option<BreachRule>,
@@ -113,34 +107,18 @@ pub struct PlanSettings {
     pub ttl_ms: [Option<i64>; 5],
     /// The key namespace.
     pub keys: KeyBuilder,
+    /// The version of the thresholds and breach rule, written into enrichment records.
+    pub rule_version: Option<Arc<str>>,
 }
 
 impl PlanSettings {
-    /// The seed's defaults: 1 min (threshold 5), 1 h, 24 h; all four dimensions; grace 60 s;
-    /// breach → TEMPORARY for users; all lookups; tiers 1 h / 7 d / 30 d / 90 d / permanent.
+    /// The defaults: [`default_features`] (counts per user, card BIN, IP and device over 1 min
+    /// with threshold 5, 1 h and 24 h); grace 60 s; breach → TEMPORARY for users; all lookups;
+    /// tiers 1 h / 7 d / 30 d / 90 d / permanent.
     pub fn seed_defaults() -> PlanSettings {
         const HOUR: i64 = 3_600_000;
         PlanSettings {
-            windows: vec![
-                Window {
-                    seconds: 60,
-                    threshold: Some(5),
-                },
-                Window {
-                    seconds: 3_600,
-                    threshold: None,
-                },
-                Window {
-                    seconds: 86_400,
-                    threshold: None,
-                },
-            ],
-            dimensions: vec![
-                EntityKind::User,
-                EntityKind::CardBin,
-                EntityKind::Ip,
-                EntityKind::Device,
-            ],
+            features: default_features(),
             grace_ms: 60_000,
             breach: Some(BreachRule {
                 dimensions: vec![EntityKind::User],
@@ -155,6 +133,7 @@ impl PlanSettings {
                 None,
             ],
             keys: KeyBuilder::live(),
+            rule_version: None,
         }
     }
 
@@ -190,7 +169,7 @@ pub struct EventPlan {
     pub units: Vec<usize>,
     /// For a transaction: where each of its entities' results are.
     pub entities: Vec<EntityRef>,
-    /// Windows skipped because the event was too late for them.
+    /// Features skipped because the event was too late for their tile.
     pub late_windows: u32,
 }
 
@@ -201,18 +180,26 @@ pub struct BatchPlan {
     pub units: Vec<SlotUnit>,
     /// One entry per input event, in input order.
     pub events: Vec<EventPlan>,
+    /// [`PlanSettings::rule_version`] when planned.
+    pub rule_version: Option<Arc<str>>,
 }
 
 /// Turns batches of events into slot units.
 #[derive(Debug, Clone)]
 pub struct Planner {
     settings: PlanSettings,
+    names: Vec<Arc<str>>,
 }
 
 impl Planner {
     /// A planner with `settings`.
     pub fn new(settings: PlanSettings) -> Planner {
-        Planner { settings }
+        let names = settings
+            .features
+            .iter()
+            .map(|f| Arc::from(f.name.as_str()))
+            .collect();
+        Planner { settings, names }
     }
 
     /// The settings in use.
@@ -257,6 +244,7 @@ impl Planner {
         BatchPlan {
             units,
             events: plans,
+            rule_version: self.settings.rule_version.clone(),
         }
     }
 
@@ -273,7 +261,7 @@ impl Planner {
             let Some(id) = tx.entity_id(kind) else {
                 continue;
             };
-            let counted = settings.dimensions.contains(&kind);
+            let counted = settings.features.iter().any(|f| f.entity == kind);
             let looked_up = settings.lookup_kinds.contains(&kind);
             if !counted && !looked_up {
                 continue;
@@ -283,43 +271,38 @@ impl Planner {
             let slot_entity = builder.entity(&settings.keys, &tag);
             let mut op = EventOp {
                 mark: None,
-                incrs: Vec::new(),
+                features: Vec::new(),
                 breach: None,
                 add: None,
                 remove_before_ms: None,
                 lookup: looked_up,
             };
-            if counted {
-                for window in &settings.windows {
-                    let window_ms = window.seconds as i64 * 1000;
-                    let bucket = tx.event_time_ms.div_euclid(window_ms);
-                    let expire_at_ms = (bucket + 1) * window_ms + settings.grace_ms;
-                    if expire_at_ms <= now_ms {
-                        plan.late_windows += 1;
-                        continue;
-                    }
-                    let key = settings.keys.velocity(&tag, window.seconds, bucket);
-                    op.incrs.push(Incr {
-                        key: builder.key(slot_entity.unit, key),
-                        expire_at_s: expire_at_ms.div_euclid(1000),
-                        threshold: window.threshold.unwrap_or(0),
-                        window_seconds: window.seconds,
-                    });
+            let mut thresholds = false;
+            for (index, feature) in settings.features.iter().enumerate() {
+                if feature.entity != kind || !has_field(feature, tx) {
+                    continue;
                 }
-                if let Some(rule) = &settings.breach
-                    && rule.dimensions.contains(&kind)
-                    && !op.incrs.is_empty()
-                {
-                    op.breach = Some(BlacklistAdd {
-                        level: rule.level,
-                        expire_at_s: settings.expiry_for(rule.level, tx.event_time_ms),
-                        reason: String::new(),
-                        source: "fds-worker/velocity".to_owned(),
-                        added_at_ms: tx.event_time_ms,
-                    });
+                match self.feature_op(builder, slot_entity.unit, &tag, index, feature, tx, now_ms) {
+                    Some(feature_op) => {
+                        thresholds |= feature_op.threshold > 0;
+                        op.features.push(feature_op);
+                    }
+                    None => plan.late_windows += 1,
                 }
             }
-            if !op.incrs.is_empty() {
+            if let Some(rule) = &settings.breach
+                && rule.dimensions.contains(&kind)
+                && thresholds
+            {
+                op.breach = Some(BlacklistAdd {
+                    level: rule.level,
+                    expire_at_s: settings.expiry_for(rule.level, tx.event_time_ms),
+                    reason: String::new(),
+                    source: "fds-worker/velocity".to_owned(),
+                    added_at_ms: tx.event_time_ms,
+                });
+            }
+            if !op.features.is_empty() {
                 op.mark = Some(mark_for(event, &tag));
             }
             let op_index = builder.push_op(&slot_entity, op);
@@ -337,6 +320,67 @@ impl Planner {
         plan
     }
 
+    /// The op of `feature` for `tx` on the entity `tag`; `None` if the event is too late for
+    /// its tile, or (distinct) the transaction lacks the field counted.
+    #[allow(clippy::too_many_arguments)]
+    fn feature_op(
+        &self,
+        builder: &mut BatchBuilder,
+        unit: usize,
+        tag: &str,
+        index: usize,
+        feature: &FeatureConfig,
+        tx: &Transaction,
+        now_ms: i64,
+    ) -> Option<FeatureOp> {
+        let settings = &self.settings;
+        let tile_ms = feature.tile.as_millis() as i64;
+        let n = feature.tiles_per_window() as i64;
+        let tile = tiles::tile_of(tx.event_time_ms, tile_ms);
+        let expire_at_ms = tiles::expire_at_ms(tile, n, tile_ms, settings.grace_ms);
+        if expire_at_ms <= now_ms {
+            return None;
+        }
+        let name = feature.name.as_str();
+        let (write, key, tile_keys) = match feature.aggregate {
+            Aggregate::Count => (
+                FeatureWrite::Count,
+                builder.key(unit, settings.keys.feature(tag, name)),
+                Vec::new(),
+            ),
+            Aggregate::Sum => (
+                FeatureWrite::Sum {
+                    amount: tx.amount_minor,
+                },
+                builder.key(unit, settings.keys.feature_sum(tag, name, &tx.currency)),
+                Vec::new(),
+            ),
+            Aggregate::Distinct => {
+                let field = feature.of.and_then(|f| f.entity())?;
+                let member = tx.entity_id(field)?.to_owned();
+                let tile_keys: Vec<u32> = tiles::read_range(tile, n)
+                    .map(|t| builder.key(unit, settings.keys.feature_distinct(tag, name, t)))
+                    .collect();
+                let key = *tile_keys.last().expect("a window reads at least one tile");
+                (FeatureWrite::Distinct { member }, key, tile_keys)
+            }
+        };
+        Some(FeatureOp {
+            feature: index as u32,
+            name: self.names[index].clone(),
+            write,
+            key,
+            tile_keys,
+            tile,
+            window_tiles: n as u32,
+            tile_seconds: feature.tile.as_secs(),
+            expire_at_s: expire_at_ms.div_euclid(1000),
+            max_tiles: tiles::max_live_tiles(n, tile_ms, settings.grace_ms) as u32,
+            threshold: feature.threshold.unwrap_or(0),
+            window_seconds: feature.window.as_secs(),
+        })
+    }
+
     fn plan_verdict(
         &self,
         builder: &mut BatchBuilder,
@@ -349,7 +393,7 @@ impl Planner {
         let slot_entity = builder.entity(&settings.keys, &tag);
         let mut op = EventOp {
             mark: Some(mark_for(event, &tag)),
-            incrs: Vec::new(),
+            features: Vec::new(),
             breach: None,
             add: None,
             remove_before_ms: None,
@@ -379,6 +423,15 @@ impl Planner {
             }],
             late_windows: 0,
         }
+    }
+}
+
+/// Whether `tx` has the field a distinct feature counts (count and sum always apply).
+fn has_field(feature: &FeatureConfig, tx: &Transaction) -> bool {
+    match (feature.aggregate, feature.of.and_then(|f| f.entity())) {
+        (Aggregate::Distinct, Some(kind)) => tx.entity_id(kind).is_some(),
+        (Aggregate::Distinct, None) => false,
+        _ => true,
     }
 }
 

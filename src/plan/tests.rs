@@ -81,7 +81,7 @@ fn planner() -> Planner {
 }
 
 #[test]
-fn a_transaction_touches_one_entity_per_id_with_incrs_per_window() {
+fn a_transaction_touches_one_entity_per_id_with_a_feature_op_per_feature() {
     let event = tx_event(tx("42", Some("411111"), Some("10.0.0.1"), Some("d1")), 7);
     let plan = planner().plan(&[event], T0);
     let ours = &plan.events[0];
@@ -90,10 +90,13 @@ fn a_transaction_touches_one_entity_per_id_with_incrs_per_window() {
         let op = &plan.units[at.unit].entities[at.entity].ops[at.op];
         assert!(op.lookup, "every kind is looked up by default");
         if at.kind == EntityKind::Email {
-            assert!(op.incrs.is_empty(), "e-mail is not a velocity dimension");
+            assert!(
+                op.features.is_empty(),
+                "no default feature groups by e-mail"
+            );
             assert_eq!(op.mark, None, "a pure read carries no apply-once mark");
         } else {
-            assert_eq!(op.incrs.len(), 3, "1 min, 1 h, 24 h");
+            assert_eq!(op.features.len(), 3, "1 min, 1 h, 24 h");
             assert_eq!(op.mark, Some(("transactions:0".to_owned(), 7)));
         }
         assert_eq!(op.breach.is_some(), at.kind == EntityKind::User);
@@ -107,32 +110,117 @@ fn a_transaction_touches_one_entity_per_id_with_incrs_per_window() {
 }
 
 #[test]
-fn velocity_keys_bucket_by_event_time_and_expire_after_the_bucket_plus_grace() {
+fn feature_tiles_are_by_event_time_and_expire_after_the_last_window_plus_grace() {
     let plan = planner().plan(&[tx_event(tx("42", None, None, None), 1)], T0);
     let unit = &plan.units[plan.events[0].entities[0].unit];
     let op = &unit.entities[0].ops[0];
-    let minute = &op.incrs[0];
-    let bucket = T0 / 60_000;
+    let minute = &op.features[0];
+    let tile = T0.div_euclid(5_000);
+    assert_eq!(unit.keys[minute.key as usize], "ft:{u:42}:user_tx_1m");
+    assert_eq!(minute.write, FeatureWrite::Count);
+    assert_eq!(minute.tile, tile);
+    assert_eq!(minute.window_tiles, 12);
+    assert_eq!(minute.tile_seconds, 5);
+    // Read by the windows ending in this tile and the 12 after it, then 60 s of grace.
+    assert_eq!(minute.expire_at_s, (tile + 13) * 5 + 60);
     assert_eq!(
-        unit.keys[minute.key as usize],
-        format!("vel:{{u:42}}:60:{bucket}")
+        minute.max_tiles,
+        13 + 12,
+        "13 tiles a window reads, 12 in the grace"
     );
-    assert_eq!(minute.expire_at_s, (bucket + 1) * 60 + 60);
     assert_eq!(minute.threshold, 5);
     assert_eq!(
-        op.incrs[1].threshold, 0,
+        op.features[1].threshold, 0,
         "the 1 h window has no threshold by default"
+    );
+    assert!(minute.tile_keys.is_empty(), "a count is one hash");
+}
+
+#[test]
+fn sum_features_key_by_currency_and_distinct_features_read_every_tile() {
+    use crate::config::{Aggregate, FeatureConfig, Field};
+    use std::time::Duration;
+    let mut settings = PlanSettings::seed_defaults();
+    settings.features = vec![
+        FeatureConfig {
+            name: "user_spend_1h".into(),
+            entity: EntityKind::User,
+            aggregate: Aggregate::Sum,
+            of: Some(Field::AmountMinor),
+            window: Duration::from_secs(3600),
+            tile: Duration::from_secs(300),
+            threshold: None,
+        },
+        FeatureConfig {
+            name: "device_cards_1h".into(),
+            entity: EntityKind::Device,
+            aggregate: Aggregate::Distinct,
+            of: Some(Field::CardBin),
+            window: Duration::from_secs(3600),
+            tile: Duration::from_secs(600),
+            threshold: Some(3),
+        },
+    ];
+    let mut t = tx("42", Some("4111{x}"), None, Some("d1"));
+    t.currency = "K W".into();
+    let plan = Planner::new(settings).plan(&[tx_event(t, 1)], T0);
+    let sum = user_op(&plan);
+    let at = &plan.events[0].entities[0];
+    let unit = &plan.units[at.unit];
+    assert_eq!(sum.features.len(), 1);
+    assert_eq!(sum.features[0].write, FeatureWrite::Sum { amount: 1_000 });
+    assert_eq!(
+        unit.keys[sum.features[0].key as usize], "ft:{u:42}:user_spend_1h:K%20W",
+        "the currency is encoded like an id"
+    );
+    let device = plan.events[0]
+        .entities
+        .iter()
+        .find(|e| e.kind == EntityKind::Device)
+        .unwrap();
+    let unit = &plan.units[device.unit];
+    let op = &unit.entities[device.entity].ops[device.op];
+    let distinct = &op.features[0];
+    assert_eq!(
+        distinct.write,
+        FeatureWrite::Distinct {
+            member: "4111{x}".into()
+        }
+    );
+    let tile = T0.div_euclid(600_000);
+    let names: Vec<&str> = distinct
+        .tile_keys
+        .iter()
+        .map(|k| unit.keys[*k as usize].as_str())
+        .collect();
+    assert_eq!(names.len(), 7, "6 tiles a window, and the one holding t");
+    assert_eq!(names[6], format!("fd:{{dev:d1}}:device_cards_1h:{tile}"));
+    assert_eq!(
+        names[0],
+        format!("fd:{{dev:d1}}:device_cards_1h:{}", tile - 6)
+    );
+    assert_eq!(unit.keys[distinct.key as usize], names[6]);
+    for name in names {
+        assert_eq!(
+            key_slot(name.as_bytes()),
+            unit.slot,
+            "{name} in the entity's slot"
+        );
+    }
+    assert!(
+        op.breach.is_none(),
+        "breaches blacklist users only by default"
     );
 }
 
 #[test]
-fn late_events_skip_expired_buckets_and_are_counted() {
+fn late_events_skip_expired_tiles_and_are_counted() {
     let event = tx_event(tx("42", None, None, None), 1);
-    // Two hours later: the minute and hour buckets (plus grace) are gone, the day bucket is not.
+    // Two hours later: the minute and hour tiles (plus grace) are gone, the day's are not.
     let plan = planner().plan(&[event], T0 + 2 * 3_600_000);
     let op = user_op(&plan);
-    assert_eq!(op.incrs.len(), 1);
-    assert_eq!(op.incrs[0].window_seconds, 86_400);
+    assert_eq!(op.features.len(), 1);
+    assert_eq!(op.features[0].window_seconds, 86_400);
     assert_eq!(plan.events[0].late_windows, 2);
 }
 
@@ -141,7 +229,7 @@ fn an_event_late_for_every_window_writes_nothing() {
     let event = tx_event(tx("42", None, None, None), 1);
     let plan = planner().plan(&[event], T0 + 3 * 86_400_000);
     let op = user_op(&plan);
-    assert!(op.incrs.is_empty());
+    assert!(op.features.is_empty());
     assert_eq!(op.mark, None);
     assert_eq!(op.breach, None);
     assert_eq!(plan.events[0].late_windows, 3);

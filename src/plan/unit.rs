@@ -1,5 +1,7 @@
 //! The data of one slot unit: what the atomic call for one hash slot does.
 
+use std::sync::Arc;
+
 use crate::event::ThreatLevel;
 use crate::slot::Slot;
 
@@ -49,10 +51,10 @@ pub struct EntityOps {
 pub struct EventOp {
     /// Apply-once identity (`topic:partition`, offset) when the op writes; `None` for pure reads.
     pub mark: Option<(String, i64)>,
-    /// Velocity counters to increment.
-    pub incrs: Vec<Incr>,
-    /// Blacklist entry to add if any of `incrs` goes over its threshold (reason filled by the
-    /// unit from the count).
+    /// Sliding-window features to update (and read).
+    pub features: Vec<FeatureOp>,
+    /// Blacklist entry to add if any of `features` goes over its threshold (reason filled by
+    /// the unit from the value).
     pub breach: Option<BlacklistAdd>,
     /// Blacklist ADD from a verdict.
     pub add: Option<BlacklistAdd>,
@@ -62,16 +64,52 @@ pub struct EventOp {
     pub lookup: bool,
 }
 
-/// A velocity counter increment.
+/// What a feature op adds to its tile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incr {
-    /// Index of the counter key in [`SlotUnit::keys`].
+pub enum FeatureWrite {
+    /// `HINCRBY tile 1` on the feature's hash.
+    Count,
+    /// `HINCRBY tile amount` on the hash of the transaction's currency.
+    Sum {
+        /// The amount in minor units.
+        amount: i64,
+    },
+    /// `PFADD` of the member to the tile's HyperLogLog.
+    Distinct {
+        /// The id counted.
+        member: String,
+    },
+}
+
+/// One feature of one transaction on one entity: write into the tile of the event time, then
+/// read the value over the tiles of the window (see [`super::tiles`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureOp {
+    /// Index of the feature in [`super::PlanSettings::features`].
+    pub feature: u32,
+    /// The feature's name (for the enrichment record).
+    pub name: Arc<str>,
+    /// What is added.
+    pub write: FeatureWrite,
+    /// Count and sum: index of the feature's hash (`ft:{tag}:<name>[:<currency>]`, one field
+    /// per tile) in [`SlotUnit::keys`]. Distinct: index of the written tile's HyperLogLog.
     pub key: u32,
-    /// Absolute expiry (Unix seconds): bucket end + grace.
+    /// Distinct only: the HyperLogLog keys of the tiles read, oldest first (the last is `key`).
+    pub tile_keys: Vec<u32>,
+    /// The tile written (index from the epoch).
+    pub tile: i64,
+    /// Tiles in a window (`window / tile`); the value reads `n + 1`.
+    pub window_tiles: u32,
+    /// Tile width in seconds (for trimming).
+    pub tile_seconds: u64,
+    /// Absolute expiry (Unix seconds) of the written tile: the end of the last window that
+    /// reads it, plus grace.
     pub expire_at_s: i64,
-    /// Counts above this are a breach; 0 = no threshold.
+    /// Count and sum: the most fields the hash keeps; above, the unit trims expired tiles.
+    pub max_tiles: u32,
+    /// Values above this are a breach; 0 = no threshold.
     pub threshold: u64,
-    /// The window's length, for the breach reason.
+    /// The window's length in seconds, for the breach reason.
     pub window_seconds: u64,
 }
 
@@ -111,7 +149,7 @@ pub struct BlacklistEntry {
 pub struct OpAnswer {
     /// The op's writes were applied now (false: skipped as already applied, or read-only).
     pub applied: bool,
-    /// Counter values after the op, one per [`EventOp::incrs`] entry.
+    /// Feature values after the op, one per [`EventOp::features`] entry.
     pub counts: Vec<i64>,
     /// The breach rule wrote a blacklist entry.
     pub breached: bool,

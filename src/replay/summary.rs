@@ -13,9 +13,10 @@ use crate::plan::SlotUnit;
 /// applied is planned, then skipped by the unit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct KeyCounts {
-    /// Velocity counter increments (`vel:` keys, `INCR` + `EXPIREAT`).
+    /// Feature writes (a tile of an `ft:` hash or `fd:` HyperLogLog), one per event, entity
+    /// and feature.
     pub velocity_increments: u64,
-    /// Distinct velocity counter keys.
+    /// Distinct feature tiles written (key and tile).
     pub velocity_keys: u64,
     /// Blacklist ADDs from verdicts (`bl:` keys, `SET … EXAT`).
     pub blacklist_adds: u64,
@@ -31,7 +32,7 @@ pub struct KeyCounts {
     pub marks: u64,
     /// Distinct apply-once mark keys.
     pub mark_keys: u64,
-    /// Velocity windows skipped because their bucket has already expired (a late event).
+    /// Features skipped because their tile has already expired (a late event).
     pub late_windows: u64,
 }
 
@@ -45,7 +46,7 @@ pub struct KeyCounter {
     marks: HashSet<u64>,
 }
 
-fn key_hash(key: &str) -> u64 {
+fn key_hash(key: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
     key.hash(&mut hasher);
     hasher.finish()
@@ -61,10 +62,10 @@ impl KeyCounter {
                 let blacklist_key = &unit.keys[entity.blacklist_key as usize];
                 let marks_key = &unit.keys[entity.marks_key as usize];
                 for op in &entity.ops {
-                    for incr in &op.incrs {
+                    for feature in &op.features {
                         counts.velocity_increments += 1;
                         self.velocity
-                            .insert(key_hash(&unit.keys[incr.key as usize]));
+                            .insert(key_hash(&(&unit.keys[feature.key as usize], feature.tile)));
                     }
                     let adds = u64::from(op.add.is_some());
                     let removes = u64::from(op.remove_before_ms.is_some());

@@ -3,7 +3,9 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `vel:{u:<id>}:<window_s>:<bucket>` | velocity counter, `bucket = event_time / window` |
+//! | `ft:{u:<id>}:<feature>` | count feature: hash of tile index → count |
+//! | `ft:{u:<id>}:<feature>:<currency>` | sum feature: hash of tile index → sum of minor units |
+//! | `fd:{u:<id>}:<feature>:<tile>` | distinct feature: one tile's HyperLogLog |
 //! | `bl:{u:<id>}` | blacklist entry (JSON), written with its expiry |
 //! | `ao:{u:<id>}` | apply-once marks: hash of `<topic>:<partition>` → highest applied offset |
 //!
@@ -12,8 +14,6 @@
 //!
 //! Ids are untrusted. [`encode_id`] percent-encodes `{`, `}`, `%` and bytes outside printable
 //! ASCII, so the tag always ends at the `}` we wrote, and different ids never share a key.
-
-use std::fmt::Write as _;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -71,14 +71,21 @@ impl KeyBuilder {
         }
     }
 
-    /// `[ns:]vel:{tag}:<window_s>:<bucket>`.
-    pub fn velocity(&self, tag: &str, window_seconds: u64, bucket: i64) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + tag.len() + 32);
-        key.push_str(&self.prefix);
-        key.push_str("vel:");
-        key.push_str(tag);
-        let _ = write!(key, ":{window_seconds}:{bucket}");
-        key
+    /// `[ns:]ft:{tag}:<feature>`: a count feature's tiles (a hash, field = tile index).
+    /// Feature names are `[a-z0-9_]` (validated), so they need no encoding.
+    pub fn feature(&self, tag: &str, feature: &str) -> String {
+        format!("{}ft:{tag}:{feature}", self.prefix)
+    }
+
+    /// `[ns:]ft:{tag}:<feature>:<currency>`: a sum feature's tiles in one currency (encoded
+    /// like an id: it is untrusted input).
+    pub fn feature_sum(&self, tag: &str, feature: &str, currency: &str) -> String {
+        format!("{}ft:{tag}:{feature}:{}", self.prefix, encode_id(currency))
+    }
+
+    /// `[ns:]fd:{tag}:<feature>:<tile>`: one tile's HyperLogLog of a distinct feature.
+    pub fn feature_distinct(&self, tag: &str, feature: &str, tile: i64) -> String {
+        format!("{}fd:{tag}:{feature}:{tile}", self.prefix)
     }
 
     /// `[ns:]bl:{tag}`.
@@ -118,8 +125,16 @@ mod tests {
         let keys = KeyBuilder::live();
         assert_eq!(user.tag(), "{u:42}");
         assert_eq!(
-            keys.velocity(&user.tag(), 60, 29_000_000),
-            "vel:{u:42}:60:29000000"
+            keys.feature(&user.tag(), "user_tx_1m"),
+            "ft:{u:42}:user_tx_1m"
+        );
+        assert_eq!(
+            keys.feature_sum(&user.tag(), "user_spend_1h", "K{W}"),
+            "ft:{u:42}:user_spend_1h:K%7BW%7D"
+        );
+        assert_eq!(
+            keys.feature_distinct(&user.tag(), "user_devices_1h", -3),
+            "fd:{u:42}:user_devices_1h:-3"
         );
         assert_eq!(keys.blacklist(&user.tag()), "bl:{u:42}");
         assert_eq!(keys.applied(&user.tag()), "ao:{u:42}");
@@ -165,13 +180,15 @@ mod tests {
 
         #[test]
         fn every_key_of_an_entity_hashes_to_the_slot_of_its_tag(
-            id in any::<String>(), ns in "[a-z{}]{0,6}", window in 1u64..100_000, bucket in any::<i64>()
+            id in any::<String>(), ns in "[a-z{}]{0,6}", currency in any::<String>(), tile in any::<i64>()
         ) {
             let entity = Entity::new(EntityKind::Device, id.clone());
             let tag = entity.tag();
             let expected = key_slot(&tag.as_bytes()[1..tag.len() - 1]);
             for keys in [KeyBuilder::live(), KeyBuilder::namespaced(&ns)] {
-                prop_assert_eq!(key_slot(keys.velocity(&tag, window, bucket).as_bytes()), expected);
+                prop_assert_eq!(key_slot(keys.feature(&tag, "f").as_bytes()), expected);
+                prop_assert_eq!(key_slot(keys.feature_sum(&tag, "f", &currency).as_bytes()), expected);
+                prop_assert_eq!(key_slot(keys.feature_distinct(&tag, "f", tile).as_bytes()), expected);
                 prop_assert_eq!(key_slot(keys.blacklist(&tag).as_bytes()), expected);
                 prop_assert_eq!(key_slot(keys.applied(&tag).as_bytes()), expected);
             }

@@ -11,8 +11,8 @@
 ///   (is the whole cluster down?);
 /// - redis-rs: `PING` (connection check), `CLUSTER SLOTS`;
 /// - the cluster monitor: `CLUSTER MYID`, `CLUSTER INFO`, `CLUSTER SHARDS`, `INFO`;
-/// - `fds.lua`: `GET`, `SET`, `DEL`, `INCR`, `EXPIREAT`, `EXPIRETIME`, `HGET`, `HSET`,
-///   `PERSIST`, `PTTL`, `TIME`.
+/// - `fds.lua`: `GET`, `SET`, `DEL`, `EXPIREAT`, `EXPIRETIME`, `HGET`, `HSET`, `HINCRBY`,
+///   `HMGET`, `HLEN`, `HKEYS`, `HDEL`, `PFADD`, `PFCOUNT`, `PERSIST`, `PTTL`, `TIME`.
 ///
 /// `AUTH` and `HELLO` need no permission. redis-rs also sends `CLIENT SETINFO` and ignores its
 /// failure; on Redis ≥ 7.2 add `+client|setinfo` to keep `NOPERM`s out of the ACL log.
@@ -30,22 +30,31 @@ pub const WORKER_COMMANDS: &[&str] = &[
     "get",
     "set",
     "del",
-    "incr",
     "expireat",
     "expiretime",
     "hget",
     "hset",
+    "hincrby",
+    "hmget",
+    "hlen",
+    "hkeys",
+    "hdel",
+    "pfadd",
+    "pfcount",
     "persist",
     "pttl",
     "time",
 ];
 
-/// Key patterns the worker touches: velocity counters, blacklist entries and apply-once marks,
-/// live (`vel:{u:42}:…`) and in a replay namespace (`shadow:vel:{u:42}:…`).
-pub const WORKER_KEY_PATTERNS: &[&str] = &["vel:*", "bl:*", "ao:*", "*:vel:*", "*:bl:*", "*:ao:*"];
+/// Key patterns the worker touches: feature tiles (`ft:` hashes, `fd:` HyperLogLogs), blacklist
+/// entries and apply-once marks, live (`ft:{u:42}:…`) and in a replay namespace
+/// (`shadow:ft:{u:42}:…`).
+pub const WORKER_KEY_PATTERNS: &[&str] = &[
+    "ft:*", "fd:*", "bl:*", "ao:*", "*:ft:*", "*:fd:*", "*:bl:*", "*:ao:*",
+];
 
 /// The worker user's permissions: only [`WORKER_KEY_PATTERNS`], no Pub/Sub channels, only
-/// [`WORKER_COMMANDS`]: `resetkeys ~vel:* … resetchannels -@all +fcall …`. This is the part of
+/// [`WORKER_COMMANDS`]: `resetkeys ~ft:* … resetchannels -@all +fcall …`. This is the part of
 /// the rule that deployments keep in their own files (the chart's `redisCluster.workerAcl`,
 /// `docker-compose.yml`); `tests/security.rs` checks they are equal to it.
 pub fn worker_acl_permissions() -> String {
@@ -101,7 +110,7 @@ mod tests {
     #[test]
     fn the_rule_denies_everything_else() {
         let rule = worker_acl_rule("fds-worker", "pw");
-        assert!(rule.starts_with("fds-worker on >pw resetkeys ~vel:* ~bl:* ~ao:* "));
+        assert!(rule.starts_with("fds-worker on >pw resetkeys ~ft:* ~fd:* ~bl:* ~ao:* "));
         assert!(rule.contains(" resetchannels -@all +fcall +function|load "));
         for dangerous in [
             "flushall",

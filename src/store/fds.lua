@@ -6,16 +6,21 @@
 -- keys by 0-based index:
 --   {"e": [ {"m": marks_key, "b": blacklist_key,
 --            "o": [ {"f": "<topic>:<partition>", "n": offset,         -- apply-once identity
---                    "v": [[key, expire_at_s, threshold, window_s], ...], -- velocity INCRs
+--                    "v": [feature, ...],                              -- features
 --                    "br": add,                                        -- breach rule entry
 --                    "a": add,                                         -- verdict ADD
 --                    "d": remove_before_ms,                            -- verdict REMOVE
 --                    "k": 1 } ] } ] }                                  -- blacklist lookup
+--   feature = {"g": "count"|"sum"|"distinct", "k": key, "p": [tile keys] (distinct),
+--              "t": tile, "n": tiles per window, "s": tile_s, "x": expire_at_s of the tile,
+--              "c": max tiles kept, "h": threshold, "w": window_s, "a": amount, "m": member}
+--   count/sum: `k` is a hash, field = tile index; distinct: `p` are the tiles' HyperLogLogs.
+--   A feature's value adds the tiles t - n .. t (see src/plan/tiles.rs).
 --   add = {"l": level, "x": expire_at_s (0 = none), "re": reason, "s": source, "t": added_at_ms}
 --
 -- Reply: per entity, per op: {applied, {counts...}, breached, entry|nil, pttl|nil, error|nil}.
 -- An op whose identity is at or below the entity's mark for its partition was applied before
--- (redelivery, client retry): it is skipped and its counters are read instead.
+-- (redelivery, client retry): it is skipped and its feature values are read instead.
 
 local RANK = { TEMPORARY = 0, FRAUD = 1, STOLEN_CARD = 2, SUSPICIOUS_EMAIL = 3, PERMANENT = 4 }
 
@@ -70,9 +75,65 @@ local function blacklist_remove(key, before_ms)
   end
 end
 
-local function read_count(key)
-  local value = redis.pcall('GET', key)
-  return tonumber(value) or 0
+-- What a feature's value counts, for the breach reason.
+local UNITS = { count = 'events', sum = 'minor units', distinct = 'distinct' }
+
+-- The value of a feature over its window: tiles t - n .. t.
+local function read_feature(keys, f)
+  if f.g == 'distinct' then
+    local names = {}
+    for i, index in ipairs(f.p) do
+      names[i] = keys[index + 1]
+    end
+    return tonumber(redis.pcall('PFCOUNT', unpack(names))) or 0
+  end
+  local fields = {}
+  for tile = f.t - f.n, f.t do
+    fields[#fields + 1] = string.format('%d', tile)
+  end
+  local values = redis.pcall('HMGET', keys[f.k + 1], unpack(fields))
+  local total = 0
+  if type(values) == 'table' then
+    for _, value in ipairs(values) do
+      total = total + (tonumber(value) or 0)
+    end
+  end
+  return total
+end
+
+-- Adds the event to its tile (the value is read after); trims tiles no window reads any more.
+local function write_feature(keys, f, now)
+  local key = keys[f.k + 1]
+  if f.g == 'distinct' then
+    redis.call('PFADD', key, f.m)
+    redis.call('EXPIREAT', key, f.x, 'NX')
+    return
+  end
+  -- As integers in decimal (a Lua number may print as 1e+15); JSON numbers are doubles, so
+  -- amounts are exact up to 2^53 minor units.
+  redis.call('HINCRBY', key, string.format('%d', f.t), string.format('%d', f.a))
+  local expire = redis.call('EXPIRETIME', key)
+  if expire < f.x then
+    redis.call('EXPIREAT', key, f.x)
+  end
+  if redis.call('HLEN', key) > f.c then
+    -- A tile is read until the end of tile + n, plus grace: the same rule as its expiry.
+    local grace = f.x - (f.t + f.n + 1) * f.s
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      local tile = tonumber(field)
+      if tile and (tile + f.n + 1) * f.s + grace <= now then
+        redis.call('HDEL', key, field)
+      end
+    end
+  end
+end
+
+local function read_features(keys, op)
+  local values = {}
+  for i, f in ipairs(op.v or {}) do
+    values[i] = read_feature(keys, f)
+  end
+  return values
 end
 
 -- Applies one op; returns counts, breached, and the latest expiry it needs its mark to outlive
@@ -97,22 +158,19 @@ local function apply_op(keys, entity, op, now)
   if op.a then
     keep(blacklist_add(blacklist_key, op.a, now))
   end
-  for i, incr in ipairs(op.v or {}) do
-    local key, expire_at, threshold, window = keys[incr[1] + 1], incr[2], incr[3], incr[4]
-    local count
-    if expire_at <= now then
-      -- Too late for this bucket: writing would create a key that is already expired.
-      count = read_count(key)
+  for i, f in ipairs(op.v or {}) do
+    local value
+    if f.x <= now then
+      -- Too late for this tile: writing would create data that has already expired.
+      value = read_feature(keys, f)
     else
-      count = redis.call('INCR', key)
-      if count == 1 then
-        redis.call('EXPIREAT', key, expire_at)
-      end
-      keep(expire_at)
+      write_feature(keys, f, now)
+      keep(f.x)
+      value = read_feature(keys, f)
     end
-    counts[i] = count
-    if threshold > 0 and count > threshold and breach == nil then
-      breach = string.format('velocity: %d events in %ds window > %d', count, window, threshold)
+    counts[i] = value
+    if f.h > 0 and value > f.h and breach == nil then
+      breach = string.format('velocity: %d %s in %ds window > %d', value, UNITS[f.g], f.w, f.h)
     end
   end
   local breached = 0
@@ -164,11 +222,7 @@ local function apply(keys, args)
         marks[op.f] = op.n
         dirty[op.f] = true
       else
-        local counts = {}
-        for i, incr in ipairs(op.v or {}) do
-          counts[i] = read_count(keys[incr[1] + 1])
-        end
-        result = { 0, counts, 0, false, false, false }
+        result = { 0, read_features(keys, op), 0, false, false, false }
       end
       results[op_index] = result
       if op.k == 1 then

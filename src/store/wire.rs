@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 
 use crate::event::ThreatLevel;
-use crate::plan::{BlacklistAdd, BlacklistEntry, EventOp, OpAnswer, SlotUnit, UnitAnswer};
+use crate::plan::{
+    BlacklistAdd, BlacklistEntry, EventOp, FeatureWrite, OpAnswer, SlotUnit, UnitAnswer,
+};
 
 /// The Lua library's source as written (library `fds`, function `fds_apply_v1`).
 pub const LIBRARY_SOURCE: &str = include_str!("fds.lua");
@@ -111,8 +113,8 @@ struct Op<'a> {
     f: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     n: Option<i64>,
-    #[serde(skip_serializing_if = "Incrs::is_empty")]
-    v: Incrs<'a>,
+    #[serde(skip_serializing_if = "Features::is_empty")]
+    v: Features<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     br: Option<Add<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,7 +130,7 @@ impl<'a> From<&'a EventOp> for Op<'a> {
         Op {
             f: op.mark.as_ref().map(|(field, _)| field.as_str()),
             n: op.mark.as_ref().map(|(_, offset)| *offset),
-            v: Incrs(op),
+            v: Features(op),
             br: op.breach.as_ref().map(Add),
             a: op.add.as_ref().map(Add),
             d: op.remove_before_ms,
@@ -141,24 +143,56 @@ fn is_zero(value: &u8) -> bool {
     *value == 0
 }
 
-struct Incrs<'a>(&'a EventOp);
+struct Features<'a>(&'a EventOp);
 
-impl Incrs<'_> {
+impl Features<'_> {
     fn is_empty(&self) -> bool {
-        self.0.incrs.is_empty()
+        self.0.features.is_empty()
     }
 }
 
-impl Serialize for Incrs<'_> {
+impl Serialize for Features<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.incrs.len()))?;
-        for incr in &self.0.incrs {
-            seq.serialize_element(&(
-                incr.key,
-                incr.expire_at_s,
-                incr.threshold,
-                incr.window_seconds,
-            ))?;
+        /// One feature op as `fds.lua` reads it (see the header of the library).
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            g: &'static str,
+            k: u32,
+            #[serde(skip_serializing_if = "<[u32]>::is_empty")]
+            p: &'a [u32],
+            t: i64,
+            n: u32,
+            s: u64,
+            x: i64,
+            c: u32,
+            h: u64,
+            w: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            a: Option<i64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            m: Option<&'a str>,
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.features.len()))?;
+        for f in &self.0.features {
+            let (g, a, m) = match &f.write {
+                FeatureWrite::Count => ("count", Some(1), None),
+                FeatureWrite::Sum { amount } => ("sum", Some(*amount), None),
+                FeatureWrite::Distinct { member } => ("distinct", None, Some(member.as_str())),
+            };
+            seq.serialize_element(&Wire {
+                g,
+                k: f.key,
+                p: &f.tile_keys,
+                t: f.tile,
+                n: f.window_tiles,
+                s: f.tile_seconds,
+                x: f.expire_at_s,
+                c: f.max_tiles,
+                h: f.threshold,
+                w: f.window_seconds,
+                a,
+                m,
+            })?;
         }
         seq.end()
     }

@@ -292,10 +292,14 @@ pub async fn verification(stack: &LocalStack, traffic: &Traffic) -> Verification
     verify(&connection, &traffic.truth).await.unwrap()
 }
 
-/// Every counter equals ground truth; every verdict entry is as expected.
+/// Every feature tile equals ground truth (distinct tiles within the HyperLogLog bound);
+/// every verdict entry is as expected.
 pub async fn assert_ground_truth(stack: &LocalStack, traffic: &Traffic) {
     let report = verification(stack, traffic).await;
-    assert_eq!(report.counters, traffic.truth.counters.len());
+    assert_eq!(
+        report.counters,
+        traffic.truth.counters.len() + traffic.truth.distinct.len()
+    );
     assert!(
         report.lost.is_empty(),
         "lost {} increments, e.g. {:?}",
@@ -327,6 +331,51 @@ pub fn assert_enriched(counts: &HashMap<String, usize>, traffic: &Traffic, exact
         let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
         assert!(repeated.is_empty(), "enriched more than once: {repeated:?}");
     }
+}
+
+/// Every enrichment record's features against the generator's truth: each feature present,
+/// within its bounds (distinct counts within the HyperLogLog bound of
+/// `fds_worker::generate::distinct_bound`: 3 × 0.81 %, at least 1), equal to the exact value of
+/// a user feature if `first_delivery` (no record was delivered twice), `exceeded` as its
+/// threshold says, and the rule version of `config`. Returns how many records had a feature
+/// over its threshold.
+#[allow(dead_code)] // not every test binary compares features
+pub fn assert_features(
+    stack: &LocalStack,
+    config: &Config,
+    traffic: &Traffic,
+    first_delivery: bool,
+) -> usize {
+    let codec = Codec::builtin();
+    let plan = plan_settings(config, "");
+    let version = fds_worker::pipeline::rule_version(config);
+    let mut problems = Vec::new();
+    let mut exceeded = 0;
+    for record in read_all(stack, &config.kafka.enrichment_topic) {
+        let enrichment = codec
+            .decode_enrichment(record.payload.as_deref().unwrap_or_default())
+            .expect("valid enrichment");
+        problems.extend(fds_worker::generate::check_features(
+            &enrichment,
+            &traffic.truth.features,
+            &plan,
+            first_delivery,
+        ));
+        if enrichment.rule_version.as_deref() != Some(version.as_str()) {
+            problems.push(format!(
+                "{}: rule version {:?}, expected {version}",
+                enrichment.event_id, enrichment.rule_version
+            ));
+        }
+        exceeded += usize::from(enrichment.features.iter().any(|f| f.exceeded));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} feature problems, e.g. {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    exceeded
 }
 
 /// `cmdstat_<command>` calls summed over every master.

@@ -6,8 +6,8 @@ use apache_avro::types::Value;
 use super::Fields;
 use crate::codec::error::DecodeError;
 use crate::event::{
-    BlacklistHit, Enrichment, EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction,
-    VelocityCount, VerdictAction,
+    BlacklistHit, Enrichment, EntityKind, FeatureValue, FraudVerdict, Subject, ThreatLevel,
+    Transaction, VelocityCount, VerdictAction,
 };
 
 fn found(v: &Value) -> String {
@@ -213,6 +213,7 @@ pub(crate) fn to_enrichment(fields: Fields) -> Result<Enrichment, DecodeError> {
         (None, None, None, None, None);
     let (mut topic, mut partition, mut offset, mut event_time, mut processed_at) =
         (None, None, None, None, None);
+    let (mut features, mut rule_version) = (Vec::new(), None);
     for (name, value) in fields {
         match name.as_str() {
             "event_id" => event_id = Some(string(value, "event_id")?),
@@ -239,6 +240,14 @@ pub(crate) fn to_enrichment(fields: Fields) -> Result<Enrichment, DecodeError> {
             "source_offset" => offset = Some(long(value, "source_offset")?),
             "event_time" => event_time = Some(long(value, "event_time")?),
             "processed_at" => processed_at = Some(long(value, "processed_at")?),
+            "features" => {
+                let items = array(value, "features")?;
+                features.reserve(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    features.push(to_feature(item).map_err(|e| in_item(e, "features", i))?);
+                }
+            }
+            "rule_version" => rule_version = opt_string(value, "rule_version")?,
             _ => {}
         }
     }
@@ -253,6 +262,30 @@ pub(crate) fn to_enrichment(fields: Fields) -> Result<Enrichment, DecodeError> {
         source_offset: required(offset, "source_offset")?,
         event_time_ms: required(event_time, "event_time")?,
         processed_at_ms: required(processed_at, "processed_at")?,
+        features,
+        rule_version,
+    })
+}
+
+fn to_feature(item: Value) -> Result<FeatureValue, DecodeError> {
+    let (mut name, mut value, mut currency, mut threshold, mut exceeded) =
+        (None, None, None, None, None);
+    for (field, v) in record(item, "item")? {
+        match field.as_str() {
+            "name" => name = Some(string(v, "name")?),
+            "value" => value = Some(long(v, "value")?),
+            "currency" => currency = opt_string(v, "currency")?,
+            "threshold" => threshold = opt_long(v, "threshold")?,
+            "exceeded" => exceeded = Some(boolean(v, "exceeded")?),
+            _ => {}
+        }
+    }
+    Ok(FeatureValue {
+        name: required(name, "name")?,
+        value: required(value, "value")?,
+        currency,
+        threshold,
+        exceeded: required(exceeded, "exceeded")?,
     })
 }
 

@@ -109,6 +109,19 @@ pub(crate) fn enrichment_value(e: &Enrichment) -> Value {
             ])
         })
         .collect();
+    let features = e
+        .features
+        .iter()
+        .map(|f| {
+            Value::Record(vec![
+                field("name", Value::String(f.name.clone())),
+                field("value", Value::Long(f.value)),
+                field("currency", nullable(f.currency.clone().map(Value::String))),
+                field("threshold", nullable(f.threshold.map(Value::Long))),
+                field("exceeded", Value::Boolean(f.exceeded)),
+            ])
+        })
+        .collect();
     let hits = e
         .blacklist_hits
         .iter()
@@ -137,6 +150,11 @@ pub(crate) fn enrichment_value(e: &Enrichment) -> Value {
         field("source_offset", Value::Long(e.source_offset)),
         field("event_time", Value::TimestampMillis(e.event_time_ms)),
         field("processed_at", Value::TimestampMillis(e.processed_at_ms)),
+        field("features", Value::Array(features)),
+        field(
+            "rule_version",
+            nullable(e.rule_version.clone().map(Value::String)),
+        ),
     ])
 }
 

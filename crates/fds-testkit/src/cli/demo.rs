@@ -53,6 +53,24 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         &plan_settings(&config, ""),
     );
     let records = traffic.events.len() as u64;
+    println!("features ({}):", config.features.len());
+    for f in &config.features {
+        println!(
+            "  {:<16} {:<8} {:<8} window {:>6} tile {:>5} {}",
+            f.name,
+            f.entity.as_str(),
+            f.aggregate.as_str(),
+            format!("{}s", f.window.as_secs()),
+            format!("{}s", f.tile.as_secs()),
+            f.threshold
+                .map(|t| format!("threshold {t}"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "rule version {}",
+        fds_worker::pipeline::rule_version(&config)
+    );
     println!(
         "publishing {} transactions + {} verdicts at {}/s; running the worker…",
         traffic.truth.transactions, traffic.truth.verdicts, args.rate
@@ -92,13 +110,14 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
                 return;
             }
             println!(
-                "  t={:>4}s consumed={:>7} enriched={:>7} ({:>6}/s) verdicts={:>5} breaches={:>5} DLQ={}",
+                "  t={:>4}s consumed={:>7} enriched={:>7} ({:>6}/s) verdicts={:>5} breaches={:>5} late={:>4} DLQ={}",
                 elapsed.as_secs(),
                 p.consumed,
                 p.enriched,
                 p.enriched.saturating_sub(last.enriched),
                 p.verdicts,
                 p.breaches,
+                metrics.late_events.get(),
                 p.dead_lettered
             );
             last = *p;
@@ -135,6 +154,22 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         report.blacklist,
         report.blacklist_problems.len()
     );
+    // Per feature with a threshold: transactions over it by the generator's truth (exact for
+    // user features; for shared entities, the least value any delivery order gives).
+    for f in config.features.iter().filter(|f| f.threshold.is_some()) {
+        let over = traffic
+            .truth
+            .features
+            .values()
+            .flatten()
+            .filter(|e| e.name == f.name && e.threshold.is_some_and(|t| e.low > t))
+            .count();
+        println!(
+            "  feature {:<16} > {:<4} {over} transactions (ground truth)",
+            f.name,
+            f.threshold.unwrap_or_default()
+        );
+    }
     if report.is_exact() {
         println!("OK: every counter equals the ground truth.");
     } else {
