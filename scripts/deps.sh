@@ -18,5 +18,10 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
   || need+=(libcurl4-openssl-dev)
 # c++: libFuzzer (scripts/fuzz.sh). (The TLS tests' certificates are made in-process by rcgen.)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
+# pip: fastavro, the second Avro implementation the codec test checks schema evolution with.
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 "$(dirname "$0")/apt-install.sh" "${need[@]}"
+python3 -c 'import fastavro' 2>/dev/null \
+  || python3 -m pip install --quiet fastavro 2>/dev/null \
+  || python3 -m pip install --quiet --break-system-packages fastavro
 "$(dirname "$0")/kafka-jars.sh" >/dev/null
