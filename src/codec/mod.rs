@@ -3,7 +3,8 @@
 //! # Wire format
 //! Every Kafka value is `0x00` (magic byte), a 4-byte big-endian schema id, then the Avro binary
 //! encoding of one record (see [`wire`]). The id is looked up in a local [`SchemaCatalog`]
-//! (id → `.avsc`, from config; no schema registry at runtime).
+//! (id → `.avsc`, from config), or, with a Schema Registry configured, fetched from it by id
+//! ([`registry::SchemaRegistry`], cached) while the catalog's files are the reader schemas.
 //!
 //! # Decoding
 //! [`Codec::decode_transaction`] (and `_verdict`, `_enrichment`) check, in order: the size limit
@@ -38,6 +39,7 @@ mod catalog;
 mod convert;
 mod error;
 mod prepared;
+pub mod registry;
 pub mod validate;
 pub mod wire;
 
