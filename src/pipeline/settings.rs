@@ -70,7 +70,18 @@ pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
 }
 
 /// The decoder: schema catalog from config (every schema parsed once, here), limits, topics.
+///
+/// Refuses a configured `[schemas.registry]`: the worker's stages do not resolve writer schemas
+/// through a registry yet (issue 18 is in progress), and ignoring the setting would dead-letter
+/// every record whose id the registry, not the local catalog, assigned.
 pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
+    if config.schemas.registry.enabled() {
+        return Err(
+            "`schemas.registry.urls` is set, but this build of the worker does not resolve \
+             schemas through a Schema Registry yet: remove it to run on the local catalog"
+                .to_owned(),
+        );
+    }
     let catalog = SchemaCatalog::from_files(config.schema_catalog()).map_err(|e| e.to_string())?;
     let ids = SchemaIds {
         transaction: config.schemas.transaction_id,
@@ -88,4 +99,18 @@ pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
         verdict_topics: config.kafka.verdict_topics.clone(),
         max_future_skew_ms: config.limits.max_future_skew.as_millis() as i64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_registry_is_refused_until_the_stages_use_it() {
+        let mut config = Config::default();
+        assert!(decoder_from_config(&config).is_ok());
+        config.schemas.registry.urls = vec!["http://registry:8080/apis/ccompat/v7".into()];
+        let err = decoder_from_config(&config).err().expect("refused");
+        assert!(err.contains("schemas.registry.urls"), "{err}");
+    }
 }
