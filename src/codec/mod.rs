@@ -44,10 +44,13 @@ pub mod validate;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use lru::LruCache;
 
 pub use catalog::{ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, TRANSACTION_AVSC};
 pub use error::{CatalogError, CodecKind, DecodeError, EncodeError};
@@ -86,10 +89,16 @@ impl Default for SchemaIds {
 /// share it (`Arc<Codec>`) — all methods take `&self`.
 pub struct Codec {
     readers: [Prepared; 3],
-    writers: HashMap<u32, Writer>,
+    writers: HashMap<u32, Arc<Writer>>,
+    /// Writer schemas added after construction ([`Codec::add_writer_schema`]: from a Schema
+    /// Registry), the least recently used evicted past their capacity.
+    added: Mutex<LruCache<u32, Arc<Writer>>>,
     ids: SchemaIds,
     max_message_bytes: usize,
 }
+
+/// How many writer schemas [`Codec::add_writer_schema`] keeps by default.
+pub const DEFAULT_ADDED_SCHEMAS: usize = 1000;
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,31 +146,10 @@ impl Codec {
 
         let mut writers = HashMap::new();
         for (id, entry) in catalog.entries() {
-            let parse_error = |message: String| CatalogError::Parse {
-                id,
-                origin: entry.origin.clone(),
-                message,
-            };
-            let schema =
-                intern(&entry.text, || Ok(entry.schema.as_ref().clone())).map_err(parse_error)?;
-            let prepared = Prepared::new(schema).map_err(parse_error)?;
-            let kind = RecordKind::ALL
-                .into_iter()
-                .find(|k| readers[k.index()].matches_record(schema));
-            let same_as_reader =
-                kind.is_some_and(|k| readers[k.index()].canonical == prepared.canonical);
-            let writer = GenericDatumWriter::builder(schema)
-                .build()
-                .map_err(|e| parse_error(e.to_string()))?;
-            writers.insert(
-                id,
-                Writer {
-                    prepared,
-                    writer,
-                    kind,
-                    same_as_reader,
-                },
-            );
+            let writer = prepare_writer(&readers, id, &entry.text, &entry.origin, || {
+                Ok(entry.schema.as_ref().clone())
+            })?;
+            writers.insert(id, Arc::new(writer));
         }
 
         for (id, kind) in [
@@ -185,9 +173,44 @@ impl Codec {
         Ok(Codec {
             readers,
             writers,
+            added: Mutex::new(LruCache::new(
+                NonZeroUsize::new(DEFAULT_ADDED_SCHEMAS).unwrap_or(NonZeroUsize::MIN),
+            )),
             ids,
             max_message_bytes,
         })
+    }
+
+    /// Whether the writer schema `id` is known (in the catalog, or added).
+    pub fn knows_schema(&self, id: u32) -> bool {
+        self.writer(id).is_some()
+    }
+
+    /// Adds the writer schema `id` (Avro JSON `text`, e.g. fetched from a Schema Registry):
+    /// parsed and prepared once, then decoded like a catalog schema (resolved into the reader
+    /// schema of its record type). Catalog ids cannot be replaced. At most
+    /// [`DEFAULT_ADDED_SCHEMAS`] are kept, the least recently used evicted first.
+    pub fn add_writer_schema(&self, id: u32, text: &str, origin: &str) -> Result<(), CatalogError> {
+        if self.writers.contains_key(&id) {
+            return Ok(());
+        }
+        let writer = prepare_writer(&self.readers, id, text, origin, || {
+            Schema::parse_str(text).map_err(|e| e.to_string())
+        })?;
+        self.lock_added().put(id, Arc::new(writer));
+        Ok(())
+    }
+
+    /// The writer schema of `id`: the catalog's, else an added one.
+    fn writer(&self, id: u32) -> Option<Arc<Writer>> {
+        match self.writers.get(&id) {
+            Some(writer) => Some(Arc::clone(writer)),
+            None => self.lock_added().get(&id).cloned(),
+        }
+    }
+
+    fn lock_added(&self) -> std::sync::MutexGuard<'_, LruCache<u32, Arc<Writer>>> {
+        self.added.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A codec over [`SchemaCatalog::builtin`] with the default ids and
@@ -311,8 +334,7 @@ impl Codec {
         }
         let (schema_id, body) = wire::split_frame(bytes)?;
         let writer = self
-            .writers
-            .get(&schema_id)
+            .writer(schema_id)
             .ok_or(DecodeError::UnknownSchema { id: schema_id })?;
         if writer.kind != Some(kind) {
             return Err(DecodeError::Resolution {
@@ -373,8 +395,7 @@ impl Codec {
         hint: usize,
     ) -> Result<Vec<u8>, EncodeError> {
         let writer = self
-            .writers
-            .get(&schema_id)
+            .writer(schema_id)
             .ok_or(EncodeError::UnknownSchema { id: schema_id })?;
         let schema_error = |message: String| EncodeError::Schema {
             schema_id,
@@ -399,6 +420,36 @@ impl Codec {
         }
         Ok(out)
     }
+}
+
+/// Parses (interned by text), prepares and classifies one writer schema.
+fn prepare_writer(
+    readers: &[Prepared; 3],
+    id: u32,
+    text: &str,
+    origin: &str,
+    parse: impl FnOnce() -> Result<Schema, String>,
+) -> Result<Writer, CatalogError> {
+    let parse_error = |message: String| CatalogError::Parse {
+        id,
+        origin: origin.to_owned(),
+        message,
+    };
+    let schema = intern(text, parse).map_err(parse_error)?;
+    let prepared = Prepared::new(schema).map_err(parse_error)?;
+    let kind = RecordKind::ALL
+        .into_iter()
+        .find(|k| readers[k.index()].matches_record(schema));
+    let same_as_reader = kind.is_some_and(|k| readers[k.index()].canonical == prepared.canonical);
+    let writer = GenericDatumWriter::builder(schema)
+        .build()
+        .map_err(|e| parse_error(e.to_string()))?;
+    Ok(Writer {
+        prepared,
+        writer,
+        kind,
+        same_as_reader,
+    })
 }
 
 #[cfg(test)]

@@ -62,6 +62,47 @@ fn enrichment() -> Enrichment {
 }
 
 #[test]
+fn added_writer_schemas_decode_like_catalog_ones() {
+    let codec = Codec::builtin();
+    let tx = tx();
+    // A writer with one more optional field, under an id the catalog does not have.
+    let mut json: serde_json::Value = serde_json::from_str(TRANSACTION_AVSC).unwrap();
+    json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"name": "channel", "type": ["null", "string"], "default": null, "doc": "v2"}
+        ));
+    let v2 = json.to_string();
+    assert!(!codec.knows_schema(70));
+    let mut other = SchemaCatalog::builtin();
+    other.register_str(70, &v2, "test").unwrap();
+    let producer = Codec::new(&other, SchemaIds::default(), DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+    let bytes = producer.encode_transaction_with(70, &tx).unwrap();
+    assert_eq!(
+        codec.decode_transaction(&bytes),
+        Err(DecodeError::UnknownSchema { id: 70 })
+    );
+    codec.add_writer_schema(70, &v2, "registry").unwrap();
+    assert!(codec.knows_schema(70));
+    assert_eq!(codec.decode_transaction(&bytes).unwrap(), tx);
+    // A catalog id is not replaced; a bad schema is a parse error naming the id.
+    codec
+        .add_writer_schema(1, FRAUD_VERDICT_AVSC, "registry")
+        .unwrap();
+    assert_eq!(
+        codec
+            .decode_transaction(&codec.encode_transaction(&tx).unwrap())
+            .unwrap(),
+        tx
+    );
+    let err = codec
+        .add_writer_schema(71, "{not json", "registry")
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::Parse { id: 71, .. }), "{err}");
+}
+
+#[test]
 fn builtin_writers_take_the_fast_path() {
     let codec = Codec::builtin();
     for (id, kind) in [
