@@ -1,13 +1,11 @@
-//! The Schema Registry client against a real Apicurio Registry 3.x (the test kit's
+//! The Schema Registry client against a real Apicurio Registry (the test kit's
 //! [`Apicurio`], its Confluent-compatible API): writer schemas by id, cached; registration and
 //! a compatibility rejection with the registry's message; and the classification the decode
 //! stage relies on — an unknown id is `NotFound` (poison), a frozen or dead registry is
 //! `Unavailable` (waited out) while cached ids are still served.
 //!
-//! Ignored by default: the registry is built from Apicurio's source, which Maven Central does
-//! not serve (see `scripts/apicurio-registry.sh`), so a fresh machine cannot build it alone.
-//! Once `.cache/apicurio` holds it (or `LOCALSTACK_APICURIO_JAR` names its runner jar):
-//! `cargo test --test registry -- --include-ignored`.
+//! The registry is built once from Maven Central by `scripts/apicurio-registry.sh` (the test
+//! kit runs it), or `LOCALSTACK_APICURIO_JAR` names a runner jar built elsewhere.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -89,7 +87,6 @@ fn set_compatibility(registry: &Apicurio, subject: &str, level: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local Apicurio Registry built by scripts/apicurio-registry.sh (APICURIO_SRC)"]
 async fn writer_schemas_come_from_the_registry_and_evolve() {
     let registry = tokio::task::spawn_blocking(registry).await.unwrap();
     let client = client(registry);
@@ -157,7 +154,6 @@ async fn writer_schemas_come_from_the_registry_and_evolve() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local Apicurio Registry built by scripts/apicurio-registry.sh (APICURIO_SRC)"]
 async fn an_incompatible_schema_is_rejected_with_the_registrys_message() {
     let registry = tokio::task::spawn_blocking(registry).await.unwrap();
     let client = client(registry);
@@ -180,7 +176,6 @@ async fn an_incompatible_schema_is_rejected_with_the_registrys_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local Apicurio Registry built by scripts/apicurio-registry.sh (APICURIO_SRC)"]
 async fn an_unknown_id_is_not_found() {
     let registry = tokio::task::spawn_blocking(registry).await.unwrap();
     let err = client(registry)
@@ -194,7 +189,6 @@ async fn an_unknown_id_is_not_found() {
 
 /// A registry of its own: this test freezes and kills it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local Apicurio Registry built by scripts/apicurio-registry.sh (APICURIO_SRC)"]
 async fn a_frozen_or_dead_registry_is_unavailable_and_cached_ids_still_resolve() {
     let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("start"))
         .await

@@ -84,7 +84,10 @@ impl RegistryError {
         let mut source = error.source();
         while let Some(cause) = source {
             if let Some(raw) = cause.downcast_ref::<RawError>() {
-                let status = status_of_code(raw.error_code);
+                // Confluent's code carries the status; a registry answering code 0 (Apicurio
+                // 2.x does for a 409) leaves the status the client put in its error line.
+                let status =
+                    status_of_code(raw.error_code).or_else(|| status_of_client_line(&error.error));
                 let kind = match status.and_then(RegistryErrorKind::from_status) {
                     Some(kind) => kind,
                     // A body without a usable code (e.g. a proxy's HTML page): the client's own
@@ -141,6 +144,15 @@ pub(crate) fn status_of_code(code: u32) -> Option<u16> {
     }
 }
 
+/// The HTTP status in `schema_registry_converter`'s own line for a failed call, `HTTP request to
+/// schema registry failed with status 409 Conflict` (the client's fixed format, not the
+/// registry's text): the first number after `status `.
+pub(crate) fn status_of_client_line(line: &str) -> Option<u16> {
+    let (_, rest) = line.split_once("status ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (100..=599).contains(s))
+}
+
 /// An error and its causes, `: `-joined (reqwest's top line alone says little).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -187,5 +199,13 @@ mod tests {
         assert_eq!(status_of_code(409), Some(409));
         assert_eq!(status_of_code(50001), Some(500));
         assert_eq!(status_of_code(0), None);
+    }
+
+    #[test]
+    fn the_clients_line_carries_the_status() {
+        let line = "HTTP request to schema registry failed with status 409 Conflict";
+        assert_eq!(status_of_client_line(line), Some(409));
+        assert_eq!(status_of_client_line("no status here"), None);
+        assert_eq!(status_of_client_line("status 9"), None);
     }
 }

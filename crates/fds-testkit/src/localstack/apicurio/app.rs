@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::super::{LocalStackError, Result};
 
-/// Environment variable naming the runner jar of an Apicurio Registry 3.x build (skips the
+/// Environment variable naming the runner jar of an Apicurio Registry build (skips the
 /// script).
 // Not `FDS_*`: every `FDS_*` variable is read as worker configuration (and an unknown key refused).
 pub const JAR_ENV: &str = "LOCALSTACK_APICURIO_JAR";
@@ -55,7 +55,7 @@ fn check(jar: &Path) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{} is not a file (the runner jar of an Apicurio Registry 3.x build)",
+            "{} is not a file (the runner jar of an Apicurio Registry build)",
             jar.display()
         ))
     }

@@ -1,4 +1,4 @@
-//! [`Apicurio`]: a real Apicurio Registry 3.x (in-memory storage) on a loopback port, whose
+//! [`Apicurio`]: a real Apicurio Registry 2.4.2.Final (in-memory storage) on a loopback port, whose
 //! Confluent-compatible API ([`Apicurio::ccompat_url`], `/apis/ccompat/v7`) is what fds-worker's
 //! `[schemas.registry]` talks to. Started like the brokers: a free port, readiness by a real
 //! HTTP request, its log kept in a file whose tail start errors carry; killed, stopped, paused
@@ -223,6 +223,7 @@ impl Apicurio {
             format!("-Dquarkus.log.file.path={}", self.log_file().display()).into(),
             // Anonymous access, in-memory storage (the default), no UI.
             "-Dapicurio.auth.enabled=false".into(),
+            "-Dregistry.auth.enabled=false".into(),
             "-jar".into(),
             self.jar.clone().into(),
         ];
