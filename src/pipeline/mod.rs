@@ -18,6 +18,7 @@ mod decode;
 mod outbox;
 mod outputs;
 mod rebalance;
+mod resolve;
 mod settings;
 pub mod stage;
 mod turn;
@@ -47,6 +48,7 @@ use crate::source::{
 };
 use crate::store::StoreError;
 use committer::Committer;
+use resolve::Resolver;
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,15 @@ pub async fn run(
     let topics = config.kafka.source_topics();
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.kafka.group_id, "worker started");
+    let registry = &config.schemas.registry;
+    let resolver = stage.decoder.registry.clone().map(|client| {
+        Resolver::new(
+            client,
+            registry.retry_backoff,
+            registry.retry_backoff_max,
+            stage.metrics.clone(),
+        )
+    });
     let mut worker = Loop {
         stage,
         topics: topics.iter().map(|t| Arc::from(*t)).collect(),
@@ -171,6 +182,7 @@ pub async fn run(
         stopped: None,
         failed: None,
         committer,
+        resolver,
         summary: RunSummary::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchReport>();
@@ -194,6 +206,7 @@ pub async fn run(
                 worker.set_paused(true);
             }
             attempt = finished_transaction(&mut worker.committer) => worker.settle(attempt),
+            fetched = registry_answer(&mut worker.resolver) => worker.resolved(fetched),
             () = sleep_until(commit_at), if commit_at.is_some() => worker.start_transaction(),
             // A rebalance happened while polling: applied at the top of the loop.
             () = worker.consumer.context().noted() => {}
@@ -279,6 +292,14 @@ struct BatchReport {
     done: BatchDone,
 }
 
+/// Waits for the Schema Registry's next answer, if there is a registry.
+async fn registry_answer(resolver: &mut Option<Resolver>) -> resolve::Fetched {
+    match resolver {
+        Some(resolver) => resolver.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for the transaction in flight, if there is a committer and one is in flight.
 async fn finished_transaction(committer: &mut Option<Committer>) -> committer::Attempt {
     match committer {
@@ -308,6 +329,8 @@ struct Loop {
     failed: Option<RunError>,
     /// Exactly-once delivery: the transactions.
     committer: Option<Committer>,
+    /// With a Schema Registry: the partitions held for a writer schema (see `resolve.rs`).
+    resolver: Option<Resolver>,
     summary: RunSummary,
 }
 
@@ -334,12 +357,51 @@ impl Loop {
             .ownership()
             .epoch(&partition)
             .unwrap_or(0);
-        self.marks.received(&partition, epoch, record.offset);
         self.summary.consumed += 1;
+        let record = match &mut self.resolver {
+            Some(resolver) => {
+                let held_before = resolver.is_holding(&partition);
+                match resolver.admit(&self.stage.decoder, record, epoch) {
+                    Some((record, _)) => record,
+                    None => {
+                        if !held_before {
+                            self.pause_partitions(&[partition], true);
+                        }
+                        return;
+                    }
+                }
+            }
+            None => record,
+        };
+        self.accept(record, epoch);
+    }
+
+    /// Takes a record into the next batch (its offset now counts for the watermark).
+    fn accept(&mut self, record: SourceMessage, epoch: Epoch) {
+        let partition = (record.topic.clone(), record.partition);
+        self.marks.received(&partition, epoch, record.offset);
         if self.batch.is_empty() {
             self.batch_deadline = Some(Instant::now() + self.linger);
         }
         self.batch.push((record, epoch));
+    }
+
+    /// Books the registry's answer for an id: the records it lets go on join the batch (those
+    /// of partitions revoked meanwhile are dropped), their partitions resume.
+    fn resolved(&mut self, fetched: resolve::Fetched) {
+        let Some(resolver) = &mut self.resolver else {
+            return;
+        };
+        let released = resolver.answered(&self.stage.decoder, fetched);
+        let ownership = Arc::clone(self.consumer.context().ownership());
+        for (record, epoch) in released.records {
+            if ownership.epoch(&(record.topic.clone(), record.partition)) == Some(epoch) {
+                self.accept(record, epoch);
+            }
+        }
+        if !self.paused && !released.unheld.is_empty() {
+            self.pause_partitions(&released.unheld, false);
+        }
     }
 
     fn batch_ready(&self) -> bool {

@@ -1,5 +1,8 @@
 //! Config → the settings of each stage.
 
+use std::sync::Arc;
+
+use crate::codec::registry::SchemaRegistry;
 use crate::codec::{Codec, Limits, SchemaCatalog, SchemaIds};
 use crate::config::{Config, RedisConfig};
 use crate::event::ThreatLevel;
@@ -69,19 +72,15 @@ pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
     }
 }
 
-/// The decoder: schema catalog from config (every schema parsed once, here), limits, topics.
-///
-/// Refuses a configured `[schemas.registry]`: the worker's stages do not resolve writer schemas
-/// through a registry yet (issue 18 is in progress), and ignoring the setting would dead-letter
-/// every record whose id the registry, not the local catalog, assigned.
+/// The decoder: schema catalog from config (every schema parsed once, here), limits, topics,
+/// and the Schema Registry client when `[schemas.registry]` is set (contacts nothing yet).
 pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
-    if config.schemas.registry.enabled() {
-        return Err(
-            "`schemas.registry.urls` is set, but this build of the worker does not resolve \
-             schemas through a Schema Registry yet: remove it to run on the local catalog"
-                .to_owned(),
-        );
-    }
+    let registry = if config.schemas.registry.enabled() {
+        let registry = SchemaRegistry::new(&config.schemas.registry).map_err(|e| e.to_string())?;
+        Some(Arc::new(registry))
+    } else {
+        None
+    };
     let catalog = SchemaCatalog::from_files(config.schema_catalog()).map_err(|e| e.to_string())?;
     let ids = SchemaIds {
         transaction: config.schemas.transaction_id,
@@ -98,6 +97,8 @@ pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
         transactions_topic: config.kafka.transactions_topic.clone(),
         verdict_topics: config.kafka.verdict_topics.clone(),
         max_future_skew_ms: config.limits.max_future_skew.as_millis() as i64,
+        registry,
+        misses: Default::default(),
     })
 }
 
@@ -106,11 +107,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_configured_registry_is_refused_until_the_stages_use_it() {
+    fn a_configured_registry_gives_the_decoder_a_client() {
         let mut config = Config::default();
-        assert!(decoder_from_config(&config).is_ok());
+        assert!(decoder_from_config(&config).unwrap().registry.is_none());
         config.schemas.registry.urls = vec!["http://registry:8080/apis/ccompat/v7".into()];
-        let err = decoder_from_config(&config).err().expect("refused");
-        assert!(err.contains("schemas.registry.urls"), "{err}");
+        let decoder = decoder_from_config(&config).expect("a client, nothing contacted");
+        let registry = decoder.registry.expect("registry client");
+        assert_eq!(registry.urls(), ["http://registry:8080/apis/ccompat/v7"]);
     }
 }
