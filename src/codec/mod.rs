@@ -181,6 +181,43 @@ impl Codec {
         })
     }
 
+    /// A codec fed by a Schema Registry: no catalog writer ids (every id a message carries is
+    /// the registry's, added by [`Codec::add_writer_schema`]), and enrichment records encoded
+    /// with `enrichment_text` under the registry's `enrichment_id` (kept for good, never
+    /// evicted). `encode_transaction` and `encode_verdict` have no id here (id 0: unknown).
+    pub fn for_registry(
+        enrichment_id: u32,
+        enrichment_text: &str,
+        max_message_bytes: usize,
+    ) -> Result<Codec, CatalogError> {
+        let mut codec = Codec::new(
+            &SchemaCatalog::builtin(),
+            SchemaIds::default(),
+            max_message_bytes,
+        )?;
+        let writer = prepare_writer(
+            &codec.readers,
+            enrichment_id,
+            enrichment_text,
+            "schema registry",
+            || Schema::parse_str(enrichment_text).map_err(|e| e.to_string()),
+        )?;
+        if writer.kind != Some(RecordKind::Enrichment) {
+            return Err(CatalogError::WrongRecord {
+                id: enrichment_id,
+                record: RecordKind::Enrichment.name(),
+                found: full_name(writer.prepared.schema),
+            });
+        }
+        codec.writers = HashMap::from([(enrichment_id, Arc::new(writer))]);
+        codec.ids = SchemaIds {
+            transaction: 0,
+            verdict: 0,
+            enrichment: enrichment_id,
+        };
+        Ok(codec)
+    }
+
     /// Whether the writer schema `id` is known (in the catalog, or added).
     pub fn knows_schema(&self, id: u32) -> bool {
         self.writer(id).is_some()

@@ -235,3 +235,25 @@ fn codec_is_shareable_across_threads() {
         assert_eq!(h.join().unwrap(), tx());
     }
 }
+
+#[test]
+fn a_registry_fed_codec_knows_only_the_registrys_ids() {
+    let codec = Codec::for_registry(42, ENRICHMENT_AVSC, DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+    // The catalog's ids mean nothing here: every id a message carries is the registry's.
+    for id in [1, 2, 3] {
+        assert!(!codec.knows_schema(id), "{id}");
+    }
+    let bytes = codec.encode_enrichment(&enrichment()).unwrap();
+    assert_eq!(wire::split_frame(&bytes).unwrap().0, 42);
+    assert_eq!(codec.decode_enrichment(&bytes).unwrap(), enrichment());
+    assert!(codec.encode_transaction(&tx()).is_err());
+    codec
+        .add_writer_schema(1, TRANSACTION_AVSC, "test")
+        .unwrap();
+    let framed = Codec::builtin().encode_transaction(&tx()).unwrap();
+    assert_eq!(codec.decode_transaction(&framed).unwrap(), tx());
+    assert!(matches!(
+        Codec::for_registry(7, TRANSACTION_AVSC, DEFAULT_MAX_MESSAGE_BYTES),
+        Err(CatalogError::WrongRecord { id: 7, .. })
+    ));
+}

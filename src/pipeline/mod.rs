@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
-pub use settings::{decoder_from_config, plan_settings, store_settings};
+pub use settings::{decoder_from_config, plan_settings, registry_codec, store_settings};
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
@@ -65,6 +65,10 @@ pub enum RunError {
     /// The schema catalog could not be loaded.
     #[error("schemas: {0}")]
     Schemas(String),
+    /// The Schema Registry refused the enrichment schema at start (its compatibility rule:
+    /// the registry's message), refused the credentials, or could not be reached.
+    #[error("{0}")]
+    Registry(crate::codec::registry::RegistryError),
     /// A dead letter could not be published (nowhere left to put its record): the run stopped
     /// with that record unfinished, its offset not committed.
     #[error("kafka sink: {0}")]
@@ -88,6 +92,7 @@ impl RunError {
     pub fn is_fatal(&self) -> bool {
         match self {
             RunError::Schemas(_) | RunError::KafkaAccess(_) => true,
+            RunError::Registry(error) => !error.is_retryable(),
             RunError::Sink(failure) => !failure.error.retryable(),
             RunError::Transaction(failure) => failure.is_fatal(),
             _ => false,

@@ -10,6 +10,7 @@ use crate::plan::{BreachRule, PlanSettings, Window};
 use crate::slot::keys::KeyBuilder;
 use crate::store::{RetryPolicy, StoreSettings};
 
+use super::RunError;
 use super::decode::Decoder;
 
 /// Planner settings from the `velocity` and `blacklist` sections, in key namespace
@@ -102,6 +103,46 @@ pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
     })
 }
 
+/// With a Schema Registry: registers (or finds) the enrichment schema (the catalog's
+/// `schemas.enrichment_id` entry) under its subject (`schemas.registry.subject_strategy`:
+/// `<enrichment topic>-value` by default) and returns the codec that writes enrichment records
+/// with the registry's id and takes every writer schema a message names from the registry.
+/// A refusal (an incompatible schema: 409) is [`RunError::Registry`] with the registry's
+/// message, fatal; an unreachable registry is retryable.
+pub async fn registry_codec(config: &Config, registry: &SchemaRegistry) -> Result<Codec, RunError> {
+    let catalog = SchemaCatalog::from_files(config.schema_catalog())
+        .map_err(|e| RunError::Schemas(e.to_string()))?;
+    let id = config.schemas.enrichment_id;
+    let text = catalog
+        .text(id)
+        .ok_or_else(|| RunError::Schemas(format!("no enrichment schema under id {id}")))?;
+    let subject = config
+        .schemas
+        .registry
+        .subject_strategy
+        .subject(&config.kafka.enrichment_topic, &record_full_name(text));
+    let registered = registry
+        .register(&subject, text)
+        .await
+        .map_err(RunError::Registry)?;
+    tracing::info!(%subject, id = registered, "enrichment schema registered");
+    Codec::for_registry(registered, text, config.limits.max_message_bytes as usize)
+        .map_err(|e| RunError::Schemas(e.to_string()))
+}
+
+/// `namespace.name` of a record schema's JSON text (just `name` without a namespace, or if the
+/// name already has dots).
+fn record_full_name(text: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let name = json["name"].as_str().unwrap_or_default();
+    match json["namespace"].as_str() {
+        Some(namespace) if !namespace.is_empty() && !name.contains('.') => {
+            format!("{namespace}.{name}")
+        }
+        _ => name.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +155,12 @@ mod tests {
         let decoder = decoder_from_config(&config).expect("a client, nothing contacted");
         let registry = decoder.registry.expect("registry client");
         assert_eq!(registry.urls(), ["http://registry:8080/apis/ccompat/v7"]);
+    }
+
+    #[test]
+    fn record_full_names() {
+        let enrichment = crate::codec::ENRICHMENT_AVSC;
+        assert_eq!(record_full_name(enrichment), "io.fds.events.Enrichment");
+        assert_eq!(record_full_name(r#"{"type":"record","name":"a.B"}"#), "a.B");
     }
 }

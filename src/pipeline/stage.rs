@@ -21,7 +21,7 @@ use crate::store::{FailureKind, Store, UnitFailure};
 
 use super::decode::{Decoder, decode};
 use super::turn::{DeadLetterOrder, Turn};
-use super::{RunError, decoder_from_config, plan_settings, store_settings};
+use super::{RunError, decoder_from_config, plan_settings, registry_codec, store_settings};
 
 /// Everything a batch needs, shared by all batches of a run.
 pub struct Stage {
@@ -114,7 +114,10 @@ impl Stage {
         let store =
             Store::connect_with_metrics(store_settings(&config.redis), Some(metrics.clone()))
                 .await?;
-        let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+        let mut decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+        if let Some(registry) = &decoder.registry {
+            decoder.codec = registry_codec(config, registry).await?;
+        }
         let sink = match config.kafka.delivery {
             Delivery::AtLeastOnce => Some(Sink::new(&config.kafka)?.with_metrics(&metrics)),
             Delivery::ExactlyOnce => None,
