@@ -1,0 +1,220 @@
+//! The worker on a real Schema Registry (the test kit's Apicurio), Redis Cluster and Apache
+//! Kafka: `Transaction` v1 and v2 records, both registered, are processed without a restart;
+//! while the registry is frozen (SIGSTOP) for 10 s under load the records of an unseen id wait
+//! (their partitions hold, cached ids keep flowing) and nothing is dead-lettered or lost; an id
+//! the registry does not know is dead-lettered with its answer; a downstream consumer that
+//! knows only the registry decodes the enrichment topic.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::worker::{read_all, start_stack, start_worker, test_config, traffic, verification};
+use fds_testkit::localstack::Apicurio;
+use fds_worker::codec::registry::SchemaRegistry;
+use fds_worker::codec::{
+    Codec, DEFAULT_MAX_MESSAGE_BYTES, ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog,
+    SchemaIds, TRANSACTION_AVSC, wire,
+};
+use fds_worker::config::RegistryConfig;
+use fds_worker::generate::{GeneratedEvent, produce};
+use fds_worker::sink::dead_letter::header;
+use rdkafka::producer::FutureRecord;
+
+/// Transaction v2: v1 plus an optional field (a compatible evolution).
+fn transaction_v2() -> String {
+    let mut json: serde_json::Value = serde_json::from_str(TRANSACTION_AVSC).unwrap();
+    json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "channel", "type": ["null", "string"], "default": null
+        }));
+    json.to_string()
+}
+
+fn client(registry: &Apicurio) -> SchemaRegistry {
+    SchemaRegistry::new(&RegistryConfig {
+        urls: vec![registry.ccompat_url()],
+        ..RegistryConfig::default()
+    })
+    .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let producers = client(&registry);
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.request_timeout = Duration::from_secs(1);
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
+
+    // The producers register their schemas. A fresh registry numbers from 1, so v1 and the
+    // verdict get the ids `Codec::builtin` writes (1, 2); v2 gets the next.
+    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
+    let verdict_subject = format!("{}-value", config.kafka.verdict_topics[0]);
+    let v1 = producers.register(&tx_subject, TRANSACTION_AVSC).await;
+    let verdict = producers
+        .register(&verdict_subject, FRAUD_VERDICT_AVSC)
+        .await;
+    assert_eq!((v1, verdict), (Ok(1), Ok(2)));
+    let v2_text = transaction_v2();
+    let v2 = producers.register(&tx_subject, &v2_text).await.expect("v2");
+    // The producers' side: v2 for transactions (the enrichment id is unused by them).
+    let mut catalog = SchemaCatalog::empty();
+    catalog.register_str(v2, &v2_text, "v2").unwrap();
+    catalog
+        .register_str(2, FRAUD_VERDICT_AVSC, "verdict")
+        .unwrap();
+    catalog
+        .register_str(u32::MAX, ENRICHMENT_AVSC, "unused")
+        .unwrap();
+    let v2_writer = Codec::new(
+        &catalog,
+        SchemaIds {
+            transaction: v2,
+            verdict: 2,
+            enrichment: u32::MAX,
+        },
+        DEFAULT_MAX_MESSAGE_BYTES,
+    )
+    .unwrap();
+
+    let traffic = traffic(&config, 400, 18, Duration::from_secs(20));
+    let half = traffic.events.len() / 2;
+    let (first, second) = traffic.events.split_at(half);
+    let worker = start_worker(&config);
+    let kafka = stack.producer().unwrap();
+    let verdict_topic = config.kafka.verdict_topics[0].clone();
+    let tx_topic = config.kafka.transactions_topic.clone();
+    produce(
+        &kafka,
+        &Codec::builtin(),
+        first,
+        &tx_topic,
+        &verdict_topic,
+        None,
+    )
+    .await
+    .unwrap();
+    worker
+        .wait_finished(&config, first.len() as u64, Duration::from_secs(120))
+        .await;
+
+    // Frozen under load: v2's id is unseen, so its records wait; verdicts (cached id) flow.
+    registry.pause().unwrap();
+    produce(&kafka, &v2_writer, second, &tx_topic, &verdict_topic, None)
+        .await
+        .unwrap();
+    common::wait_until_async(
+        "an id waiting for the frozen registry",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            match worker.metrics.schema_registry_unavailable.get() {
+                0 => Err("no id waiting for the registry yet"),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    let verdicts_second = second
+        .iter()
+        .filter(|e| matches!(e, GeneratedEvent::Verdict(_)))
+        .count() as u64;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = worker.progress(&config);
+    assert_eq!(during.dead_lettered, 0, "nothing dead-lettered: {during:?}");
+    let first_transactions = first
+        .iter()
+        .filter(|e| matches!(e, GeneratedEvent::Transaction(_)))
+        .count() as u64;
+    assert_eq!(
+        during.enriched, first_transactions,
+        "v2 records wait for the registry: {during:?}"
+    );
+    registry.resume().unwrap();
+    let after = worker
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(after.dead_lettered, 0, "{after:?}");
+    assert_eq!(worker.metrics.schema_registry_unavailable.get(), 0);
+    println!(
+        "[registry] events {} (second half: {verdicts_second} verdicts went on while frozen) \
+         progress {after:?}",
+        traffic.events.len()
+    );
+
+    // An id the registry does not know: poison, dead-lettered with the registry's answer.
+    let mut poison = wire::frame_header(987_654, 4);
+    poison.extend_from_slice(&[2, 0x61, 2, 0x62]);
+    kafka
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&tx_topic).payload(&poison),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    worker
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64 + 1,
+            Duration::from_secs(60),
+        )
+        .await;
+    worker.stop().await;
+    let letters = read_all(&stack, &config.kafka.dlq_topic(&tx_topic));
+    assert_eq!(letters.len(), 1, "only the poison record is dead-lettered");
+    assert_eq!(letters[0].header(header::KIND), Some("unknown_schema"));
+    let message = letters[0].header(header::MESSAGE).unwrap_or_default();
+    assert!(message.contains("HTTP 404"), "{message}");
+
+    // A downstream consumer that knows only the registry: the id in each record's frame, the
+    // schema by that id.
+    let consumer = client(&registry);
+    let mut enriched = HashSet::new();
+    for record in read_all(&stack, &config.kafka.enrichment_topic) {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        let (id, _) = wire::split_frame(payload).unwrap();
+        let schema = consumer
+            .schema(id)
+            .await
+            .expect("the enrichment schema by id");
+        let codec = Codec::for_registry(id, &schema.text, DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+        let enrichment = codec.decode_enrichment(payload).expect("decodes");
+        enriched.insert(enrichment.event_id);
+    }
+    let missing: Vec<_> = traffic
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            GeneratedEvent::Transaction(tx) => Some(&tx.event_id),
+            _ => None,
+        })
+        .filter(|id| !enriched.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} transactions not enriched",
+        missing.len()
+    );
+    let report = verification(&stack, &traffic).await;
+    assert!(
+        report.is_exact(),
+        "lost {:?} doubled {:?} blacklist {:?}",
+        &report.lost[..report.lost.len().min(3)],
+        &report.doubled[..report.doubled.len().min(3)],
+        report.blacklist_problems
+    );
+}
