@@ -3,22 +3,26 @@
 //! while the registry is frozen (SIGSTOP) for 10 s under load the records of an unseen id wait
 //! (their partitions hold, cached ids keep flowing) and nothing is dead-lettered or lost; an id
 //! the registry does not know is dead-lettered with its answer; a downstream consumer that
-//! knows only the registry decodes the enrichment topic.
+//! knows only the registry decodes the enrichment topic. An enrichment schema the subject's
+//! compatibility rule refuses stops the worker at start with the registry's message.
 
 mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::worker::{read_all, start_stack, start_worker, test_config, traffic, verification};
+use common::worker::{
+    read_all, run_error, start_stack, start_worker, test_config, traffic, verification,
+};
 use fds_testkit::localstack::Apicurio;
-use fds_worker::codec::registry::SchemaRegistry;
+use fds_worker::codec::registry::{RegistryErrorKind, SchemaRegistry};
 use fds_worker::codec::{
     Codec, DEFAULT_MAX_MESSAGE_BYTES, ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog,
     SchemaIds, TRANSACTION_AVSC, wire,
 };
 use fds_worker::config::RegistryConfig;
 use fds_worker::generate::{GeneratedEvent, produce};
+use fds_worker::pipeline::RunError;
 use fds_worker::sink::dead_letter::header;
 use rdkafka::producer::FutureRecord;
 
@@ -217,4 +221,44 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
         &report.doubled[..report.doubled.len().min(3)],
         report.blacklist_problems
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_enrichment_schema_stops_the_worker_at_start() {
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    // An earlier Enrichment without fields, and BACKWARD: the worker's schema, whose fields
+    // have no defaults, cannot read what that one wrote.
+    let subject = format!("{}-value", config.kafka.enrichment_topic);
+    let earlier =
+        r#"{"type":"record","name":"Enrichment","namespace":"io.fds.events","fields":[]}"#;
+    client(&registry)
+        .register(&subject, earlier)
+        .await
+        .expect("the earlier enrichment schema");
+    let url = format!("{}/config/{subject}", registry.ccompat_url());
+    let response = tokio::task::spawn_blocking(move || {
+        ureq::put(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .send(r#"{"compatibility":"BACKWARD"}"#)
+            .expect("PUT the subject's compatibility")
+            .status()
+    })
+    .await
+    .unwrap();
+    assert_eq!(response, 200);
+    match run_error(&config).await {
+        RunError::Registry(error) => {
+            assert_eq!(error.kind, RegistryErrorKind::Rejected, "{error}");
+            assert_eq!(error.status, Some(409), "{error}");
+            assert!(error.to_string().contains(&subject), "{error}");
+            assert!(!error.message.is_empty(), "the registry's message: {error}");
+            assert!(RunError::Registry(error).is_fatal());
+        }
+        other => panic!("expected the registry's refusal, got {other}"),
+    }
 }
