@@ -129,20 +129,7 @@ impl Resolver {
         Fetched { id, result }: Fetched,
     ) -> Released {
         self.fetching.remove(&id);
-        match result {
-            Ok(text) => {
-                if let Err(error) = decoder
-                    .codec
-                    .add_writer_schema(id, &text, "schema registry")
-                {
-                    decoder.misses.insert(
-                        id,
-                        format!("the registry's writer schema does not resolve: {error}"),
-                    );
-                }
-            }
-            Err(error) => decoder.misses.insert(id, error.to_string()),
-        }
+        book(decoder, id, result);
         let mut released = Released::default();
         let partitions: Vec<Partition> = self.held.keys().cloned().collect();
         for partition in partitions {
@@ -176,31 +163,7 @@ impl Resolver {
     /// The id `message` needs asked for: framed on a source topic, unknown to the codec, not
     /// known to be missing. An id the registry client has cached is added to the codec here.
     fn needs(&self, decoder: &Decoder, message: &SourceMessage) -> Option<u32> {
-        let topic: &str = &message.topic;
-        if topic != decoder.transactions_topic && !decoder.verdict_topics.iter().any(|t| t == topic)
-        {
-            return None;
-        }
-        let (id, _) = wire::split_frame(message.payload.as_deref()?).ok()?;
-        if decoder.codec.knows_schema(id) || decoder.misses.contains(id) {
-            return None;
-        }
-        if let Some(text) = self.registry.cached(id) {
-            match decoder
-                .codec
-                .add_writer_schema(id, &text, "schema registry")
-            {
-                Ok(()) => return None,
-                Err(error) => {
-                    decoder.misses.insert(
-                        id,
-                        format!("the registry's writer schema does not resolve: {error}"),
-                    );
-                    return None;
-                }
-            }
-        }
-        Some(id)
+        needs(decoder, &self.registry, message)
     }
 
     /// Starts asking for `id` unless that is under way.
@@ -217,6 +180,74 @@ impl Resolver {
             self.tx.clone(),
         ));
         self.fetching.insert(id, task.abort_handle());
+    }
+}
+
+/// The id `message` needs asked for (see [`Resolver::needs`]).
+fn needs(decoder: &Decoder, registry: &SchemaRegistry, message: &SourceMessage) -> Option<u32> {
+    let topic: &str = &message.topic;
+    if topic != decoder.transactions_topic && !decoder.verdict_topics.iter().any(|t| t == topic) {
+        return None;
+    }
+    let (id, _) = wire::split_frame(message.payload.as_deref()?).ok()?;
+    if decoder.codec.knows_schema(id) || decoder.misses.contains(id) {
+        return None;
+    }
+    if let Some(text) = registry.cached(id) {
+        book(decoder, id, Ok(text));
+        return None;
+    }
+    Some(id)
+}
+
+/// Books the registry's final answer for `id`: its schema into the codec, or the reason its
+/// records are dead-lettered.
+fn book(decoder: &Decoder, id: u32, result: Result<Arc<str>, RegistryError>) {
+    match result {
+        Ok(text) => {
+            if let Err(error) = decoder
+                .codec
+                .add_writer_schema(id, &text, "schema registry")
+            {
+                decoder.misses.insert(
+                    id,
+                    format!("the registry's writer schema does not resolve: {error}"),
+                );
+            }
+        }
+        Err(error) => decoder.misses.insert(id, error.to_string()),
+    }
+}
+
+/// For callers that run batches one at a time (redrive, replay): every writer schema id that
+/// `messages` name becomes known to the codec or noted missing, asked for as the loop does
+/// (an outage waited out with backoff). Nothing to do without a registry.
+pub(super) async fn resolve_batch(
+    decoder: &Decoder,
+    messages: &[SourceMessage],
+    backoff: (Duration, Duration),
+    metrics: &Metrics,
+) {
+    let Some(registry) = &decoder.registry else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for message in messages {
+        if let Some(id) = needs(decoder, registry, message) {
+            let (first, max) = backoff;
+            fetch(
+                Arc::clone(registry),
+                id,
+                first,
+                max.max(first),
+                metrics.clone(),
+                tx.clone(),
+            )
+            .await;
+            if let Ok(Fetched { id, result }) = rx.try_recv() {
+                book(decoder, id, result);
+            }
+        }
     }
 }
 

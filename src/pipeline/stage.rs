@@ -55,6 +55,8 @@ pub struct Stage {
     pub transactions: Option<Arc<TransactionalSink>>,
     /// `kafka.produce_retry_budget`: how long failing transactions are tried again.
     pub(super) transaction_retry_budget: std::time::Duration,
+    /// `schemas.registry.retry_backoff` and `retry_backoff_max`.
+    pub(super) registry_backoff: (std::time::Duration, std::time::Duration),
     /// The enrichment topic (named in dead letters of refused records).
     pub(super) enrichment_topic: String,
     /// Set when a dead letter could not be published: no later dead letter is published
@@ -136,6 +138,10 @@ impl Stage {
             transactions: None,
             transaction_retry_budget: config.kafka.produce_retry_budget,
             enrichment_topic: config.kafka.enrichment_topic.clone(),
+            registry_backoff: (
+                config.schemas.registry.retry_backoff,
+                config.schemas.registry.retry_backoff_max,
+            ),
             stopped: OnceLock::new(),
         })
     }
@@ -164,9 +170,24 @@ impl Stage {
         messages: Vec<SourceMessage>,
         redrives: Vec<Option<Redrive>>,
     ) -> BatchDone {
+        self.resolve_writer_schemas(&messages).await;
         let (prepared, units) = self.prepare(messages, redrives, unix_ms(SystemTime::now()));
         let results = self.store.submit(units);
         self.complete(prepared, results).await
+    }
+
+    /// With a Schema Registry: asks it for the writer schemas `messages` name that the codec
+    /// does not know yet (waiting out an outage), so that [`Stage::prepare`] decodes them — or
+    /// dead-letters them with the registry's reason. For callers that run batches one at a
+    /// time (redrive, replay); the live loop holds partitions instead.
+    pub async fn resolve_writer_schemas(&self, messages: &[SourceMessage]) {
+        super::resolve::resolve_batch(
+            &self.decoder,
+            messages,
+            self.registry_backoff,
+            &self.metrics,
+        )
+        .await;
     }
 
     /// Decodes and plans `messages`; returns the batch and its units (submit them to the store
