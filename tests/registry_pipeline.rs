@@ -2,7 +2,8 @@
 //! Kafka: `Transaction` v1 and v2 records, both registered, are processed without a restart;
 //! while the registry is frozen (SIGSTOP) for 10 s under load the records of an unseen id wait
 //! (their partitions hold, cached ids keep flowing) and nothing is dead-lettered or lost; an id
-//! the registry does not know is dead-lettered with its answer; a downstream consumer that
+//! the registry does not know is dead-lettered with its answer, and one whose registered schema
+//! does not resolve against the reader as `resolution`; a downstream consumer that
 //! knows only the registry decodes the enrichment topic. An enrichment schema the subject's
 //! compatibility rule refuses stops the worker at start with the registry's message.
 
@@ -162,27 +163,63 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
     // An id the registry does not know: poison, dead-lettered with the registry's answer.
     let mut poison = wire::frame_header(987_654, 4);
     poison.extend_from_slice(&[2, 0x61, 2, 0x62]);
-    kafka
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&tx_topic).payload(&poison),
-            Duration::from_secs(10),
-        )
+    // A registered writer schema that does not resolve against the reader (`event_id` an
+    // int; no compatibility rule on its subject stops it): dead-lettered with the reason.
+    let unresolvable_schema = r#"{"type":"record","name":"Transaction","namespace":"io.fds.events","fields":[{"name":"event_id","type":"int"}]}"#;
+    let unresolvable_id = producers
+        .register(&format!("{tx_topic}-other-value"), unresolvable_schema)
         .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+        .expect("registered");
+    let mut unresolvable = wire::frame_header(unresolvable_id, 1);
+    unresolvable.push(2);
+    for payload in [&poison, &unresolvable] {
+        kafka
+            .send(
+                FutureRecord::<[u8], [u8]>::to(&tx_topic).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
     worker
         .wait_finished(
             &config,
-            traffic.events.len() as u64 + 1,
+            traffic.events.len() as u64 + 2,
             Duration::from_secs(60),
         )
         .await;
     worker.stop().await;
     let letters = read_all(&stack, &config.kafka.dlq_topic(&tx_topic));
-    assert_eq!(letters.len(), 1, "only the poison record is dead-lettered");
-    assert_eq!(letters[0].header(header::KIND), Some("unknown_schema"));
-    let message = letters[0].header(header::MESSAGE).unwrap_or_default();
+    assert_eq!(
+        letters.len(),
+        2,
+        "only the two bad records are dead-lettered"
+    );
+    let letter = |id: u32| {
+        letters
+            .iter()
+            .find(|l| {
+                wire::split_frame(l.payload.as_deref().unwrap_or_default())
+                    .unwrap()
+                    .0
+                    == id
+            })
+            .unwrap_or_else(|| panic!("a dead letter for schema id {id}"))
+    };
+    let unknown = letter(987_654);
+    assert_eq!(unknown.header(header::KIND), Some("unknown_schema"));
+    let message = unknown.header(header::MESSAGE).unwrap_or_default();
     assert!(message.contains("HTTP 404"), "{message}");
+    let unresolved = letter(unresolvable_id);
+    assert_eq!(unresolved.header(header::KIND), Some("resolution"));
+    let message = unresolved.header(header::MESSAGE).unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "writer schema id {unresolvable_id} to the Transaction reader"
+        )),
+        "{message}"
+    );
 
     // A downstream consumer that knows only the registry: the id in each record's frame, the
     // schema by that id.
