@@ -5,17 +5,20 @@
 //! the registry does not know is dead-lettered with its answer, and one whose registered schema
 //! does not resolve against the reader as `resolution`; a downstream consumer that
 //! knows only the registry decodes the enrichment topic. An enrichment schema the subject's
-//! compatibility rule refuses stops the worker at start with the registry's message.
+//! compatibility rule refuses stops the worker at start with the registry's message. `/readyz`
+//! answers not ready while an id waits for a frozen registry, and ready again after it.
 
 mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::ops::{self, sample};
 use common::worker::{
     read_all, run_error, start_stack, start_worker, test_config, traffic, verification,
 };
 use fds_testkit::localstack::Apicurio;
+use fds_worker::cli::run::Service;
 use fds_worker::codec::registry::{RegistryErrorKind, SchemaRegistry};
 use fds_worker::codec::{
     Codec, DEFAULT_MAX_MESSAGE_BYTES, ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog,
@@ -26,6 +29,10 @@ use fds_worker::generate::{GeneratedEvent, produce};
 use fds_worker::pipeline::RunError;
 use fds_worker::sink::dead_letter::header;
 use rdkafka::producer::FutureRecord;
+
+/// One test at a time: each starts a Redis Cluster and a registry of its own (together they
+/// would starve 2 cores).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Transaction v2: v1 plus an optional field (a compatible evolution).
 fn transaction_v2() -> String {
@@ -49,6 +56,7 @@ fn client(registry: &Apicurio) -> SchemaRegistry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
+    let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
         .await
@@ -262,6 +270,7 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incompatible_enrichment_schema_stops_the_worker_at_start() {
+    let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
         .await
@@ -298,4 +307,91 @@ async fn an_incompatible_enrichment_schema_stops_the_worker_at_start() {
         }
         other => panic!("expected the registry's refusal, got {other}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_not_ready_while_an_id_waits_for_a_frozen_registry() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let mut config = test_config(&stack);
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.poll_interval = Duration::from_millis(200);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.request_timeout = Duration::from_secs(1);
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
+    // Registered first in a fresh registry: id 1, the one `Codec::builtin` writes.
+    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
+    let v1 = client(&registry)
+        .register(&tx_subject, TRANSACTION_AVSC)
+        .await;
+    assert_eq!(v1, Ok(1));
+
+    let service = Service::start(&config).await.expect("service starts");
+    let addr = service.addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        service
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker runs")
+    });
+    let wait = Duration::from_secs(60);
+    ops::wait_http(addr, "/readyz", "ready", wait, |s, b| {
+        s == 200 && b == "ready\n"
+    })
+    .await;
+
+    registry.pause().unwrap();
+    let tx = traffic(&config, 1, 7, Duration::from_secs(1))
+        .events
+        .into_iter()
+        .find_map(|e| match e {
+            GeneratedEvent::Transaction(tx) => Some(tx),
+            _ => None,
+        })
+        .expect("a transaction");
+    let payload = Codec::builtin().encode_transaction(&tx).unwrap();
+    stack
+        .producer()
+        .unwrap()
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&config.kafka.transactions_topic).payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let (_, body) = ops::wait_http(addr, "/readyz", "503 naming the registry", wait, |s, b| {
+        s == 503 && b.contains("Schema Registry unavailable: 1 writer schema id(s) waiting")
+    })
+    .await;
+    assert!(body.starts_with("not ready: "), "{body}");
+    let (_, metrics) = ops::wait_http(addr, "/metrics", "the waiting id", wait, |_, m| {
+        sample(m, "fds_schema_registry_unavailable") == Some(1.0)
+    })
+    .await;
+    assert_eq!(sample(&metrics, "fds_ready"), Some(0.0), "{metrics}");
+
+    registry.resume().unwrap();
+    ops::wait_http(addr, "/readyz", "ready after the resume", wait, |s, _| {
+        s == 200
+    })
+    .await;
+    let (_, metrics) = ops::wait_http(addr, "/metrics", "the record enriched", wait, |_, m| {
+        ops::sum(m, "fds_events_enriched_total") == 1.0
+    })
+    .await;
+    assert_eq!(
+        sample(&metrics, "fds_schema_registry_unavailable"),
+        Some(0.0)
+    );
+    assert_eq!(ops::sum(&metrics, "fds_events_dead_lettered_total"), 0.0);
+    let _ = stop.send(());
+    run.await.unwrap();
 }
