@@ -9,7 +9,7 @@
 //!   that does not resolve against the reader): the id is noted in [`WriterMisses`] and its
 //!   records go on, to be dead-lettered by the decode stage with that reason.
 //! - The registry is unreachable, answers 5xx/408/429, or refuses the credentials: asked again
-//!   with backoff (`retry_backoff` doubling up to `retry_backoff_max`), for as long as it
+//!   with backoff (`retry_backoff` doubling up to `retry_backoff_max`, with jitter), for as long as it
 //!   takes, never a dead letter. Meanwhile `fds_schema_registry_unavailable` counts the waiting
 //!   ids (and `/readyz` answers not ready).
 //!
@@ -29,6 +29,7 @@ use super::decode::Decoder;
 use crate::codec::registry::{RegistryError, RegistryErrorKind, SchemaRegistry};
 use crate::codec::wire;
 use crate::metrics::{Metrics, OutcomeLabel};
+use crate::retry::Backoff;
 use crate::source::{Epoch, Partition, SourceMessage};
 
 /// The answer for one id, from its fetch task.
@@ -297,7 +298,7 @@ async fn fetch(
             })
             .inc();
     };
-    let mut delay = backoff;
+    let mut delays = Backoff::new(backoff, backoff_max);
     let mut waiting: Option<Waiting> = None;
     let result = loop {
         match registry.schema(id).await {
@@ -311,9 +312,9 @@ async fn fetch(
                     metrics.schema_registry_unavailable.inc();
                     waiting = Some(Waiting(metrics.clone()));
                 }
+                let delay = delays.next_wait();
                 tracing::warn!(%error, id, ?delay, "schema registry: asking again");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(backoff_max);
             }
             Err(error) => {
                 count(error.kind.as_str());
