@@ -6,7 +6,8 @@
 //! does not resolve against the reader as `resolution`; a downstream consumer that
 //! knows only the registry decodes the enrichment topic. An enrichment schema the subject's
 //! compatibility rule refuses stops the worker at start with the registry's message. `/readyz`
-//! answers not ready while an id waits for a frozen registry, and ready again after it.
+//! answers not ready while an id waits for a frozen registry, and ready again after it. A
+//! worker that leaves while its partitions hold loses nothing: the other one takes them over.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use common::ops::{self, sample};
 use common::worker::{
-    read_all, run_error, start_stack, start_worker, test_config, traffic, verification,
+    PARTITIONS, read_all, run_error, start_stack, start_worker, test_config, traffic, verification,
 };
 use fds_testkit::localstack::Apicurio;
 use fds_worker::cli::run::Service;
@@ -394,4 +395,121 @@ async fn readyz_says_not_ready_while_an_id_waits_for_a_frozen_registry() {
     assert_eq!(ops::sum(&metrics, "fds_events_dead_lettered_total"), 0.0);
     let _ = stop.send(());
     run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_leaving_while_its_partitions_hold_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let producers = client(&registry);
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.request_timeout = Duration::from_secs(1);
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
+    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
+    let verdict_subject = format!("{}-value", config.kafka.verdict_topics[0]);
+    let v1 = producers.register(&tx_subject, TRANSACTION_AVSC).await;
+    let verdict = producers
+        .register(&verdict_subject, FRAUD_VERDICT_AVSC)
+        .await;
+    assert_eq!((v1, verdict), (Ok(1), Ok(2)));
+    let v2_text = transaction_v2();
+    let v2 = producers.register(&tx_subject, &v2_text).await.expect("v2");
+    let mut catalog = SchemaCatalog::empty();
+    catalog.register_str(v2, &v2_text, "v2").unwrap();
+    catalog
+        .register_str(2, FRAUD_VERDICT_AVSC, "verdict")
+        .unwrap();
+    catalog
+        .register_str(u32::MAX, ENRICHMENT_AVSC, "unused")
+        .unwrap();
+    let v2_writer = Codec::new(
+        &catalog,
+        SchemaIds {
+            transaction: v2,
+            verdict: 2,
+            enrichment: u32::MAX,
+        },
+        DEFAULT_MAX_MESSAGE_BYTES,
+    )
+    .unwrap();
+
+    // Two workers share the partitions; only v2 records, whose id neither has seen.
+    let a = start_worker(&config);
+    let b = start_worker(&config);
+    let traffic = traffic(&config, 300, 19, Duration::from_secs(20));
+    // Started (the enrichment schema registered) and sharing the partitions.
+    common::wait_until_async(
+        "both workers assigned partitions",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let assigned = (
+                a.metrics.assigned_partitions.get(),
+                b.metrics.assigned_partitions.get(),
+            );
+            match assigned {
+                (1.., 1..) if assigned.0 + assigned.1 == 2 * i64::from(PARTITIONS) => Ok(()),
+                other => Err(format!("assigned (a, b): {other:?}")),
+            }
+        },
+    )
+    .await;
+    registry.pause().unwrap();
+    let kafka = stack.producer().unwrap();
+    let verdict_topic = config.kafka.verdict_topics[0].clone();
+    let tx_topic = config.kafka.transactions_topic.clone();
+    produce(
+        &kafka,
+        &v2_writer,
+        &traffic.events,
+        &tx_topic,
+        &verdict_topic,
+        None,
+    )
+    .await
+    .unwrap();
+    common::wait_until_async(
+        "both workers waiting for the frozen registry",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let waiting = (
+                a.metrics.schema_registry_unavailable.get(),
+                b.metrics.schema_registry_unavailable.get(),
+            );
+            match waiting {
+                (1.., 1..) => Ok(()),
+                other => Err(format!("waiting ids (a, b): {other:?}")),
+            }
+        },
+    )
+    .await;
+    // B leaves with its partitions held: its records were never taken, A reads them again.
+    let b_summary = b.stop().await;
+    assert_eq!(b_summary.enriched, 0, "{b_summary:?}");
+    registry.resume().unwrap();
+    let done = a
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(done.dead_lettered, 0, "{done:?}");
+    a.stop().await;
+    let letters = read_all(&stack, &config.kafka.dlq_topic(&tx_topic));
+    assert!(letters.is_empty(), "{} dead letters", letters.len());
+    let report = verification(&stack, &traffic).await;
+    assert!(
+        report.is_exact(),
+        "lost {:?} doubled {:?} blacklist {:?}",
+        &report.lost[..report.lost.len().min(3)],
+        &report.doubled[..report.doubled.len().min(3)],
+        report.blacklist_problems
+    );
 }
