@@ -65,7 +65,6 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
     let producers = client(&registry);
     let mut config = test_config(&stack);
     config.schemas.registry.urls = vec![registry.ccompat_url()];
-    config.schemas.registry.request_timeout = Duration::from_secs(1);
     config.schemas.registry.retry_backoff = Duration::from_millis(100);
     config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
 
@@ -321,7 +320,6 @@ async fn readyz_says_not_ready_while_an_id_waits_for_a_frozen_registry() {
     config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.metrics.poll_interval = Duration::from_millis(200);
     config.schemas.registry.urls = vec![registry.ccompat_url()];
-    config.schemas.registry.request_timeout = Duration::from_secs(1);
     config.schemas.registry.retry_backoff = Duration::from_millis(100);
     config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
     // Registered first in a fresh registry: id 1, the one `Codec::builtin` writes.
@@ -407,7 +405,6 @@ async fn a_worker_leaving_while_its_partitions_hold_loses_nothing() {
     let producers = client(&registry);
     let mut config = test_config(&stack);
     config.schemas.registry.urls = vec![registry.ccompat_url()];
-    config.schemas.registry.request_timeout = Duration::from_secs(1);
     config.schemas.registry.retry_backoff = Duration::from_millis(100);
     config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
     let tx_subject = format!("{}-value", config.kafka.transactions_topic);

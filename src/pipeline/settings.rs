@@ -7,6 +7,7 @@ use crate::codec::{Codec, Limits, SchemaCatalog, SchemaIds};
 use crate::config::{Config, RedisConfig};
 use crate::event::ThreatLevel;
 use crate::plan::{BreachRule, PlanSettings, Window};
+use crate::retry::Backoff;
 use crate::slot::keys::KeyBuilder;
 use crate::store::{RetryPolicy, StoreSettings};
 
@@ -103,12 +104,17 @@ pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
     })
 }
 
+/// Attempts at registering the enrichment schema at start while the registry's answers are
+/// retryable (see [`registry_codec`]).
+pub const START_REGISTER_ATTEMPTS: u32 = 5;
+
 /// With a Schema Registry: registers (or finds) the enrichment schema (the catalog's
 /// `schemas.enrichment_id` entry) under its subject (`schemas.registry.subject_strategy`:
 /// `<enrichment topic>-value` by default) and returns the codec that writes enrichment records
 /// with the registry's id and takes every writer schema a message names from the registry.
 /// A refusal (an incompatible schema: 409) is [`RunError::Registry`] with the registry's
-/// message, fatal; an unreachable registry is retryable.
+/// message, fatal; a registry still unreachable (or answering 5xx) after
+/// [`START_REGISTER_ATTEMPTS`] attempts with backoff is a retryable one.
 pub async fn registry_codec(config: &Config, registry: &SchemaRegistry) -> Result<Codec, RunError> {
     let catalog = SchemaCatalog::from_files(config.schema_catalog())
         .map_err(|e| RunError::Schemas(e.to_string()))?;
@@ -121,10 +127,26 @@ pub async fn registry_codec(config: &Config, registry: &SchemaRegistry) -> Resul
         .registry
         .subject_strategy
         .subject(&config.kafka.enrichment_topic, &record_full_name(text));
-    let registered = registry
-        .register(&subject, text)
-        .await
-        .map_err(RunError::Registry)?;
+    // Retried a few times when retryable: replicas starting together race to register the
+    // same schema (Apicurio 2.x answers one of them 500), or the registry is restarting.
+    let registry_config = &config.schemas.registry;
+    let mut delays = Backoff::new(
+        registry_config.retry_backoff,
+        registry_config.retry_backoff_max,
+    );
+    let mut attempt = 1;
+    let registered = loop {
+        match registry.register(&subject, text).await {
+            Ok(id) => break id,
+            Err(error) if error.is_retryable() && attempt < START_REGISTER_ATTEMPTS => {
+                let delay = delays.next_wait();
+                tracing::warn!(%error, attempt, ?delay, "registering the enrichment schema");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(RunError::Registry(error)),
+        }
+    };
     tracing::info!(%subject, id = registered, "enrichment schema registered");
     Codec::for_registry(registered, text, config.limits.max_message_bytes as usize)
         .map_err(|e| RunError::Schemas(e.to_string()))
