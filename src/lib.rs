@@ -16,11 +16,11 @@
 //! | shared | [`metrics`] | every exported metric, in one place (`labels.rs`, `cluster.rs`) |
 //! | shared | [`retry`] | backoff with jitter and retry budgets: the pure parts of every retry loop |
 //! | 1 source | [`source`] | the Kafka consumer: batching, backpressure, the contiguous offset watermark; assignment epochs and the revoke/commit fence (`ownership.rs`); the bounded partition range reader of redrive, replay, tail and bench |
-//! | 2 decode | [`codec`] | Confluent wire format + Avro (schema catalog, resolution, `convert/`), and input validation |
+//! | 2 decode | [`codec`] | Confluent wire format + Avro (schema catalog, resolution, `convert/`), the Schema Registry client (`registry/`), and input validation |
 //! | 3 plan | [`plan`] | pure planning: events → per-slot operation units (no I/O) |
 //! | 4 store | [`store`] | the Redis side: units with retries (`attempt.rs`, `retry.rs`), our slot map, outage detection, connecting, the `fds` function library, errors; [`store::admin`] parses Redis's `INFO` and `CLUSTER` replies |
 //! | 5 sink | [`sink`] | the Kafka producers: enrichment records and dead letters, published as batches finish (at least once) or in transactions with the consumer offsets (`transaction.rs`, exactly once) |
-//! | runs the flow | [`pipeline`] | `run`: wires source → decode → plan → store → sink with bounded queues; exactly once: the outbox and one transaction at a time (`outbox.rs`, `committer.rs`); config → each stage's settings |
+//! | runs the flow | [`pipeline`] | `run`: wires source → decode → plan → store → sink with bounded queues; exactly once: the outbox and one transaction at a time (`outbox.rs`, `committer.rs`); partitions held for a writer schema the Schema Registry has yet to supply (`resolve.rs`); config → each stage's settings |
 //! | beside the flow | [`monitor`] | the cluster monitor (nodes, roles, slot coverage, memory) and readiness |
 //! | beside the flow | [`http`] | `/metrics`, `/healthz`, `/readyz` |
 //! | uses the flow | [`redrive`] | re-processing dead letters through the normal path |

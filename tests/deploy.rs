@@ -53,6 +53,8 @@ fn exported_sample_names() -> BTreeSet<String> {
         cluster,
         transactions,
         transaction_duration,
+        schema_registry_requests,
+        schema_registry_unavailable,
         dead_lettered_sum: _,
     } = &metrics;
     let topic = TopicLabel {
@@ -102,6 +104,12 @@ fn exported_sample_names() -> BTreeSet<String> {
         })
         .inc();
     transaction_duration.observe(0.01);
+    schema_registry_requests
+        .get_or_create(&OutcomeLabel {
+            outcome: "ok".into(),
+        })
+        .inc();
+    schema_registry_unavailable.set(0);
     inflight_batches.set(1);
     paused.set(0);
     assigned_partitions.set(6);

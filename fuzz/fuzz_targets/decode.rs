@@ -39,6 +39,8 @@ static DECODER: LazyLock<Decoder> = LazyLock::new(|| {
         transactions_topic: TRANSACTIONS.into(),
         verdict_topics: vec![VERDICTS.into()],
         max_future_skew_ms: limits.max_future_skew.as_millis() as i64,
+        registry: None,
+        misses: Default::default(),
     }
 });
 

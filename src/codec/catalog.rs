@@ -145,6 +145,11 @@ impl SchemaCatalog {
         self.entries.is_empty()
     }
 
+    /// The JSON text of schema `id`, as registered.
+    pub fn text(&self, id: u32) -> Option<&str> {
+        self.entries.get(&id).map(|e| &*e.text)
+    }
+
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u32, &CatalogEntry)> {
         self.entries.iter().map(|(id, e)| (*id, e))
     }

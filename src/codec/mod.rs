@@ -3,7 +3,8 @@
 //! # Wire format
 //! Every Kafka value is `0x00` (magic byte), a 4-byte big-endian schema id, then the Avro binary
 //! encoding of one record (see [`wire`]). The id is looked up in a local [`SchemaCatalog`]
-//! (id → `.avsc`, from config; no schema registry at runtime).
+//! (id → `.avsc`, from config), or, with a Schema Registry configured, fetched from it by id
+//! ([`registry::SchemaRegistry`], cached) while the catalog's files are the reader schemas.
 //!
 //! # Decoding
 //! [`Codec::decode_transaction`] (and `_verdict`, `_enrichment`) check, in order: the size limit
@@ -38,14 +39,18 @@ mod catalog;
 mod convert;
 mod error;
 mod prepared;
+pub mod registry;
 pub mod validate;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use lru::LruCache;
 
 pub use catalog::{
     ENRICHMENT_AVSC, ENRICHMENT_V1_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog, TRANSACTION_AVSC,
@@ -86,10 +91,16 @@ impl Default for SchemaIds {
 /// share it (`Arc<Codec>`) — all methods take `&self`.
 pub struct Codec {
     readers: [Prepared; 3],
-    writers: HashMap<u32, Writer>,
+    writers: HashMap<u32, Arc<Writer>>,
+    /// Writer schemas added after construction ([`Codec::add_writer_schema`]: from a Schema
+    /// Registry), the least recently used evicted past their capacity.
+    added: Mutex<LruCache<u32, Arc<Writer>>>,
     ids: SchemaIds,
     max_message_bytes: usize,
 }
+
+/// How many writer schemas [`Codec::add_writer_schema`] keeps by default.
+pub const DEFAULT_ADDED_SCHEMAS: usize = 1000;
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,31 +148,10 @@ impl Codec {
 
         let mut writers = HashMap::new();
         for (id, entry) in catalog.entries() {
-            let parse_error = |message: String| CatalogError::Parse {
-                id,
-                origin: entry.origin.clone(),
-                message,
-            };
-            let schema =
-                intern(&entry.text, || Ok(entry.schema.as_ref().clone())).map_err(parse_error)?;
-            let prepared = Prepared::new(schema).map_err(parse_error)?;
-            let kind = RecordKind::ALL
-                .into_iter()
-                .find(|k| readers[k.index()].matches_record(schema));
-            let same_as_reader =
-                kind.is_some_and(|k| readers[k.index()].canonical == prepared.canonical);
-            let writer = GenericDatumWriter::builder(schema)
-                .build()
-                .map_err(|e| parse_error(e.to_string()))?;
-            writers.insert(
-                id,
-                Writer {
-                    prepared,
-                    writer,
-                    kind,
-                    same_as_reader,
-                },
-            );
+            let writer = prepare_writer(&readers, id, &entry.text, &entry.origin, || {
+                Ok(entry.schema.as_ref().clone())
+            })?;
+            writers.insert(id, Arc::new(writer));
         }
 
         for (id, kind) in [
@@ -185,9 +175,81 @@ impl Codec {
         Ok(Codec {
             readers,
             writers,
+            added: Mutex::new(LruCache::new(
+                NonZeroUsize::new(DEFAULT_ADDED_SCHEMAS).unwrap_or(NonZeroUsize::MIN),
+            )),
             ids,
             max_message_bytes,
         })
+    }
+
+    /// A codec fed by a Schema Registry: no catalog writer ids (every id a message carries is
+    /// the registry's, added by [`Codec::add_writer_schema`]), and enrichment records encoded
+    /// with `enrichment_text` under the registry's `enrichment_id` (kept for good, never
+    /// evicted). `encode_transaction` and `encode_verdict` have no id here (id 0: unknown).
+    pub fn for_registry(
+        enrichment_id: u32,
+        enrichment_text: &str,
+        max_message_bytes: usize,
+    ) -> Result<Codec, CatalogError> {
+        let mut codec = Codec::new(
+            &SchemaCatalog::builtin(),
+            SchemaIds::default(),
+            max_message_bytes,
+        )?;
+        let writer = prepare_writer(
+            &codec.readers,
+            enrichment_id,
+            enrichment_text,
+            "schema registry",
+            || Schema::parse_str(enrichment_text).map_err(|e| e.to_string()),
+        )?;
+        if writer.kind != Some(RecordKind::Enrichment) {
+            return Err(CatalogError::WrongRecord {
+                id: enrichment_id,
+                record: RecordKind::Enrichment.name(),
+                found: full_name(writer.prepared.schema),
+            });
+        }
+        codec.writers = HashMap::from([(enrichment_id, Arc::new(writer))]);
+        codec.ids = SchemaIds {
+            transaction: 0,
+            verdict: 0,
+            enrichment: enrichment_id,
+        };
+        Ok(codec)
+    }
+
+    /// Whether the writer schema `id` is known (in the catalog, or added).
+    pub fn knows_schema(&self, id: u32) -> bool {
+        self.writer(id).is_some()
+    }
+
+    /// Adds the writer schema `id` (Avro JSON `text`, e.g. fetched from a Schema Registry):
+    /// parsed and prepared once, then decoded like a catalog schema (resolved into the reader
+    /// schema of its record type). Catalog ids cannot be replaced. At most
+    /// [`DEFAULT_ADDED_SCHEMAS`] are kept, the least recently used evicted first.
+    pub fn add_writer_schema(&self, id: u32, text: &str, origin: &str) -> Result<(), CatalogError> {
+        if self.writers.contains_key(&id) {
+            return Ok(());
+        }
+        let writer = prepare_writer(&self.readers, id, text, origin, || {
+            Schema::parse_str(text).map_err(|e| e.to_string())
+        })?;
+        self.lock_added().put(id, Arc::new(writer));
+        Ok(())
+    }
+
+    /// The writer schema of `id`: the catalog's, else an added one.
+    fn writer(&self, id: u32) -> Option<Arc<Writer>> {
+        match self.writers.get(&id) {
+            Some(writer) => Some(Arc::clone(writer)),
+            None => self.lock_added().get(&id).cloned(),
+        }
+    }
+
+    fn lock_added(&self) -> std::sync::MutexGuard<'_, LruCache<u32, Arc<Writer>>> {
+        self.added.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A codec over [`SchemaCatalog::builtin`] with the default ids and
@@ -311,8 +373,7 @@ impl Codec {
         }
         let (schema_id, body) = wire::split_frame(bytes)?;
         let writer = self
-            .writers
-            .get(&schema_id)
+            .writer(schema_id)
             .ok_or(DecodeError::UnknownSchema { id: schema_id })?;
         if writer.kind != Some(kind) {
             return Err(DecodeError::Resolution {
@@ -373,8 +434,7 @@ impl Codec {
         hint: usize,
     ) -> Result<Vec<u8>, EncodeError> {
         let writer = self
-            .writers
-            .get(&schema_id)
+            .writer(schema_id)
             .ok_or(EncodeError::UnknownSchema { id: schema_id })?;
         let schema_error = |message: String| EncodeError::Schema {
             schema_id,
@@ -399,6 +459,36 @@ impl Codec {
         }
         Ok(out)
     }
+}
+
+/// Parses (interned by text), prepares and classifies one writer schema.
+fn prepare_writer(
+    readers: &[Prepared; 3],
+    id: u32,
+    text: &str,
+    origin: &str,
+    parse: impl FnOnce() -> Result<Schema, String>,
+) -> Result<Writer, CatalogError> {
+    let parse_error = |message: String| CatalogError::Parse {
+        id,
+        origin: origin.to_owned(),
+        message,
+    };
+    let schema = intern(text, parse).map_err(parse_error)?;
+    let prepared = Prepared::new(schema).map_err(parse_error)?;
+    let kind = RecordKind::ALL
+        .into_iter()
+        .find(|k| readers[k.index()].matches_record(schema));
+    let same_as_reader = kind.is_some_and(|k| readers[k.index()].canonical == prepared.canonical);
+    let writer = GenericDatumWriter::builder(schema)
+        .build()
+        .map_err(|e| parse_error(e.to_string()))?;
+    Ok(Writer {
+        prepared,
+        writer,
+        kind,
+        same_as_reader,
+    })
 }
 
 #[cfg(test)]

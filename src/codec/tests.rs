@@ -81,6 +81,47 @@ fn enrichment() -> Enrichment {
 }
 
 #[test]
+fn added_writer_schemas_decode_like_catalog_ones() {
+    let codec = Codec::builtin();
+    let tx = tx();
+    // A writer with one more optional field, under an id the catalog does not have.
+    let mut json: serde_json::Value = serde_json::from_str(TRANSACTION_AVSC).unwrap();
+    json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"name": "channel", "type": ["null", "string"], "default": null, "doc": "v2"}
+        ));
+    let v2 = json.to_string();
+    assert!(!codec.knows_schema(70));
+    let mut other = SchemaCatalog::builtin();
+    other.register_str(70, &v2, "test").unwrap();
+    let producer = Codec::new(&other, SchemaIds::default(), DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+    let bytes = producer.encode_transaction_with(70, &tx).unwrap();
+    assert_eq!(
+        codec.decode_transaction(&bytes),
+        Err(DecodeError::UnknownSchema { id: 70 })
+    );
+    codec.add_writer_schema(70, &v2, "registry").unwrap();
+    assert!(codec.knows_schema(70));
+    assert_eq!(codec.decode_transaction(&bytes).unwrap(), tx);
+    // A catalog id is not replaced; a bad schema is a parse error naming the id.
+    codec
+        .add_writer_schema(1, FRAUD_VERDICT_AVSC, "registry")
+        .unwrap();
+    assert_eq!(
+        codec
+            .decode_transaction(&codec.encode_transaction(&tx).unwrap())
+            .unwrap(),
+        tx
+    );
+    let err = codec
+        .add_writer_schema(71, "{not json", "registry")
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::Parse { id: 71, .. }), "{err}");
+}
+
+#[test]
 fn builtin_writers_take_the_fast_path() {
     let codec = Codec::builtin();
     for (id, kind) in [
@@ -215,4 +256,26 @@ fn codec_is_shareable_across_threads() {
     for h in handles {
         assert_eq!(h.join().unwrap(), tx());
     }
+}
+
+#[test]
+fn a_registry_fed_codec_knows_only_the_registrys_ids() {
+    let codec = Codec::for_registry(42, ENRICHMENT_AVSC, DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+    // The catalog's ids mean nothing here: every id a message carries is the registry's.
+    for id in [1, 2, 3] {
+        assert!(!codec.knows_schema(id), "{id}");
+    }
+    let bytes = codec.encode_enrichment(&enrichment()).unwrap();
+    assert_eq!(wire::split_frame(&bytes).unwrap().0, 42);
+    assert_eq!(codec.decode_enrichment(&bytes).unwrap(), enrichment());
+    assert!(codec.encode_transaction(&tx()).is_err());
+    codec
+        .add_writer_schema(1, TRANSACTION_AVSC, "test")
+        .unwrap();
+    let framed = Codec::builtin().encode_transaction(&tx()).unwrap();
+    assert_eq!(codec.decode_transaction(&framed).unwrap(), tx());
+    assert!(matches!(
+        Codec::for_registry(7, TRANSACTION_AVSC, DEFAULT_MAX_MESSAGE_BYTES),
+        Err(CatalogError::WrongRecord { id: 7, .. })
+    ));
 }

@@ -21,7 +21,7 @@
 //! | file | section |
 //! |---|---|
 //! | `kafka.rs`, `kafka_group.rs`, `kafka_delivery.rs`, `kafka_security.rs` | `[kafka]` (its group protocol, its delivery: exactly once or at least once), `[kafka.transactions]`, `[kafka.security]` |
-//! | `schemas.rs` | `[schemas]`, the Avro catalog |
+//! | `schemas.rs`, `registry.rs` | `[schemas]`, the Avro catalog; `[schemas.registry]`, the Schema Registry |
 //! | `redis.rs` | `[redis]`, `[redis.tls]`, `[redis.retry]` |
 //! | `features.rs` | `[[features]]` |
 //! | `velocity.rs` | `[velocity]` |
@@ -42,6 +42,7 @@ mod kafka_group;
 mod kafka_security;
 mod pipeline;
 mod redis;
+mod registry;
 mod rules;
 mod schemas;
 mod secret;
@@ -64,6 +65,9 @@ pub use kafka_security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 pub use pipeline::{LimitsConfig, PipelineConfig, ReplayConfig};
 pub use redis::{
     DEFAULT_LIBRARY, NodeAddr, RedisConfig, RedisRetry, RedisTls, parse_node, redact_url,
+};
+pub use registry::{
+    RegistryConfig, RegistryScheme, RegistryTls, SubjectStrategy, parse_registry_url,
 };
 pub use rules::{RulesFile, computed_version};
 pub use schemas::{SchemaEntry, SchemasConfig};
@@ -215,6 +219,7 @@ impl Config {
     /// Reads every `*_file` secret into its field.
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
         self.kafka.security.resolve_secret_files()?;
+        self.schemas.resolve_secret_files()?;
         self.redis.resolve_secret_files()
     }
 }
@@ -262,6 +267,21 @@ mod tests {
     fn redacted_toml_parses_back_to_the_same_config() {
         let text = Config::default().redacted_toml().unwrap();
         assert_eq!(Config::from_toml_str(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn registry_password_is_redacted_and_its_file_exclusive() {
+        let mut c = Config::default();
+        c.schemas.registry.urls = vec!["http://registry:8080/apis/ccompat/v7".into()];
+        c.schemas.registry.username = Some("fds".into());
+        c.schemas.registry.password = Some(Secret::new("hunter2"));
+        c.validate().unwrap();
+        let text = c.redacted_toml().unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(format!("{c:?}").contains("***"));
+        c.schemas.registry.password_file = Some("/nonexistent".into());
+        let err = c.resolve_secret_files().unwrap_err();
+        assert_eq!(err.keys(), vec!["schemas.registry.password_file"]);
     }
 
     #[test]

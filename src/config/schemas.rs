@@ -1,11 +1,14 @@
-//! `[schemas]`: the local Avro schema catalog (Confluent schema id → `.avsc` file).
+//! `[schemas]`: the local Avro schema catalog (Confluent schema id → `.avsc` file), and the
+//! optional Schema Registry (`[schemas.registry]`, see [`RegistryConfig`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ConfigError;
 use super::check::Check;
+use super::registry::RegistryConfig;
 
 /// Which schema id each topic is written with, and where each schema's `.avsc` file is.
 ///
@@ -34,6 +37,9 @@ pub struct SchemasConfig {
     /// `2` → `schemas/fraud_verdict.avsc`, `3` → `schemas/enrichment_v1.avsc`,
     /// `4` → `schemas/enrichment.avsc`.
     pub catalog: Vec<SchemaEntry>,
+    /// A Confluent-compatible Schema Registry: with one, the catalog's files are the reader
+    /// schemas and the registry supplies writer schemas by id. Default: none (`urls = []`).
+    pub registry: RegistryConfig,
 }
 
 /// One catalog entry.
@@ -54,6 +60,7 @@ impl Default for SchemasConfig {
             enrichment_id: 4,
             base_dir: None,
             catalog: default_catalog(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -96,7 +103,13 @@ impl SchemasConfig {
             .collect()
     }
 
+    /// Reads `schemas.registry.password_file` into its password.
+    pub(crate) fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        self.registry.resolve_secret_files()
+    }
+
     pub(crate) fn validate(&self, check: &mut Check) {
+        self.registry.validate(check);
         check.ensure(
             !self.catalog.is_empty(),
             "schemas.catalog",

@@ -68,6 +68,12 @@ pub struct Metrics {
     pub transactions: Family<OutcomeLabel, Counter>,
     /// From writing a transaction's first record to its commit (or abort).
     pub transaction_duration: Histogram,
+    /// Schema Registry requests for writer schemas, by outcome (`ok`, `not_found`,
+    /// `unavailable`, `rejected`, `denied`, `invalid`).
+    pub schema_registry_requests: Family<OutcomeLabel, Counter>,
+    /// Writer schema ids waiting for an unreachable (or 5xx) Schema Registry; their
+    /// partitions hold. Above 0, `/readyz` answers not ready.
+    pub schema_registry_unavailable: Gauge,
     /// All dead letters, any topic or reason (for in-process summaries; not exported —
     /// `sum(fds_events_dead_lettered_total)` is the same).
     pub dead_lettered_sum: Counter,
@@ -100,6 +106,8 @@ impl Metrics {
             cluster: ClusterMetrics::default(),
             transactions: Family::default(),
             transaction_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            schema_registry_requests: Family::default(),
+            schema_registry_unavailable: Gauge::default(),
             dead_lettered_sum: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("fds");
@@ -204,6 +212,16 @@ impl Metrics {
             "consumer_lag",
             "Messages between the high watermark and the stored offset",
             metrics.consumer_lag.clone(),
+        );
+        r.register(
+            "schema_registry_requests",
+            "Schema Registry requests for writer schemas by outcome",
+            metrics.schema_registry_requests.clone(),
+        );
+        r.register(
+            "schema_registry_unavailable",
+            "Writer schema ids waiting for an unreachable Schema Registry",
+            metrics.schema_registry_unavailable.clone(),
         );
         r.register(
             "transactions",

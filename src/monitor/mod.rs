@@ -54,7 +54,7 @@ impl Monitor {
                 let snapshot = prober.poll().await;
                 exporter.export(&snapshot, &metrics.cluster);
                 // The cluster's part of readiness, logged when it changes.
-                let cluster = readiness::assess(Some(&snapshot), 1, false);
+                let cluster = readiness::assess(Some(&snapshot), 1, false, 0);
                 if last_ready != Some(cluster.ready) {
                     if cluster.ready {
                         tracing::info!(

@@ -34,11 +34,13 @@ impl Assessment {
 }
 
 /// Assesses readiness from the last cluster snapshot (`None`: not polled yet), the number of
-/// assigned partitions, and whether the worker is draining.
+/// assigned partitions, whether the worker is draining, and how many writer schema ids wait
+/// for an unreachable Schema Registry.
 pub fn assess(
     snapshot: Option<&ClusterSnapshot>,
     assigned_partitions: i64,
     draining: bool,
+    registry_waiting: i64,
 ) -> Assessment {
     let mut reasons = Vec::new();
     if draining {
@@ -66,6 +68,12 @@ pub fn assess(
     }
     if assigned_partitions <= 0 {
         reasons.push("no partitions assigned".to_owned());
+    }
+    if registry_waiting > 0 {
+        reasons.push(format!(
+            "Schema Registry unavailable: {registry_waiting} writer schema id(s) waiting, \
+             their partitions hold"
+        ));
     }
     Assessment {
         ready: reasons.is_empty(),
@@ -108,6 +116,7 @@ impl Readiness {
             snapshot.as_deref(),
             self.metrics.assigned_partitions.get(),
             self.draining.load(Ordering::Relaxed),
+            self.metrics.schema_registry_unavailable.get(),
         );
         self.metrics.ready.set(i64::from(assessment.ready));
         assessment
@@ -147,18 +156,23 @@ mod tests {
     #[test]
     fn ready_needs_coverage_partitions_and_no_drain() {
         let full = snapshot(16384, vec![], true);
-        assert!(assess(Some(&full), 4, false).ready);
-        assert_eq!(assess(Some(&full), 4, false).body(), "ready\n");
+        assert!(assess(Some(&full), 4, false, 0).ready);
+        assert_eq!(assess(Some(&full), 4, false, 0).body(), "ready\n");
+        assert!(
+            assess(Some(&full), 4, false, 2)
+                .body()
+                .starts_with("not ready: Schema Registry unavailable: 2 writer schema id(s)")
+        );
         assert_eq!(
-            assess(Some(&full), 0, false).body(),
+            assess(Some(&full), 0, false, 0).body(),
             "not ready: no partitions assigned\n"
         );
         assert_eq!(
-            assess(Some(&full), 4, true).body(),
+            assess(Some(&full), 4, true, 0).body(),
             "not ready: shutting down\n"
         );
         assert_eq!(
-            assess(None, 4, false).reasons,
+            assess(None, 4, false, 0).reasons,
             ["Redis Cluster not polled yet"]
         );
     }
@@ -167,11 +181,11 @@ mod tests {
     fn the_body_names_uncovered_slots_and_an_unreachable_cluster() {
         let partial = snapshot(16384 - 5461, vec![(0, 5460)], true);
         assert_eq!(
-            assess(Some(&partial), 4, false).body(),
+            assess(Some(&partial), 4, false, 0).body(),
             "not ready: 5461 of 16384 slots uncovered (cluster_state fail): 0-5460\n"
         );
         let gone = snapshot(0, vec![(0, 16383)], false);
-        let body = assess(Some(&gone), 0, false).body();
+        let body = assess(Some(&gone), 0, false, 0).body();
         assert_eq!(
             body,
             "not ready: Redis unreachable: no node answered (connection refused); no partitions assigned\n"

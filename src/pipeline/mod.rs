@@ -18,6 +18,7 @@ mod decode;
 mod outbox;
 mod outputs;
 mod rebalance;
+mod resolve;
 pub mod rules;
 mod settings;
 pub mod stage;
@@ -35,7 +36,9 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
-pub use settings::{decoder_from_config, plan_settings, rule_version, store_settings};
+pub use settings::{
+    decoder_from_config, plan_settings, registry_codec, rule_version, store_settings,
+};
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
@@ -48,6 +51,7 @@ use crate::source::{
 };
 use crate::store::StoreError;
 use committer::Committer;
+use resolve::Resolver;
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,10 @@ pub enum RunError {
     /// The schema catalog could not be loaded.
     #[error("schemas: {0}")]
     Schemas(String),
+    /// The Schema Registry refused the enrichment schema at start (its compatibility rule:
+    /// the registry's message), refused the credentials, or could not be reached.
+    #[error("{0}")]
+    Registry(crate::codec::registry::RegistryError),
     /// A dead letter could not be published (nowhere left to put its record): the run stopped
     /// with that record unfinished, its offset not committed.
     #[error("kafka sink: {0}")]
@@ -87,6 +95,7 @@ impl RunError {
     pub fn is_fatal(&self) -> bool {
         match self {
             RunError::Schemas(_) | RunError::KafkaAccess(_) => true,
+            RunError::Registry(error) => !error.is_retryable(),
             RunError::Sink(failure) => !failure.error.retryable(),
             RunError::Transaction(failure) => failure.is_fatal(),
             _ => false,
@@ -166,6 +175,15 @@ pub async fn run(
     let topics = config.kafka.source_topics();
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.kafka.group_id, "worker started");
+    let registry = &config.schemas.registry;
+    let resolver = stage.decoder.registry.clone().map(|client| {
+        Resolver::new(
+            client,
+            registry.retry_backoff,
+            registry.retry_backoff_max,
+            stage.metrics.clone(),
+        )
+    });
     let mut worker = Loop {
         stage,
         topics: topics.iter().map(|t| Arc::from(*t)).collect(),
@@ -184,6 +202,7 @@ pub async fn run(
         stopped: None,
         failed: None,
         committer,
+        resolver,
         summary: RunSummary::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchReport>();
@@ -207,6 +226,7 @@ pub async fn run(
                 worker.set_paused(true);
             }
             attempt = finished_transaction(&mut worker.committer) => worker.settle(attempt),
+            fetched = registry_answer(&mut worker.resolver) => worker.resolved(fetched),
             () = sleep_until(commit_at), if commit_at.is_some() => worker.start_transaction(),
             // A rebalance happened while polling: applied at the top of the loop.
             () = worker.consumer.context().noted() => {}
@@ -292,6 +312,14 @@ struct BatchReport {
     done: BatchDone,
 }
 
+/// Waits for the Schema Registry's next answer, if there is a registry.
+async fn registry_answer(resolver: &mut Option<Resolver>) -> resolve::Fetched {
+    match resolver {
+        Some(resolver) => resolver.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for the transaction in flight, if there is a committer and one is in flight.
 async fn finished_transaction(committer: &mut Option<Committer>) -> committer::Attempt {
     match committer {
@@ -321,6 +349,8 @@ struct Loop {
     failed: Option<RunError>,
     /// Exactly-once delivery: the transactions.
     committer: Option<Committer>,
+    /// With a Schema Registry: the partitions held for a writer schema (see `resolve.rs`).
+    resolver: Option<Resolver>,
     summary: RunSummary,
 }
 
@@ -347,12 +377,51 @@ impl Loop {
             .ownership()
             .epoch(&partition)
             .unwrap_or(0);
-        self.marks.received(&partition, epoch, record.offset);
         self.summary.consumed += 1;
+        let record = match &mut self.resolver {
+            Some(resolver) => {
+                let held_before = resolver.is_holding(&partition);
+                match resolver.admit(&self.stage.decoder, record, epoch) {
+                    Some((record, _)) => record,
+                    None => {
+                        if !held_before {
+                            self.pause_partitions(&[partition], true);
+                        }
+                        return;
+                    }
+                }
+            }
+            None => record,
+        };
+        self.accept(record, epoch);
+    }
+
+    /// Takes a record into the next batch (its offset now counts for the watermark).
+    fn accept(&mut self, record: SourceMessage, epoch: Epoch) {
+        let partition = (record.topic.clone(), record.partition);
+        self.marks.received(&partition, epoch, record.offset);
         if self.batch.is_empty() {
             self.batch_deadline = Some(Instant::now() + self.linger);
         }
         self.batch.push((record, epoch));
+    }
+
+    /// Books the registry's answer for an id: the records it lets go on join the batch (those
+    /// of partitions revoked meanwhile are dropped), their partitions resume.
+    fn resolved(&mut self, fetched: resolve::Fetched) {
+        let Some(resolver) = &mut self.resolver else {
+            return;
+        };
+        let released = resolver.answered(&self.stage.decoder, fetched);
+        let ownership = Arc::clone(self.consumer.context().ownership());
+        for (record, epoch) in released.records {
+            if ownership.epoch(&(record.topic.clone(), record.partition)) == Some(epoch) {
+                self.accept(record, epoch);
+            }
+        }
+        if !self.paused && !released.unheld.is_empty() {
+            self.pause_partitions(&released.unheld, false);
+        }
     }
 
     fn batch_ready(&self) -> bool {

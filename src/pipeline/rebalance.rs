@@ -30,6 +30,9 @@ impl Loop {
         self.batch
             .retain(|(m, epoch)| owned(&(m.topic.clone(), m.partition), *epoch));
         self.marks.retain(owned);
+        if let Some(resolver) = &mut self.resolver {
+            resolver.retain(owned);
+        }
         if let Some(committer) = &mut self.committer {
             committer.outbox.retain(owned);
         }
@@ -41,6 +44,17 @@ impl Loop {
                 // an empty assignment — and never delivered again (Apache Kafka, broker
                 // SIGSTOP past the session timeout).
                 self.pause_partitions(&partitions, self.paused);
+            }
+        }
+        self.pause_held();
+    }
+
+    /// Keeps the partitions held for a writer schema paused (see `resolve.rs`).
+    fn pause_held(&self) {
+        if let Some(resolver) = &self.resolver {
+            let held = resolver.held_partitions();
+            if !held.is_empty() {
+                self.pause_partitions(&held, true);
             }
         }
     }
@@ -62,11 +76,14 @@ impl Loop {
         };
         self.pause_partitions(&assigned, paused);
         self.paused = paused;
+        if !paused {
+            self.pause_held();
+        }
         self.stage.metrics.paused.set(i64::from(paused));
         tracing::debug!(paused, "partitions paused or resumed");
     }
 
-    fn pause_partitions(&self, partitions: &[Partition], pause: bool) {
+    pub(super) fn pause_partitions(&self, partitions: &[Partition], pause: bool) {
         let mut list = TopicPartitionList::new();
         for (topic, partition) in partitions {
             list.add_partition(topic, *partition);

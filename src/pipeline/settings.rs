@@ -1,12 +1,17 @@
 //! Config → the settings of each stage.
 
+use std::sync::Arc;
+
+use crate::codec::registry::SchemaRegistry;
 use crate::codec::{Codec, Limits, SchemaCatalog, SchemaIds};
 use crate::config::{Config, RedisConfig};
 use crate::event::ThreatLevel;
 use crate::plan::{BreachRule, PlanSettings};
+use crate::retry::Backoff;
 use crate::slot::keys::KeyBuilder;
 use crate::store::{RetryPolicy, StoreSettings};
 
+use super::RunError;
 use super::decode::Decoder;
 
 /// Planner settings from the `features`, `velocity` and `blacklist` sections, in key namespace
@@ -75,8 +80,15 @@ pub fn store_settings(redis: &RedisConfig) -> StoreSettings {
     }
 }
 
-/// The decoder: schema catalog from config (every schema parsed once, here), limits, topics.
+/// The decoder: schema catalog from config (every schema parsed once, here), limits, topics,
+/// and the Schema Registry client when `[schemas.registry]` is set (contacts nothing yet).
 pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
+    let registry = if config.schemas.registry.enabled() {
+        let registry = SchemaRegistry::new(&config.schemas.registry).map_err(|e| e.to_string())?;
+        Some(Arc::new(registry))
+    } else {
+        None
+    };
     let catalog = SchemaCatalog::from_files(config.schema_catalog()).map_err(|e| e.to_string())?;
     let ids = SchemaIds {
         transaction: config.schemas.transaction_id,
@@ -93,5 +105,90 @@ pub fn decoder_from_config(config: &Config) -> Result<Decoder, String> {
         transactions_topic: config.kafka.transactions_topic.clone(),
         verdict_topics: config.kafka.verdict_topics.clone(),
         max_future_skew_ms: config.limits.max_future_skew.as_millis() as i64,
+        registry,
+        misses: Default::default(),
     })
+}
+
+/// Attempts at registering the enrichment schema at start while the registry's answers are
+/// retryable (see [`registry_codec`]).
+pub const START_REGISTER_ATTEMPTS: u32 = 5;
+
+/// With a Schema Registry: registers (or finds) the enrichment schema (the catalog's
+/// `schemas.enrichment_id` entry) under its subject (`schemas.registry.subject_strategy`:
+/// `<enrichment topic>-value` by default) and returns the codec that writes enrichment records
+/// with the registry's id and takes every writer schema a message names from the registry.
+/// A refusal (an incompatible schema: 409) is [`RunError::Registry`] with the registry's
+/// message, fatal; a registry still unreachable (or answering 5xx) after
+/// [`START_REGISTER_ATTEMPTS`] attempts with backoff is a retryable one.
+pub async fn registry_codec(config: &Config, registry: &SchemaRegistry) -> Result<Codec, RunError> {
+    let catalog = SchemaCatalog::from_files(config.schema_catalog())
+        .map_err(|e| RunError::Schemas(e.to_string()))?;
+    let id = config.schemas.enrichment_id;
+    let text = catalog
+        .text(id)
+        .ok_or_else(|| RunError::Schemas(format!("no enrichment schema under id {id}")))?;
+    let subject = config
+        .schemas
+        .registry
+        .subject_strategy
+        .subject(&config.kafka.enrichment_topic, &record_full_name(text));
+    // Retried a few times when retryable: replicas starting together race to register the
+    // same schema (Apicurio 2.x answers one of them 500), or the registry is restarting.
+    let registry_config = &config.schemas.registry;
+    let mut delays = Backoff::new(
+        registry_config.retry_backoff,
+        registry_config.retry_backoff_max,
+    );
+    let mut attempt = 1;
+    let registered = loop {
+        match registry.register(&subject, text).await {
+            Ok(id) => break id,
+            Err(error) if error.is_retryable() && attempt < START_REGISTER_ATTEMPTS => {
+                let delay = delays.next_wait();
+                tracing::warn!(%error, attempt, ?delay, "registering the enrichment schema");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(RunError::Registry(error)),
+        }
+    };
+    tracing::info!(%subject, id = registered, "enrichment schema registered");
+    Codec::for_registry(registered, text, config.limits.max_message_bytes as usize)
+        .map_err(|e| RunError::Schemas(e.to_string()))
+}
+
+/// `namespace.name` of a record schema's JSON text (just `name` without a namespace, or if the
+/// name already has dots).
+fn record_full_name(text: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let name = json["name"].as_str().unwrap_or_default();
+    match json["namespace"].as_str() {
+        Some(namespace) if !namespace.is_empty() && !name.contains('.') => {
+            format!("{namespace}.{name}")
+        }
+        _ => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_registry_gives_the_decoder_a_client() {
+        let mut config = Config::default();
+        assert!(decoder_from_config(&config).unwrap().registry.is_none());
+        config.schemas.registry.urls = vec!["http://registry:8080/apis/ccompat/v7".into()];
+        let decoder = decoder_from_config(&config).expect("a client, nothing contacted");
+        let registry = decoder.registry.expect("registry client");
+        assert_eq!(registry.urls(), ["http://registry:8080/apis/ccompat/v7"]);
+    }
+
+    #[test]
+    fn record_full_names() {
+        let enrichment = crate::codec::ENRICHMENT_AVSC;
+        assert_eq!(record_full_name(enrichment), "io.fds.events.Enrichment");
+        assert_eq!(record_full_name(r#"{"type":"record","name":"a.B"}"#), "a.B");
+    }
 }

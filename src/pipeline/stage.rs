@@ -22,7 +22,7 @@ use crate::store::{FailureKind, Store, UnitFailure};
 use super::decode::{Decoder, decode};
 use super::rules::LiveRules;
 use super::turn::{DeadLetterOrder, Turn};
-use super::{RunError, decoder_from_config, store_settings};
+use super::{RunError, decoder_from_config, registry_codec, store_settings};
 
 /// Everything a batch needs, shared by all batches of a run.
 pub struct Stage {
@@ -56,6 +56,8 @@ pub struct Stage {
     pub transactions: Option<Arc<TransactionalSink>>,
     /// `kafka.produce_retry_budget`: how long failing transactions are tried again.
     pub(super) transaction_retry_budget: std::time::Duration,
+    /// `schemas.registry.retry_backoff` and `retry_backoff_max`.
+    pub(super) registry_backoff: (std::time::Duration, std::time::Duration),
     /// The enrichment topic (named in dead letters of refused records).
     pub(super) enrichment_topic: String,
     /// Set when a dead letter could not be published: no later dead letter is published
@@ -116,7 +118,10 @@ impl Stage {
         let store =
             Store::connect_with_metrics(store_settings(&config.redis), Some(metrics.clone()))
                 .await?;
-        let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+        let mut decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+        if let Some(registry) = &decoder.registry {
+            decoder.codec = registry_codec(config, registry).await?;
+        }
         let sink = match config.kafka.delivery {
             Delivery::AtLeastOnce => Some(Sink::new(&config.kafka)?.with_metrics(&metrics)),
             Delivery::ExactlyOnce => None,
@@ -135,6 +140,10 @@ impl Stage {
             transactions: None,
             transaction_retry_budget: config.kafka.produce_retry_budget,
             enrichment_topic: config.kafka.enrichment_topic.clone(),
+            registry_backoff: (
+                config.schemas.registry.retry_backoff,
+                config.schemas.registry.retry_backoff_max,
+            ),
             stopped: OnceLock::new(),
         })
     }
@@ -163,9 +172,24 @@ impl Stage {
         messages: Vec<SourceMessage>,
         redrives: Vec<Option<Redrive>>,
     ) -> BatchDone {
+        self.resolve_writer_schemas(&messages).await;
         let (prepared, units) = self.prepare(messages, redrives, unix_ms(SystemTime::now()));
         let results = self.store.submit(units);
         self.complete(prepared, results).await
+    }
+
+    /// With a Schema Registry: asks it for the writer schemas `messages` name that the codec
+    /// does not know yet (waiting out an outage), so that [`Stage::prepare`] decodes them — or
+    /// dead-letters them with the registry's reason. For callers that run batches one at a
+    /// time (redrive, replay); the live loop holds partitions instead.
+    pub async fn resolve_writer_schemas(&self, messages: &[SourceMessage]) {
+        super::resolve::resolve_batch(
+            &self.decoder,
+            messages,
+            self.registry_backoff,
+            &self.metrics,
+        )
+        .await;
     }
 
     /// Decodes and plans `messages`; returns the batch and its units (submit them to the store

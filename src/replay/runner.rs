@@ -356,6 +356,7 @@ impl Replay<'_> {
                 let _ = limiter.until_n_ready(n).await;
                 let late_before = stage.metrics.late_events.get();
                 let redrives = vec![None; batch.len()];
+                stage.resolve_writer_schemas(&batch).await;
                 let (prepared, units) = stage.prepare(batch, redrives, now_ms);
                 self.keys
                     .add(&units, stage.metrics.late_events.get() - late_before);

@@ -20,6 +20,7 @@
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
 //! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (rcgen) for TLS clusters |
 //! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
+//! | `apicurio/` | [`Apicurio`]: a real Apicurio Registry 3.x (Confluent-compatible API), its process and faults |
 //! | `any_kafka.rs` | [`Kafka`]: either of the two behind one set of calls |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
 //!
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 mod any_kafka;
 pub mod apache_kafka;
+pub mod apicurio;
 pub mod kafka;
 mod node;
 mod ports;
@@ -50,6 +52,7 @@ pub mod tls;
 
 pub use any_kafka::Kafka;
 pub use apache_kafka::{ApacheKafka, KafkaOptions};
+pub use apicurio::Apicurio;
 /// The parsed `CLUSTER NODES` the stack's health checks read ([`fds_worker::store::admin`]).
 pub use fds_worker::store::admin::{NodeView, Role, Topology};
 pub use kafka::{MockKafka, STANDARD_TOPICS};

@@ -48,6 +48,7 @@ use rdkafka::client::DefaultClientContext;
 
 use self::broker::BrokerNode;
 pub use self::jars::JARS_ENV;
+pub(crate) use self::jars::java;
 pub use self::listeners::{BrokerTls, KafkaUser, Listener, ListenerSecurity, SaslMechanism};
 pub use self::metadata::{INTERNAL_TOPIC_PARTITIONS, internal_partition};
 use super::ports::reserve_port_pair;

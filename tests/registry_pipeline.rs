@@ -1,0 +1,512 @@
+//! The worker on a real Schema Registry (the test kit's Apicurio), Redis Cluster and Apache
+//! Kafka: `Transaction` v1 and v2 records, both registered, are processed without a restart;
+//! while the registry is frozen (SIGSTOP) for 10 s under load the records of an unseen id wait
+//! (their partitions hold, cached ids keep flowing) and nothing is dead-lettered or lost; an id
+//! the registry does not know is dead-lettered with its answer, and one whose registered schema
+//! does not resolve against the reader as `resolution`; a downstream consumer that
+//! knows only the registry decodes the enrichment topic. An enrichment schema the subject's
+//! compatibility rule refuses stops the worker at start with the registry's message. `/readyz`
+//! answers not ready while an id waits for a frozen registry, and ready again after it. A
+//! worker that leaves while its partitions hold loses nothing: the other one takes them over.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::ops::{self, sample};
+use common::worker::{
+    PARTITIONS, read_all, run_error, start_stack, start_worker, test_config, traffic, verification,
+};
+use fds_testkit::localstack::Apicurio;
+use fds_worker::cli::run::Service;
+use fds_worker::codec::registry::{RegistryErrorKind, SchemaRegistry};
+use fds_worker::codec::{
+    Codec, DEFAULT_MAX_MESSAGE_BYTES, ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog,
+    SchemaIds, TRANSACTION_AVSC, wire,
+};
+use fds_worker::config::RegistryConfig;
+use fds_worker::generate::{GeneratedEvent, produce};
+use fds_worker::pipeline::RunError;
+use fds_worker::sink::dead_letter::header;
+use rdkafka::producer::FutureRecord;
+
+/// One test at a time: each starts a Redis Cluster and a registry of its own (together they
+/// would starve 2 cores).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Transaction v2: v1 plus an optional field (a compatible evolution).
+fn transaction_v2() -> String {
+    let mut json: serde_json::Value = serde_json::from_str(TRANSACTION_AVSC).unwrap();
+    json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "channel", "type": ["null", "string"], "default": null
+        }));
+    json.to_string()
+}
+
+fn client(registry: &Apicurio) -> SchemaRegistry {
+    SchemaRegistry::new(&RegistryConfig {
+        urls: vec![registry.ccompat_url()],
+        ..RegistryConfig::default()
+    })
+    .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let producers = client(&registry);
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
+
+    // The producers register their schemas. A fresh registry numbers from 1, so v1 and the
+    // verdict get the ids `Codec::builtin` writes (1, 2); v2 gets the next.
+    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
+    let verdict_subject = format!("{}-value", config.kafka.verdict_topics[0]);
+    let v1 = producers.register(&tx_subject, TRANSACTION_AVSC).await;
+    let verdict = producers
+        .register(&verdict_subject, FRAUD_VERDICT_AVSC)
+        .await;
+    assert_eq!((v1, verdict), (Ok(1), Ok(2)));
+    let v2_text = transaction_v2();
+    let v2 = producers.register(&tx_subject, &v2_text).await.expect("v2");
+    // The producers' side: v2 for transactions (the enrichment id is unused by them).
+    let mut catalog = SchemaCatalog::empty();
+    catalog.register_str(v2, &v2_text, "v2").unwrap();
+    catalog
+        .register_str(2, FRAUD_VERDICT_AVSC, "verdict")
+        .unwrap();
+    catalog
+        .register_str(u32::MAX, ENRICHMENT_AVSC, "unused")
+        .unwrap();
+    let v2_writer = Codec::new(
+        &catalog,
+        SchemaIds {
+            transaction: v2,
+            verdict: 2,
+            enrichment: u32::MAX,
+        },
+        DEFAULT_MAX_MESSAGE_BYTES,
+    )
+    .unwrap();
+
+    let traffic = traffic(&config, 400, 18, Duration::from_secs(20));
+    let half = traffic.events.len() / 2;
+    let (first, second) = traffic.events.split_at(half);
+    let worker = start_worker(&config);
+    let kafka = stack.producer().unwrap();
+    let verdict_topic = config.kafka.verdict_topics[0].clone();
+    let tx_topic = config.kafka.transactions_topic.clone();
+    produce(
+        &kafka,
+        &Codec::builtin(),
+        first,
+        &tx_topic,
+        &verdict_topic,
+        None,
+    )
+    .await
+    .unwrap();
+    worker
+        .wait_finished(&config, first.len() as u64, Duration::from_secs(120))
+        .await;
+
+    // Frozen under load: v2's id is unseen, so its records wait; verdicts (cached id) flow.
+    registry.pause().unwrap();
+    produce(&kafka, &v2_writer, second, &tx_topic, &verdict_topic, None)
+        .await
+        .unwrap();
+    common::wait_until_async(
+        "an id waiting for the frozen registry",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            match worker.metrics.schema_registry_unavailable.get() {
+                0 => Err("no id waiting for the registry yet"),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    let verdicts_second = second
+        .iter()
+        .filter(|e| matches!(e, GeneratedEvent::Verdict(_)))
+        .count() as u64;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = worker.progress(&config);
+    assert_eq!(during.dead_lettered, 0, "nothing dead-lettered: {during:?}");
+    let first_transactions = first
+        .iter()
+        .filter(|e| matches!(e, GeneratedEvent::Transaction(_)))
+        .count() as u64;
+    assert_eq!(
+        during.enriched, first_transactions,
+        "v2 records wait for the registry: {during:?}"
+    );
+    registry.resume().unwrap();
+    let after = worker
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(after.dead_lettered, 0, "{after:?}");
+    assert_eq!(worker.metrics.schema_registry_unavailable.get(), 0);
+    println!(
+        "[registry] events {} (second half: {verdicts_second} verdicts went on while frozen) \
+         progress {after:?}",
+        traffic.events.len()
+    );
+
+    // An id the registry does not know: poison, dead-lettered with the registry's answer.
+    let mut poison = wire::frame_header(987_654, 4);
+    poison.extend_from_slice(&[2, 0x61, 2, 0x62]);
+    // A registered writer schema that does not resolve against the reader (`event_id` an
+    // int; no compatibility rule on its subject stops it): dead-lettered with the reason.
+    let unresolvable_schema = r#"{"type":"record","name":"Transaction","namespace":"io.fds.events","fields":[{"name":"event_id","type":"int"}]}"#;
+    let unresolvable_id = producers
+        .register(&format!("{tx_topic}-other-value"), unresolvable_schema)
+        .await
+        .expect("registered");
+    let mut unresolvable = wire::frame_header(unresolvable_id, 1);
+    unresolvable.push(2);
+    for payload in [&poison, &unresolvable] {
+        kafka
+            .send(
+                FutureRecord::<[u8], [u8]>::to(&tx_topic).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    worker
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64 + 2,
+            Duration::from_secs(60),
+        )
+        .await;
+    worker.stop().await;
+    let letters = read_all(&stack, &config.kafka.dlq_topic(&tx_topic));
+    assert_eq!(
+        letters.len(),
+        2,
+        "only the two bad records are dead-lettered"
+    );
+    let letter = |id: u32| {
+        letters
+            .iter()
+            .find(|l| {
+                wire::split_frame(l.payload.as_deref().unwrap_or_default())
+                    .unwrap()
+                    .0
+                    == id
+            })
+            .unwrap_or_else(|| panic!("a dead letter for schema id {id}"))
+    };
+    let unknown = letter(987_654);
+    assert_eq!(unknown.header(header::KIND), Some("unknown_schema"));
+    let message = unknown.header(header::MESSAGE).unwrap_or_default();
+    assert!(message.contains("HTTP 404"), "{message}");
+    let unresolved = letter(unresolvable_id);
+    assert_eq!(unresolved.header(header::KIND), Some("resolution"));
+    let message = unresolved.header(header::MESSAGE).unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "writer schema id {unresolvable_id} to the Transaction reader"
+        )),
+        "{message}"
+    );
+
+    // A downstream consumer that knows only the registry: the id in each record's frame, the
+    // schema by that id.
+    let consumer = client(&registry);
+    let mut enriched = HashSet::new();
+    for record in read_all(&stack, &config.kafka.enrichment_topic) {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        let (id, _) = wire::split_frame(payload).unwrap();
+        let schema = consumer
+            .schema(id)
+            .await
+            .expect("the enrichment schema by id");
+        let codec = Codec::for_registry(id, &schema.text, DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+        let enrichment = codec.decode_enrichment(payload).expect("decodes");
+        enriched.insert(enrichment.event_id);
+    }
+    let missing: Vec<_> = traffic
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            GeneratedEvent::Transaction(tx) => Some(&tx.event_id),
+            _ => None,
+        })
+        .filter(|id| !enriched.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} transactions not enriched",
+        missing.len()
+    );
+    let report = verification(&stack, &traffic).await;
+    assert!(
+        report.is_exact(),
+        "lost {:?} doubled {:?} blacklist {:?}",
+        &report.lost[..report.lost.len().min(3)],
+        &report.doubled[..report.doubled.len().min(3)],
+        report.blacklist_problems
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_enrichment_schema_stops_the_worker_at_start() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    // An earlier Enrichment without fields, and BACKWARD: the worker's schema, whose fields
+    // have no defaults, cannot read what that one wrote.
+    let subject = format!("{}-value", config.kafka.enrichment_topic);
+    let earlier =
+        r#"{"type":"record","name":"Enrichment","namespace":"io.fds.events","fields":[]}"#;
+    client(&registry)
+        .register(&subject, earlier)
+        .await
+        .expect("the earlier enrichment schema");
+    let url = format!("{}/config/{subject}", registry.ccompat_url());
+    let response = tokio::task::spawn_blocking(move || {
+        ureq::put(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .send(r#"{"compatibility":"BACKWARD"}"#)
+            .expect("PUT the subject's compatibility")
+            .status()
+    })
+    .await
+    .unwrap();
+    assert_eq!(response, 200);
+    match run_error(&config).await {
+        RunError::Registry(error) => {
+            assert_eq!(error.kind, RegistryErrorKind::Rejected, "{error}");
+            assert_eq!(error.status, Some(409), "{error}");
+            assert!(error.to_string().contains(&subject), "{error}");
+            assert!(!error.message.is_empty(), "the registry's message: {error}");
+            assert!(RunError::Registry(error).is_fatal());
+        }
+        other => panic!("expected the registry's refusal, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_not_ready_while_an_id_waits_for_a_frozen_registry() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let mut config = test_config(&stack);
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.poll_interval = Duration::from_millis(200);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
+    // Registered first in a fresh registry: id 1, the one `Codec::builtin` writes.
+    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
+    let v1 = client(&registry)
+        .register(&tx_subject, TRANSACTION_AVSC)
+        .await;
+    assert_eq!(v1, Ok(1));
+
+    let service = Service::start(&config).await.expect("service starts");
+    let addr = service.addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        service
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker runs")
+    });
+    let wait = Duration::from_secs(60);
+    ops::wait_http(addr, "/readyz", "ready", wait, |s, b| {
+        s == 200 && b == "ready\n"
+    })
+    .await;
+
+    registry.pause().unwrap();
+    let tx = traffic(&config, 1, 7, Duration::from_secs(1))
+        .events
+        .into_iter()
+        .find_map(|e| match e {
+            GeneratedEvent::Transaction(tx) => Some(tx),
+            _ => None,
+        })
+        .expect("a transaction");
+    let payload = Codec::builtin().encode_transaction(&tx).unwrap();
+    stack
+        .producer()
+        .unwrap()
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&config.kafka.transactions_topic).payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let (_, body) = ops::wait_http(addr, "/readyz", "503 naming the registry", wait, |s, b| {
+        s == 503 && b.contains("Schema Registry unavailable: 1 writer schema id(s) waiting")
+    })
+    .await;
+    assert!(body.starts_with("not ready: "), "{body}");
+    let (_, metrics) = ops::wait_http(addr, "/metrics", "the waiting id", wait, |_, m| {
+        sample(m, "fds_schema_registry_unavailable") == Some(1.0)
+    })
+    .await;
+    assert_eq!(sample(&metrics, "fds_ready"), Some(0.0), "{metrics}");
+
+    registry.resume().unwrap();
+    ops::wait_http(addr, "/readyz", "ready after the resume", wait, |s, _| {
+        s == 200
+    })
+    .await;
+    let (_, metrics) = ops::wait_http(addr, "/metrics", "the record enriched", wait, |_, m| {
+        ops::sum(m, "fds_events_enriched_total") == 1.0
+    })
+    .await;
+    assert_eq!(
+        sample(&metrics, "fds_schema_registry_unavailable"),
+        Some(0.0)
+    );
+    assert_eq!(ops::sum(&metrics, "fds_events_dead_lettered_total"), 0.0);
+    let _ = stop.send(());
+    run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_leaving_while_its_partitions_hold_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let producers = client(&registry);
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
+    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
+    let verdict_subject = format!("{}-value", config.kafka.verdict_topics[0]);
+    let v1 = producers.register(&tx_subject, TRANSACTION_AVSC).await;
+    let verdict = producers
+        .register(&verdict_subject, FRAUD_VERDICT_AVSC)
+        .await;
+    assert_eq!((v1, verdict), (Ok(1), Ok(2)));
+    let v2_text = transaction_v2();
+    let v2 = producers.register(&tx_subject, &v2_text).await.expect("v2");
+    let mut catalog = SchemaCatalog::empty();
+    catalog.register_str(v2, &v2_text, "v2").unwrap();
+    catalog
+        .register_str(2, FRAUD_VERDICT_AVSC, "verdict")
+        .unwrap();
+    catalog
+        .register_str(u32::MAX, ENRICHMENT_AVSC, "unused")
+        .unwrap();
+    let v2_writer = Codec::new(
+        &catalog,
+        SchemaIds {
+            transaction: v2,
+            verdict: 2,
+            enrichment: u32::MAX,
+        },
+        DEFAULT_MAX_MESSAGE_BYTES,
+    )
+    .unwrap();
+
+    // Two workers share the partitions; only v2 records, whose id neither has seen.
+    let a = start_worker(&config);
+    let b = start_worker(&config);
+    let traffic = traffic(&config, 300, 19, Duration::from_secs(20));
+    // Started (the enrichment schema registered) and sharing the partitions.
+    common::wait_until_async(
+        "both workers assigned partitions",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let assigned = (
+                a.metrics.assigned_partitions.get(),
+                b.metrics.assigned_partitions.get(),
+            );
+            match assigned {
+                (1.., 1..) if assigned.0 + assigned.1 == 2 * i64::from(PARTITIONS) => Ok(()),
+                other => Err(format!("assigned (a, b): {other:?}")),
+            }
+        },
+    )
+    .await;
+    registry.pause().unwrap();
+    let kafka = stack.producer().unwrap();
+    let verdict_topic = config.kafka.verdict_topics[0].clone();
+    let tx_topic = config.kafka.transactions_topic.clone();
+    produce(
+        &kafka,
+        &v2_writer,
+        &traffic.events,
+        &tx_topic,
+        &verdict_topic,
+        None,
+    )
+    .await
+    .unwrap();
+    common::wait_until_async(
+        "both workers waiting for the frozen registry",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let waiting = (
+                a.metrics.schema_registry_unavailable.get(),
+                b.metrics.schema_registry_unavailable.get(),
+            );
+            match waiting {
+                (1.., 1..) => Ok(()),
+                other => Err(format!("waiting ids (a, b): {other:?}")),
+            }
+        },
+    )
+    .await;
+    // B leaves with its partitions held: its records were never taken, A reads them again.
+    let b_summary = b.stop().await;
+    assert_eq!(b_summary.enriched, 0, "{b_summary:?}");
+    registry.resume().unwrap();
+    let done = a
+        .wait_finished(
+            &config,
+            traffic.events.len() as u64,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(done.dead_lettered, 0, "{done:?}");
+    a.stop().await;
+    let letters = read_all(&stack, &config.kafka.dlq_topic(&tx_topic));
+    assert!(letters.is_empty(), "{} dead letters", letters.len());
+    let report = verification(&stack, &traffic).await;
+    assert!(
+        report.is_exact(),
+        "lost {:?} doubled {:?} blacklist {:?}",
+        &report.lost[..report.lost.len().min(3)],
+        &report.doubled[..report.doubled.len().min(3)],
+        report.blacklist_problems
+    );
+}
