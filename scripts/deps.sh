@@ -25,3 +25,5 @@ python3 -c 'import fastavro' 2>/dev/null \
   || python3 -m pip install --quiet fastavro 2>/dev/null \
   || python3 -m pip install --quiet --break-system-packages fastavro
 "$(dirname "$0")/kafka-jars.sh" >/dev/null
+# The local Schema Registry (Apicurio, built once from Maven Central jars).
+"$(dirname "$0")/apicurio-registry.sh" >/dev/null
