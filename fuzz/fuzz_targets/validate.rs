@@ -78,7 +78,9 @@ fn check_keys(entity: &Entity, keys: &KeyBuilder) {
     let inner = &tag.as_bytes()[1..tag.len() - 1];
     let slot = key_slot(inner);
     for key in [
-        keys.velocity(&tag, 60, 28_333_333),
+        keys.feature(&tag, "user_tx_1m"),
+        keys.feature_sum(&tag, "user_amount_1h", "KRW"),
+        keys.feature_distinct(&tag, "device_cards_24h", 28_333_333),
         keys.blacklist(&tag),
         keys.applied(&tag),
     ] {
