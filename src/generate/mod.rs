@@ -30,6 +30,11 @@ use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, Transaction, 
 use crate::plan::{PlanSettings, tiles};
 use crate::slot::keys::Entity;
 
+/// How much older than the stream's time a burst's events can be (they straddle a tile or
+/// window edge just behind it): a replay's `max_lateness` must cover it to see every event of
+/// a range.
+pub const MAX_BURST_LAG_MS: i64 = 8_400;
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrafficSettings {
@@ -172,7 +177,9 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
             Some((user, left, edge, k)) if left > 0 => {
                 burst = Some((user, left - 1, edge, k + 1));
                 // 400 ms apart, straddling the edge (never later than the stream's time).
-                event_time_ms = event_time_ms.min(edge - 1_400 + k * 400);
+                event_time_ms = event_time_ms
+                    .min(edge - 1_400 + k * 400)
+                    .max(settings.start_ms);
                 user
             }
             _ => {
@@ -181,15 +188,16 @@ pub fn generate(settings: &TrafficSettings, plan: &PlanSettings) -> Traffic {
                 let user = ((u * u * u) * users as f64) as usize % users;
                 if rng.random_bool(settings.burst_probability.clamp(0.0, 1.0)) {
                     // Across the latest window (1 min) edge at least 2 s old if it is at most
-                    // 20 s old (so the burst is never much older than the stream), else across
-                    // the latest tile (5 s) edge.
+                    // 5 s old, else across the latest tile (5 s) edge: a burst's events are at
+                    // most 8.4 s older than the stream ([`MAX_BURST_LAG_MS`]), never older than
+                    // the traffic's start.
                     let minute = (event_time_ms - 2_000).div_euclid(60_000) * 60_000;
-                    let edge = if event_time_ms - minute <= 22_000 && rng.random_bool(0.7) {
+                    let edge = if event_time_ms - minute <= 5_000 && rng.random_bool(0.7) {
                         minute
                     } else {
                         (event_time_ms - 2_000).div_euclid(5_000) * 5_000
                     };
-                    event_time_ms = edge - 1_400;
+                    event_time_ms = (edge - 1_400).max(settings.start_ms);
                     burst = Some((user, rng.random_range(5..=8), edge, 1));
                 }
                 user
