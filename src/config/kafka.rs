@@ -46,8 +46,9 @@ pub struct KafkaConfig {
     /// `group.protocol.type`. Default: `"classic"`.
     pub group_protocol: GroupProtocol,
     /// Consumer group session timeout (librdkafka `session.timeout.ms`): a worker silent this
-    /// long loses its partitions. Classic protocol only (with `"consumer"` the broker's
-    /// `group.consumer.session.timeout.ms` decides). Default: `10s`.
+    /// long loses its partitions; the worker heartbeats every third of it (at most 3 s, see
+    /// [`heartbeat_interval`](Self::heartbeat_interval)). Classic protocol only (with
+    /// `"consumer"` the broker's `group.consumer.session.timeout.ms` decides). Default: `10s`.
     #[serde(with = "de::duration")]
     pub session_timeout: Duration,
     /// Longest time between polls before librdkafka leaves the group
@@ -208,6 +209,10 @@ impl KafkaConfig {
                 "session.timeout.ms".into(),
                 self.session_timeout.as_millis().to_string(),
             ));
+            out.push((
+                "heartbeat.interval.ms".into(),
+                self.heartbeat_interval().as_millis().to_string(),
+            ));
         }
         out.push((
             "max.poll.interval.ms".into(),
@@ -215,6 +220,15 @@ impl KafkaConfig {
         ));
         out.extend(self.consumer_options.clone());
         out
+    }
+
+    /// The classic protocol's heartbeat interval (librdkafka `heartbeat.interval.ms`): a third
+    /// of `session_timeout`, at most librdkafka's default of 3 s, at least 100 ms. Kafka's rule
+    /// of thumb; librdkafka's fixed 3 s with a 3 s session let every session expire (the
+    /// coordinator saw no heartbeat in time, the group rebalanced every few seconds).
+    /// `consumer_options."heartbeat.interval.ms"` overrides it.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.session_timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(3))
     }
 
     /// librdkafka producer options: [`common_options`](Self::common_options), the delivery

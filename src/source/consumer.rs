@@ -282,7 +282,28 @@ mod tests {
             Some("cooperative-sticky")
         );
         assert_eq!(config.get("session.timeout.ms"), Some("10000"));
+        // A third of the session, so a late heartbeat or two does not end it.
+        assert_eq!(config.get("heartbeat.interval.ms"), Some("3000"));
         assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn a_short_session_heartbeats_a_third_as_often_unless_the_options_say_otherwise() {
+        let mut kafka = KafkaConfig {
+            session_timeout: std::time::Duration::from_secs(3),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(
+            consumer_config(&kafka).get("heartbeat.interval.ms"),
+            Some("1000")
+        );
+        kafka
+            .consumer_options
+            .insert("heartbeat.interval.ms".into(), "2500".into());
+        assert_eq!(
+            consumer_config(&kafka).get("heartbeat.interval.ms"),
+            Some("2500")
+        );
     }
 
     #[test]
