@@ -18,6 +18,8 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
   || need+=(libcurl4-openssl-dev)
 # c++: libFuzzer (scripts/fuzz.sh). (The TLS tests' certificates are made in-process by rcgen.)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
+# The soak's timeline chart draws its text with DejaVu Sans (crates/fds-testkit/src/soak/report.rs).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # pip: fastavro, the second Avro implementation the codec test checks schema evolution with.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 "$(dirname "$0")/apt-install.sh" "${need[@]}"

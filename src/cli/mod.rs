@@ -29,6 +29,7 @@ pub mod replay;
 pub mod rules;
 pub mod run;
 pub mod signals;
+pub mod soak;
 pub mod table;
 pub mod tail;
 pub mod testkit;
@@ -98,6 +99,8 @@ pub enum Command {
     Keyslot(keyslot::KeyslotArgs),
     /// Measure the worker against the cluster's own ceiling (the figures in BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Throw random faults at a local stack for minutes, then check every promise held.
+    Soak(soak::SoakArgs),
     /// Validate the configuration (exit 0 "config OK", or 2 naming the bad keys).
     CheckConfig(check_config::CheckConfigArgs),
     /// Show the Redis Cluster: nodes, roles, slot ranges, coverage, failing slots, memory.
@@ -174,7 +177,7 @@ where
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run::run(args, config).await,
-        Command::Demo(_) | Command::Bench(_) => Err(testkit::exec()),
+        Command::Demo(_) | Command::Bench(_) | Command::Soak(_) => Err(testkit::exec()),
         Command::Generate(args) => generate::run(args, config).await,
         Command::Redrive(args) => redrive::run(args, config).await,
         Command::Replay(args) => replay::run(args, config).await,

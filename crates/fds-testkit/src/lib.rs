@@ -16,9 +16,11 @@
 //! | [`localstack`] | a 6-node Redis Cluster from `redis-server`, Apache Kafka (or librdkafka's mock), faults, test PKI, ports |
 //! | [`demo`] | [`demo::LocalStack`]: the stack with the worker's topics and a config pointing at it; progress of a run |
 //! | [`mod@bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
-//! | [`cli`] | the binary: `demo` and `bench` (arguments in [`fds_worker::cli`]) |
+//! | [`soak`] | `fds-worker soak`: random faults for minutes, then the ledger against the ground truth |
+//! | [`cli`] | the binary: `demo`, `bench` and `soak` (arguments in [`fds_worker::cli`]) |
 
 pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod localstack;
+pub mod soak;

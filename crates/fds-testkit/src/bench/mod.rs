@@ -22,7 +22,7 @@
 //! and starts on a flushed Redis, so each starts from an empty group with the same work to do.
 
 mod arrivals;
-mod process;
+pub(crate) mod process;
 pub mod redis_stats;
 mod report;
 

@@ -166,7 +166,7 @@ impl Drop for WorkerProcess {
 }
 
 /// A `kB` field of `/proc/<pid>/status`, in bytes.
-fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod soak;
 
 use std::path::PathBuf;
 
@@ -17,8 +18,12 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Demo(args) => demo::run(args, config).await,
         Command::Bench(args) => bench::run(args, config).await,
+        Command::Soak(args) => soak::run(args, config).await,
         _ => {
-            bail!("`fds-testkit` runs `demo` and `bench`; run the other commands with `fds-worker`")
+            bail!(
+                "`fds-testkit` runs `demo`, `bench` and `soak`; run the other commands with \
+                 `fds-worker`"
+            )
         }
     }
 }

@@ -1,0 +1,390 @@
+//! The nemesis: faults picked at random (from a seed, so a schedule can be replayed) from the
+//! whole catalog, applied to the running stack and workers, and healed after a random hold.
+//!
+//! It never takes away more than the stack survives: one Redis fault at a time, and a new
+//! one only once the cluster is whole again (every node up, every master with a replica); one
+//! broker fault at a time (replication factor 3, `min.insync.replicas` 2), a new one only
+//! once every replica is back in sync; one worker fault at a time, and never the last worker
+//! running. Faults of different kinds do overlap: that is the point.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::workers::WorkerGroup;
+use crate::demo::LocalStack;
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// `kill -9` a Redis master; healed by restarting it (it rejoins as a replica).
+    RedisMasterKill,
+    /// `SIGSTOP` a Redis master past `cluster-node-timeout` (its replica takes over), then
+    /// `SIGCONT` (it comes back as a zombie master and is demoted).
+    RedisMasterPause,
+    /// `CLUSTER FAILOVER` on a replica (a clean hand-over).
+    RedisManualFailover,
+    /// Slots moved from one master to another (`redis-cli --cluster reshard`: MOVED and ASK).
+    RedisSlotMigration,
+    /// `kill -9` a broker; healed by restarting it with its data.
+    BrokerKill,
+    /// `SIGSTOP` a broker past the controller's session timeout, then `SIGCONT`.
+    BrokerPause,
+    /// A controlled shutdown (SIGTERM) and restart of a broker, as a rolling upgrade does.
+    BrokerRestart,
+    /// `kill -9` a worker process; healed by starting it again (same transactional id).
+    WorkerKill,
+    /// SIGTERM a worker (it drains and exits 0), then start it again.
+    WorkerStop,
+    /// `SIGSTOP` a worker past its session (a zombie), then `SIGCONT`.
+    WorkerPause,
+    /// One more worker joins the group; healed by it leaving (SIGTERM).
+    WorkerJoin,
+}
+
+impl FaultKind {
+    const REDIS: [FaultKind; 4] = [
+        FaultKind::RedisMasterKill,
+        FaultKind::RedisMasterPause,
+        FaultKind::RedisManualFailover,
+        FaultKind::RedisSlotMigration,
+    ];
+    const BROKER: [FaultKind; 3] = [
+        FaultKind::BrokerKill,
+        FaultKind::BrokerPause,
+        FaultKind::BrokerRestart,
+    ];
+
+    fn class(self) -> Class {
+        if Self::REDIS.contains(&self) {
+            Class::Redis
+        } else if Self::BROKER.contains(&self) {
+            Class::Broker
+        } else {
+            Class::Worker
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Redis,
+    Broker,
+    Worker,
+}
+
+/// A fault as it happened, for the report and the timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FaultRecord {
+    /// What.
+    pub kind: FaultKind,
+    /// On what: a Redis node (`redis:<port>`), a broker (`broker:<id>`) or a worker id.
+    pub target: String,
+    /// When it was applied (s since the soak started).
+    pub at_s: f64,
+    /// When it was healed (s since the soak started); equal to `at_s` for instant faults.
+    pub healed_s: Option<f64>,
+}
+
+/// A fault applied and not yet healed.
+struct Active {
+    record: usize,
+    heal_at_s: f64,
+    heal: Heal,
+}
+
+/// How to heal an active fault.
+enum Heal {
+    RestartRedis(usize),
+    ResumeRedis(usize),
+    RestartBroker(i32),
+    ResumeBroker(i32),
+    StartWorker(usize),
+    ResumeWorker(usize),
+    StopWorker(usize),
+    /// Nothing to undo (instant faults), but the class stays busy until the stack is whole.
+    Nothing,
+}
+
+/// The fault schedule and what is applied now.
+pub struct Nemesis {
+    rng: ChaCha8Rng,
+    mean_gap: Duration,
+    next_at_s: f64,
+    active: Vec<Active>,
+    /// Every fault so far.
+    pub faults: Vec<FaultRecord>,
+    node_timeout: Duration,
+    session_timeout: Duration,
+    max_workers: usize,
+}
+
+impl Nemesis {
+    /// A nemesis drawing from `rng`, a fault every `mean_gap` on average (uniform in
+    /// 0.5–1.5 × `mean_gap`), the first after one gap. Pauses outlast `node_timeout` (Redis) and
+    /// `session_timeout` (workers); at most `max_workers` workers run at once.
+    pub fn new(
+        rng: ChaCha8Rng,
+        mean_gap: Duration,
+        node_timeout: Duration,
+        session_timeout: Duration,
+        max_workers: usize,
+    ) -> Nemesis {
+        let mut nemesis = Nemesis {
+            rng,
+            mean_gap,
+            next_at_s: 0.0,
+            active: Vec::new(),
+            faults: Vec::new(),
+            node_timeout,
+            session_timeout,
+            max_workers,
+        };
+        nemesis.next_at_s = nemesis.gap();
+        nemesis
+    }
+
+    fn gap(&mut self) -> f64 {
+        self.mean_gap.as_secs_f64() * self.rng.random_range(0.5..1.5)
+    }
+
+    /// One step at `now_s` (blocking: call from a blocking thread): heals what is due, and
+    /// applies the next fault if it is time and `inject` (false once the soak's time is up).
+    pub fn step(
+        &mut self,
+        now_s: f64,
+        inject: bool,
+        stack: &LocalStack,
+        workers: &mut WorkerGroup,
+    ) -> anyhow::Result<()> {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| a.heal_at_s <= now_s || !inject);
+        self.active = later;
+        for active in due {
+            if heal(&active.heal, stack, workers)? {
+                self.faults[active.record].healed_s = Some(now_s);
+            } else {
+                // Not yet possible (a stopped worker still drains): next step.
+                self.active.push(active);
+            }
+        }
+        if inject && now_s >= self.next_at_s {
+            self.next_at_s = now_s + self.gap();
+            self.inject(now_s, stack, workers)?;
+        }
+        Ok(())
+    }
+
+    /// Heals every active fault now.
+    pub fn heal_all(
+        &mut self,
+        now_s: f64,
+        stack: &LocalStack,
+        workers: &mut WorkerGroup,
+    ) -> anyhow::Result<()> {
+        self.step(now_s, false, stack, workers)
+    }
+
+    fn busy(&self, class: Class) -> bool {
+        self.active
+            .iter()
+            .any(|a| self.faults[a.record].kind.class() == class)
+    }
+
+    fn inject(
+        &mut self,
+        now_s: f64,
+        stack: &LocalStack,
+        workers: &mut WorkerGroup,
+    ) -> anyhow::Result<()> {
+        let kafka = stack.kafka.apache().expect("the soak runs on Apache Kafka");
+        let mut allowed: Vec<FaultKind> = Vec::new();
+        if !self.busy(Class::Redis) && redis_whole(stack) {
+            allowed.extend(FaultKind::REDIS);
+        }
+        if !self.busy(Class::Broker) && kafka.wait_healthy(Duration::from_millis(500)).is_ok() {
+            allowed.extend(FaultKind::BROKER);
+        }
+        if !self.busy(Class::Worker) && workers.down().is_empty() {
+            if workers.running().len() >= 2 {
+                allowed.extend([
+                    FaultKind::WorkerKill,
+                    FaultKind::WorkerStop,
+                    FaultKind::WorkerPause,
+                ]);
+            }
+            if workers.len() < self.max_workers {
+                allowed.push(FaultKind::WorkerJoin);
+            }
+        }
+        if allowed.is_empty() {
+            // Everything is still recovering: try again soon.
+            self.next_at_s = now_s + 1.0;
+            return Ok(());
+        }
+        let kind = allowed[self.rng.random_range(0..allowed.len())];
+        let hold = self.rng.random_range(3.0..12.0);
+        let (target, heal, hold) = self.apply(kind, hold, stack, workers)?;
+        tracing::info!(?kind, %target, at_s = now_s, "fault");
+        self.faults.push(FaultRecord {
+            kind,
+            target,
+            at_s: now_s,
+            healed_s: None,
+        });
+        self.active.push(Active {
+            record: self.faults.len() - 1,
+            heal_at_s: now_s + hold,
+            heal,
+        });
+        Ok(())
+    }
+
+    /// Applies `kind`; returns its target, its heal and how long to hold it.
+    fn apply(
+        &mut self,
+        kind: FaultKind,
+        hold: f64,
+        stack: &LocalStack,
+        workers: &mut WorkerGroup,
+    ) -> anyhow::Result<(String, Heal, f64)> {
+        let cluster = &stack.cluster;
+        let kafka = stack.kafka.apache().expect("Apache Kafka");
+        let redis_name = |node: usize| format!("redis:{}", cluster.port(node).unwrap_or(0));
+        let past_node_timeout = self.node_timeout.as_secs_f64() + 2.0;
+        Ok(match kind {
+            FaultKind::RedisMasterKill => {
+                let node = self.pick(&cluster.masters());
+                cluster.kill(node)?;
+                (redis_name(node), Heal::RestartRedis(node), hold)
+            }
+            FaultKind::RedisMasterPause => {
+                let node = self.pick(&cluster.masters());
+                cluster.pause(node)?;
+                let hold = past_node_timeout + self.rng.random_range(0.0..3.0);
+                (redis_name(node), Heal::ResumeRedis(node), hold)
+            }
+            FaultKind::RedisManualFailover => {
+                let master = self.pick(&cluster.masters());
+                let replica = self.pick(&cluster.replicas_of(master));
+                let _: String = cluster.query(replica, redis::cmd("CLUSTER").arg("FAILOVER"))?;
+                (redis_name(replica), Heal::Nothing, 2.0)
+            }
+            FaultKind::RedisSlotMigration => {
+                let masters = cluster.masters();
+                let from = self.pick(&masters);
+                let others: Vec<usize> = masters.into_iter().filter(|m| *m != from).collect();
+                let to = self.pick(&others);
+                let slots = self.rng.random_range(50..400);
+                reshard(stack, from, to, slots)?;
+                (
+                    format!("{slots} slots {} -> {}", redis_name(from), redis_name(to)),
+                    Heal::Nothing,
+                    1.0,
+                )
+            }
+            FaultKind::BrokerKill => {
+                let id = self.rng.random_range(1..=kafka.broker_count());
+                kafka.kill(id)?;
+                (format!("broker:{id}"), Heal::RestartBroker(id), hold)
+            }
+            FaultKind::BrokerPause => {
+                let id = self.rng.random_range(1..=kafka.broker_count());
+                kafka.pause(id)?;
+                (format!("broker:{id}"), Heal::ResumeBroker(id), hold)
+            }
+            FaultKind::BrokerRestart => {
+                let id = self.rng.random_range(1..=kafka.broker_count());
+                kafka.stop(id)?;
+                kafka.restart(id)?;
+                (format!("broker:{id}"), Heal::Nothing, 1.0)
+            }
+            FaultKind::WorkerKill => {
+                let index = self.pick(&workers.running());
+                workers.kill(index);
+                (workers.id(index).to_owned(), Heal::StartWorker(index), hold)
+            }
+            FaultKind::WorkerStop => {
+                let index = self.pick(&workers.running());
+                workers.stop(index);
+                (workers.id(index).to_owned(), Heal::StartWorker(index), hold)
+            }
+            FaultKind::WorkerPause => {
+                let index = self.pick(&workers.running());
+                workers.pause(index, true);
+                let hold = self.session_timeout.as_secs_f64() + self.rng.random_range(2.0..6.0);
+                (
+                    workers.id(index).to_owned(),
+                    Heal::ResumeWorker(index),
+                    hold,
+                )
+            }
+            FaultKind::WorkerJoin => {
+                let index = workers.add()?;
+                let hold = hold * 3.0;
+                (workers.id(index).to_owned(), Heal::StopWorker(index), hold)
+            }
+        })
+    }
+
+    fn pick(&mut self, from: &[usize]) -> usize {
+        from[self.rng.random_range(0..from.len())]
+    }
+}
+
+/// Heals; false if it cannot yet (a stopped worker still drains).
+fn heal(heal: &Heal, stack: &LocalStack, workers: &mut WorkerGroup) -> anyhow::Result<bool> {
+    let kafka = stack.kafka.apache().expect("Apache Kafka");
+    match heal {
+        Heal::RestartRedis(node) => stack.cluster.restart(*node)?,
+        Heal::ResumeRedis(node) => stack.cluster.resume(*node)?,
+        Heal::RestartBroker(id) => kafka.restart(*id)?,
+        Heal::ResumeBroker(id) => kafka.resume(*id)?,
+        Heal::StartWorker(index) => return workers.start(*index),
+        Heal::ResumeWorker(index) => workers.pause(*index, false),
+        Heal::StopWorker(index) => workers.retire(*index),
+        Heal::Nothing => {}
+    }
+    Ok(true)
+}
+
+/// Every Redis node up and unpaused, the cluster `ok`, and every master with a replica.
+fn redis_whole(stack: &LocalStack) -> bool {
+    let cluster = &stack.cluster;
+    (0..cluster.node_count()).all(|n| cluster.is_running(n) && !cluster.is_paused(n))
+        && cluster
+            .wait_for_state_ok(Duration::from_millis(500))
+            .is_ok()
+        && {
+            let masters = cluster.masters();
+            masters.len() == 3 && masters.iter().all(|m| !cluster.replicas_of(*m).is_empty())
+        }
+}
+
+/// Moves `slots` slots from master `from` to master `to` with `redis-cli --cluster reshard`.
+fn reshard(stack: &LocalStack, from: usize, to: usize, slots: u32) -> anyhow::Result<()> {
+    let cluster = &stack.cluster;
+    let id = |node: usize| -> anyhow::Result<String> {
+        Ok(cluster.query(node, redis::cmd("CLUSTER").arg("MYID"))?)
+    };
+    let entry = format!("127.0.0.1:{}", cluster.port(from)?);
+    let mut command = std::process::Command::new("redis-cli");
+    if let Some(password) = cluster.password() {
+        command.args(["-a", password, "--no-auth-warning"]);
+    }
+    let output = command
+        .args(["--cluster", "reshard", &entry])
+        .args(["--cluster-from", &id(from)?, "--cluster-to", &id(to)?])
+        .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+        .args(["--cluster-pipeline", "10"])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "redis-cli --cluster reshard: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
