@@ -7,6 +7,7 @@
 //! once every replica is back in sync; one worker fault at a time, and never the last worker
 //! running. Faults of different kinds do overlap: that is the point.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::Rng;
@@ -157,7 +158,7 @@ impl Nemesis {
         now_s: f64,
         inject: bool,
         stack: &LocalStack,
-        workers: &mut WorkerGroup,
+        workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<()> {
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
             .into_iter()
@@ -183,9 +184,14 @@ impl Nemesis {
         &mut self,
         now_s: f64,
         stack: &LocalStack,
-        workers: &mut WorkerGroup,
+        workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<()> {
         self.step(now_s, false, stack, workers)
+    }
+
+    /// Faults applied and not healed yet.
+    pub fn active(&self) -> usize {
+        self.active.len()
     }
 
     fn busy(&self, class: Class) -> bool {
@@ -198,7 +204,7 @@ impl Nemesis {
         &mut self,
         now_s: f64,
         stack: &LocalStack,
-        workers: &mut WorkerGroup,
+        workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<()> {
         let kafka = stack.kafka.apache().expect("the soak runs on Apache Kafka");
         let mut allowed: Vec<FaultKind> = Vec::new();
@@ -208,18 +214,20 @@ impl Nemesis {
         if !self.busy(Class::Broker) && kafka.wait_healthy(Duration::from_millis(500)).is_ok() {
             allowed.extend(FaultKind::BROKER);
         }
-        if !self.busy(Class::Worker) && workers.down().is_empty() {
-            if workers.running().len() >= 2 {
+        let mut group = lock(workers);
+        if !self.busy(Class::Worker) && group.down().is_empty() {
+            if group.running().len() >= 2 {
                 allowed.extend([
                     FaultKind::WorkerKill,
                     FaultKind::WorkerStop,
                     FaultKind::WorkerPause,
                 ]);
             }
-            if workers.len() < self.max_workers {
+            if group.len() < self.max_workers {
                 allowed.push(FaultKind::WorkerJoin);
             }
         }
+        drop(group);
         if allowed.is_empty() {
             // Everything is still recovering: try again soon.
             self.next_at_s = now_s + 1.0;
@@ -249,7 +257,7 @@ impl Nemesis {
         kind: FaultKind,
         hold: f64,
         stack: &LocalStack,
-        workers: &mut WorkerGroup,
+        workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<(String, Heal, f64)> {
         let cluster = &stack.cluster;
         let kafka = stack.kafka.apache().expect("Apache Kafka");
@@ -303,29 +311,29 @@ impl Nemesis {
                 (format!("broker:{id}"), Heal::Nothing, 1.0)
             }
             FaultKind::WorkerKill => {
-                let index = self.pick(&workers.running());
-                workers.kill(index);
-                (workers.id(index).to_owned(), Heal::StartWorker(index), hold)
+                let mut group = lock(workers);
+                let index = self.pick(&group.running());
+                group.kill(index);
+                (group.id(index).to_owned(), Heal::StartWorker(index), hold)
             }
             FaultKind::WorkerStop => {
-                let index = self.pick(&workers.running());
-                workers.stop(index);
-                (workers.id(index).to_owned(), Heal::StartWorker(index), hold)
+                let mut group = lock(workers);
+                let index = self.pick(&group.running());
+                group.stop(index);
+                (group.id(index).to_owned(), Heal::StartWorker(index), hold)
             }
             FaultKind::WorkerPause => {
-                let index = self.pick(&workers.running());
-                workers.pause(index, true);
+                let mut group = lock(workers);
+                let index = self.pick(&group.running());
+                group.pause(index, true);
                 let hold = self.session_timeout.as_secs_f64() + self.rng.random_range(2.0..6.0);
-                (
-                    workers.id(index).to_owned(),
-                    Heal::ResumeWorker(index),
-                    hold,
-                )
+                (group.id(index).to_owned(), Heal::ResumeWorker(index), hold)
             }
             FaultKind::WorkerJoin => {
-                let index = workers.add()?;
+                let mut group = lock(workers);
+                let index = group.add()?;
                 let hold = hold * 3.0;
-                (workers.id(index).to_owned(), Heal::StopWorker(index), hold)
+                (group.id(index).to_owned(), Heal::StopWorker(index), hold)
             }
         })
     }
@@ -336,16 +344,16 @@ impl Nemesis {
 }
 
 /// Heals; false if it cannot yet (a stopped worker still drains).
-fn heal(heal: &Heal, stack: &LocalStack, workers: &mut WorkerGroup) -> anyhow::Result<bool> {
+fn heal(heal: &Heal, stack: &LocalStack, workers: &Mutex<WorkerGroup>) -> anyhow::Result<bool> {
     let kafka = stack.kafka.apache().expect("Apache Kafka");
     match heal {
         Heal::RestartRedis(node) => stack.cluster.restart(*node)?,
         Heal::ResumeRedis(node) => stack.cluster.resume(*node)?,
         Heal::RestartBroker(id) => kafka.restart(*id)?,
         Heal::ResumeBroker(id) => kafka.resume(*id)?,
-        Heal::StartWorker(index) => return workers.start(*index),
-        Heal::ResumeWorker(index) => workers.pause(*index, false),
-        Heal::StopWorker(index) => workers.retire(*index),
+        Heal::StartWorker(index) => return lock(workers).start(*index),
+        Heal::ResumeWorker(index) => lock(workers).pause(*index, false),
+        Heal::StopWorker(index) => lock(workers).retire(*index),
         Heal::Nothing => {}
     }
     Ok(true)
@@ -387,4 +395,9 @@ fn reshard(stack: &LocalStack, from: usize, to: usize, slots: u32) -> anyhow::Re
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
+}
+
+/// The worker group, even if a thread panicked holding it.
+pub fn lock(workers: &Mutex<WorkerGroup>) -> MutexGuard<'_, WorkerGroup> {
+    workers.lock().unwrap_or_else(|e| e.into_inner())
 }
