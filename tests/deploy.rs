@@ -132,6 +132,7 @@ fn exported_sample_names() -> BTreeSet<String> {
         connected_clients,
         keyspace_hits,
         keyspace_misses,
+        evicted_keys,
     } = cluster;
     state.set(1);
     slots
@@ -151,6 +152,7 @@ fn exported_sample_names() -> BTreeSet<String> {
     connected_clients.get_or_create(&node).set(3);
     keyspace_hits.get_or_create(&node).inc();
     keyspace_misses.get_or_create(&node).inc();
+    evicted_keys.get_or_create(&node).inc();
 
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -12,7 +12,7 @@ use fds_worker::event::{
 };
 use fds_worker::plan::{EventBody, PlanSettings, PlannedEvent, Planner, SourceRef};
 use fds_worker::slot::keys::{Entity, KeyBuilder};
-use fds_worker::store::{RetryPolicy, Store, StoreSettings};
+use fds_worker::store::{FailureKind, RetryPolicy, Store, StoreSettings};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -771,4 +771,79 @@ async fn large_amounts_sum_exactly() {
         .map(|a| a.counts[0])
         .collect();
     assert_eq!(values, vec![4_000_000_000_000_123, 8_000_000_000_000_246]);
+}
+
+/// `maxmemory` reached under `noeviction`: the node answers every write with `OOM`. That is the
+/// node's capacity running out, not a bad event: the unit backs off like in an outage and is
+/// applied (once) when memory is freed within the budget; past the budget it fails as OOM
+/// (the worker then dead-letters it) — after retrying, not at the first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_is_waited_out_within_the_budget_then_its_units_fail_as_oom() {
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let t = now_ms();
+    let config = |node: usize, key: &str, value: &str| {
+        let _: () = cluster
+            .query(node, redis::cmd("CONFIG").arg("SET").arg(key).arg(value))
+            .unwrap();
+    };
+    let user = Entity::new(EntityKind::User, "full-node-user").tag();
+    let slot = fds_worker::slot::key_slot(user.as_bytes());
+    let master = cluster
+        .master_for_slot(slot)
+        .expect("a master serves the slot");
+    config(master, "maxmemory-policy", "noeviction");
+
+    // Full for a while, then memory is freed: applied once, after retries.
+    config(master, "maxmemory", "1");
+    let plan = planner.plan(&[tx("full-node-user", "10.9.0.1", t, 1)], t);
+    let unit_for_user = |plan: &fds_worker::plan::BatchPlan| {
+        plan.units
+            .iter()
+            .filter(|u| u.slot == slot)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let units = unit_for_user(&plan);
+    assert_eq!(units.len(), 1);
+    let submitted = tokio::spawn(store.submit(units));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !submitted.is_finished(),
+        "an OOM is waited out, not failed at once"
+    );
+    config(master, "maxmemory", "0");
+    let results = submitted.await.unwrap();
+    let answer = results[0]
+        .1
+        .as_ref()
+        .expect("applied once memory was freed");
+    assert!(answer.entities.iter().flatten().all(|op| op.applied));
+    let keys = KeyBuilder::namespaced(&ns);
+    let minute = keys.feature(&user, "user_tx_1m");
+    assert_eq!(
+        hget(&store, &minute, t.div_euclid(5_000)).await.as_deref(),
+        Some("1")
+    );
+
+    // Full past the budget: the unit fails as OOM, after several attempts.
+    config(master, "maxmemory", "1");
+    let plan = planner.plan(&[tx("full-node-user", "10.9.0.1", t, 2)], t);
+    let results = store.submit(unit_for_user(&plan)).await;
+    config(master, "maxmemory", "0");
+    let failure = results[0]
+        .1
+        .as_ref()
+        .expect_err("still full past the budget");
+    assert_eq!(failure.kind, FailureKind::OutOfMemory, "{failure:?}");
+    assert!(failure.attempts > 1, "retried: {failure:?}");
+    assert_eq!(
+        hget(&store, &minute, t.div_euclid(5_000)).await.as_deref(),
+        Some("1"),
+        "nothing of the failed unit was applied"
+    );
 }

@@ -112,10 +112,23 @@ pub fn render(snapshot: &ClusterSnapshot) -> String {
     }
     out.push('\n');
     let header = [
-        "NODE", "ID", "ROLE", "STATE", "SLOTS", "MASTER", "MEMORY", "CLIENTS", "HIT RATE",
+        "NODE", "ID", "ROLE", "STATE", "SLOTS", "MASTER", "MEMORY", "EVICTED", "CLIENTS",
+        "HIT RATE",
     ];
     let rows = ordered(&snapshot.nodes).into_iter().map(row);
     out.push_str(&table::render(header, rows, &[]));
+    for node in ordered(&snapshot.nodes) {
+        if let Some(evicted) = node.evicted_keys.filter(|n| *n > 0) {
+            let _ = writeln!(
+                out,
+                "{}: {evicted} keys evicted (maxmemory-policy {}): feature tiles, blacklist \
+                 entries with a TTL and apply-once marks may be gone early, and a redelivered \
+                 event then counts twice; add memory or masters, or use noeviction",
+                node.addr,
+                node.maxmemory_policy.as_deref().unwrap_or("?")
+            );
+        }
+    }
     for node in snapshot.nodes.iter().filter(|n| n.error.is_some()) {
         let _ = writeln!(
             out,
@@ -154,7 +167,7 @@ fn ordered(nodes: &[NodeStatus]) -> Vec<&NodeStatus> {
     out
 }
 
-fn row(node: &NodeStatus) -> [String; 9] {
+fn row(node: &NodeStatus) -> [String; 10] {
     let state = if !node.up {
         "down"
     } else {
@@ -196,6 +209,8 @@ fn row(node: &NodeStatus) -> [String; 9] {
         slots,
         node.replica_of.clone().unwrap_or_else(|| "-".to_owned()),
         memory,
+        node.evicted_keys
+            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
         node.connected_clients
             .map_or_else(|| "-".to_owned(), |c| c.to_string()),
         hit_rate,
@@ -233,7 +248,8 @@ mod tests {
             ),
             shards: Vec::new(),
             info: NodeInfo::parse(&format!(
-                "role:{role}\r\nused_memory:1572864\r\nmaxmemory:0\r\nconnected_clients:4\r\nkeyspace_hits:3\r\nkeyspace_misses:1\r\n"
+                "role:{role}\r\nused_memory:1572864\r\nmaxmemory:0\r\nconnected_clients:4\r\nkeyspace_hits:3\r\nkeyspace_misses:1\r\nevicted_keys:{}\r\nmaxmemory_policy:volatile-lru\r\n",
+                if role == "master" { 12 } else { 0 }
             )),
         };
         let reports = [
@@ -265,6 +281,13 @@ mod tests {
         );
         assert!(lines[5].contains("1.5 MiB / no limit"), "{text}");
         assert!(lines[5].contains("75.0%"), "{text}");
+        assert!(
+            text.contains(
+                "10.0.0.1:7000: 12 keys evicted (maxmemory-policy volatile-lru): feature tiles"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("10.0.0.2:7000: 0 keys evicted"), "{text}");
         assert!(lines[6].contains("replica"), "{text}");
         assert!(lines[7].contains("down"), "{text}");
         assert!(

@@ -36,6 +36,10 @@ pub struct ClusterMetrics {
     pub keyspace_hits: Family<NodeLabel, Counter>,
     /// `fds_redis_keyspace_misses_total{node}` (the node's own counter, mirrored).
     pub keyspace_misses: Family<NodeLabel, Counter>,
+    /// `fds_redis_evicted_keys_total{node}` (the node's own counter, mirrored): keys Redis
+    /// removed to stay under `maxmemory`. Any increase can mean lost feature tiles and
+    /// apply-once marks (a redelivery then counts twice).
+    pub evicted_keys: Family<NodeLabel, Counter>,
 }
 
 impl ClusterMetrics {
@@ -97,6 +101,11 @@ impl ClusterMetrics {
             "redis_keyspace_misses",
             "INFO keyspace_misses",
             self.keyspace_misses.clone(),
+        );
+        r.register(
+            "redis_evicted_keys",
+            "INFO evicted_keys: keys removed to stay under maxmemory",
+            self.evicted_keys.clone(),
         );
     }
 }

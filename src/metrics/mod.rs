@@ -322,6 +322,7 @@ mod tests {
         c.connected_clients.get_or_create(&node).set(1);
         c.keyspace_hits.get_or_create(&node).inc();
         c.keyspace_misses.get_or_create(&node).inc();
+        c.evicted_keys.get_or_create(&node).inc();
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for series in [
@@ -355,6 +356,7 @@ mod tests {
             "fds_redis_connected_clients{node=",
             "fds_redis_keyspace_hits_total{node=",
             "fds_redis_keyspace_misses_total{node=",
+            "fds_redis_evicted_keys_total{node=",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(series)),

@@ -81,6 +81,7 @@ impl Exporter {
             for (family, value) in [
                 (&metrics.keyspace_hits, node.keyspace_hits),
                 (&metrics.keyspace_misses, node.keyspace_misses),
+                (&metrics.evicted_keys, node.evicted_keys),
             ] {
                 match value {
                     // The node's own counter, mirrored (it restarts from 0 with the node, which
@@ -103,6 +104,7 @@ impl Exporter {
             metrics.connected_clients.remove(&label);
             metrics.keyspace_hits.remove(&label);
             metrics.keyspace_misses.remove(&label);
+            metrics.evicted_keys.remove(&label);
         }
         for gone in self.roles.difference(&roles) {
             metrics.node_role.remove(gone);
@@ -132,7 +134,7 @@ mod tests {
                 ),
                 shards: Vec::new(),
                 info: NodeInfo::parse(&format!(
-                    "role:{role}\r\nused_memory:2048\r\nmaxmemory:4096\r\nconnected_clients:2\r\nkeyspace_hits:9\r\nkeyspace_misses:1\r\n"
+                    "role:{role}\r\nused_memory:2048\r\nmaxmemory:4096\r\nconnected_clients:2\r\nkeyspace_hits:9\r\nkeyspace_misses:1\r\nevicted_keys:7\r\n"
                 )),
             }),
         }
@@ -158,6 +160,7 @@ mod tests {
             "fds_redis_connected_clients{node=\"n:1\"} 2",
             "fds_redis_keyspace_hits_total{node=\"n:1\"} 9",
             "fds_redis_keyspace_misses_total{node=\"n:1\"} 1",
+            "fds_redis_evicted_keys_total{node=\"n:1\"} 7",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

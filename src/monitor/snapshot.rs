@@ -69,6 +69,10 @@ pub struct NodeStatus {
     pub keyspace_hits: Option<u64>,
     /// `INFO keyspace_misses`.
     pub keyspace_misses: Option<u64>,
+    /// `INFO evicted_keys` (since the node started).
+    pub evicted_keys: Option<u64>,
+    /// `INFO maxmemory_policy`.
+    pub maxmemory_policy: Option<String>,
 }
 
 fn role_name<S: serde::Serializer>(role: &Option<Role>, s: S) -> Result<S::Ok, S::Error> {
@@ -94,6 +98,8 @@ impl NodeStatus {
             connected_clients: None,
             keyspace_hits: None,
             keyspace_misses: None,
+            evicted_keys: None,
+            maxmemory_policy: None,
         }
     }
 
@@ -217,6 +223,8 @@ impl ClusterSnapshot {
                     status.connected_clients = info.connected_clients;
                     status.keyspace_hits = info.keyspace_hits;
                     status.keyspace_misses = info.keyspace_misses;
+                    status.evicted_keys = info.evicted_keys;
+                    status.maxmemory_policy = info.maxmemory_policy.clone();
                     if status.role.is_none() {
                         status.role = info.role;
                     }

@@ -61,16 +61,15 @@ impl FailureKind {
         }
     }
 
-    /// Worth retrying within the budget. OOM, WRONGTYPE and script errors will not get better
-    /// by themselves and go straight to the dead-letter topic.
+    /// Worth retrying within the budget. WRONGTYPE and script errors will not get better by
+    /// themselves and go straight to the dead-letter topic. OOM (`maxmemory` reached under
+    /// `noeviction`) is an outage of the node's capacity, not of the event: tiles expire and
+    /// operators add memory, so it backs off like an outage and dead-letters only past the
+    /// budget — not a flood of dead letters the moment the node is full.
     pub fn retryable(self) -> bool {
         !matches!(
             self,
-            FailureKind::WrongType
-                | FailureKind::OutOfMemory
-                | FailureKind::Script
-                | FailureKind::Auth
-                | FailureKind::Other
+            FailureKind::WrongType | FailureKind::Script | FailureKind::Auth | FailureKind::Other
         )
     }
 
@@ -387,7 +386,6 @@ mod tests {
     fn only_errors_that_can_get_better_are_retried() {
         for kind in [
             FailureKind::WrongType,
-            FailureKind::OutOfMemory,
             FailureKind::Script,
             FailureKind::Auth,
             FailureKind::Other,
@@ -395,6 +393,7 @@ mod tests {
             assert!(!kind.retryable(), "{kind:?}");
         }
         for kind in [
+            FailureKind::OutOfMemory,
             FailureKind::Redirect,
             FailureKind::TryAgain,
             FailureKind::ClusterDown,

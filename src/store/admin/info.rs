@@ -66,6 +66,10 @@ pub struct NodeInfo {
     pub keyspace_hits: Option<u64>,
     /// `keyspace_misses`.
     pub keyspace_misses: Option<u64>,
+    /// `evicted_keys`: keys removed to stay under `maxmemory` since the node started.
+    pub evicted_keys: Option<u64>,
+    /// `maxmemory_policy` (`noeviction`, `volatile-lru`, …).
+    pub maxmemory_policy: Option<String>,
 }
 
 impl NodeInfo {
@@ -86,6 +90,8 @@ impl From<&InfoDict> for NodeInfo {
             connected_clients: info.get("connected_clients"),
             keyspace_hits: info.get("keyspace_hits"),
             keyspace_misses: info.get("keyspace_misses"),
+            evicted_keys: info.get("evicted_keys"),
+            maxmemory_policy: info.get("maxmemory_policy"),
         }
     }
 }
