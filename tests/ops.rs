@@ -504,7 +504,10 @@ async fn the_ops_cli_works_against_the_stack() {
     let text = run_cli(&target, &["blacklist", "check", "ip", ip]).await;
     // The whole week while the check runs in the second the entry was written, just under it
     // after that.
-    let expires = text.lines().find(|l| l.starts_with("expires:")).unwrap_or("");
+    let expires = text
+        .lines()
+        .find(|l| l.starts_with("expires:"))
+        .unwrap_or("");
     assert!(
         text.contains("level:     FRAUD")
             && (expires.starts_with("expires:   in 6days 23h")

@@ -847,3 +847,69 @@ async fn a_full_node_is_waited_out_within_the_budget_then_its_units_fail_as_oom(
         "nothing of the failed unit was applied"
     );
 }
+
+/// A unit's first attempt can write and lose its reply with the node (a shard lost right
+/// then): its events are dead-lettered with the entity named as failed, though the entity
+/// holds the writes. Redrive asks the entity's list of recent offsets: an original offset in it
+/// is skipped (marked done under the dead letter's identity), one not in it is applied — also
+/// after later events of the same entity were applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_skips_an_event_whose_lost_first_attempt_applied_and_applies_one_that_did_not() {
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    let t = now_ms();
+    let user = Entity::new(EntityKind::User, "redriven").tag();
+    let keys = KeyBuilder::namespaced(&ns);
+    let minute = keys.feature(&user, "user_tx_1m");
+    let tile = t.div_euclid(5_000);
+    let event = |offset: i64| tx("redriven", "10.8.0.1", t, offset);
+    let redriven = |offset: i64, dlq_offset: i64| {
+        let mut e = event(offset);
+        e.redrive = Some(fds_worker::plan::Redrive {
+            dlq_source: SourceRef {
+                topic: Arc::from("transactions.dlq"),
+                partition: 0,
+                offset: dlq_offset,
+            },
+            failed_tags: vec![user.clone()],
+        });
+        e
+    };
+    let submit = |events: Vec<PlannedEvent>| {
+        let plan = planner.plan(&events, t);
+        let store = &store;
+        async move {
+            for (_, result) in store.submit(plan.units).await {
+                result.unwrap();
+            }
+        }
+    };
+    let count = || hget(&store, &minute, tile);
+
+    // Offset 10 was applied, its reply lost; offset 11 never reached the node.
+    submit(vec![event(10)]).await;
+    assert_eq!(count().await.as_deref(), Some("1"));
+    // Later events of the same entity, applied before the redrive.
+    submit(vec![event(12), event(13), event(14)]).await;
+    assert_eq!(count().await.as_deref(), Some("4"));
+
+    submit(vec![redriven(10, 3)]).await;
+    assert_eq!(
+        count().await.as_deref(),
+        Some("4"),
+        "offset 10 had been applied: not again"
+    );
+    submit(vec![redriven(11, 4)]).await;
+    assert_eq!(
+        count().await.as_deref(),
+        Some("5"),
+        "offset 11 had not: applied"
+    );
+    // Redriving the same dead letters again changes nothing.
+    submit(vec![redriven(10, 3), redriven(11, 4)]).await;
+    assert_eq!(count().await.as_deref(), Some("5"));
+}

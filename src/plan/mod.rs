@@ -271,6 +271,7 @@ impl Planner {
             let slot_entity = builder.entity(&settings.keys, &tag);
             let mut op = EventOp {
                 mark: None,
+                origin: None,
                 features: Vec::new(),
                 breach: None,
                 add: None,
@@ -303,7 +304,7 @@ impl Planner {
                 });
             }
             if !op.features.is_empty() {
-                op.mark = Some(mark_for(event, &tag));
+                (op.mark, op.origin) = marks_for(event, &tag);
             }
             let op_index = builder.push_op(&slot_entity, op);
             plan.units.push(slot_entity.unit);
@@ -391,8 +392,10 @@ impl Planner {
         let entity = Entity::new(verdict.subject.kind, verdict.subject.value.as_str());
         let tag = entity.tag();
         let slot_entity = builder.entity(&settings.keys, &tag);
+        let (mark, origin) = marks_for(event, &tag);
         let mut op = EventOp {
-            mark: Some(mark_for(event, &tag)),
+            mark,
+            origin,
             features: Vec::new(),
             breach: None,
             add: None,
@@ -435,17 +438,22 @@ fn has_field(feature: &FeatureConfig, tx: &Transaction) -> bool {
     }
 }
 
-/// The apply-once identity of `event` for the entity `tag`.
-fn mark_for(event: &PlannedEvent, tag: &str) -> (String, i64) {
-    let source = match &event.redrive {
+/// An apply-once identity: the mark field (`topic:partition`) and the offset.
+type Identity = (String, i64);
+
+/// The apply-once identity of `event` for the entity `tag`, and for a redriven entity (under
+/// the dead letter's identity) the original identity as well.
+fn marks_for(event: &PlannedEvent, tag: &str) -> (Option<Identity>, Option<Identity>) {
+    let original = (event.source.mark_field(), event.source.offset);
+    match &event.redrive {
         Some(redrive)
             if redrive.failed_tags.is_empty() || redrive.failed_tags.iter().any(|t| t == tag) =>
         {
-            &redrive.dlq_source
+            let dlq = &redrive.dlq_source;
+            (Some((dlq.mark_field(), dlq.offset)), Some(original))
         }
-        _ => &event.source,
-    };
-    (source.mark_field(), source.offset)
+        _ => (Some(original), None),
+    }
 }
 
 /// Position of an entity inside the batch under construction.

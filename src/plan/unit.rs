@@ -51,6 +51,10 @@ pub struct EntityOps {
 pub struct EventOp {
     /// Apply-once identity (`topic:partition`, offset) when the op writes; `None` for pure reads.
     pub mark: Option<(String, i64)>,
+    /// A redrive's op under the dead letter's identity: the event's original identity. The
+    /// unit skips the op if the entity's recent offsets show the original applied (its first
+    /// attempt wrote, and its reply was lost with the node).
+    pub origin: Option<(String, i64)>,
     /// Sliding-window features to update (and read).
     pub features: Vec<FeatureOp>,
     /// Blacklist entry to add if any of `features` goes over its threshold (reason filled by

@@ -7,7 +7,7 @@
 //! | `ft:{u:<id>}:<feature>:<currency>` | sum feature: hash of tile index → sum of minor units |
 //! | `fd:{u:<id>}:<feature>:<tile>` | distinct feature: one tile's HyperLogLog |
 //! | `bl:{u:<id>}` | blacklist entry (JSON), written with its expiry |
-//! | `ao:{u:<id>}` | apply-once marks: hash of `<topic>:<partition>` → highest applied offset |
+//! | `ao:{u:<id>}` | apply-once marks: hash of `<topic>:<partition>` → the last 8 applied offsets, newest (the mark) first (`812,799,731,`) |
 //!
 //! The tag prefix is per kind (`u`, `card`, `ip`, `dev`, `email`). A namespace (replay into
 //! `shadow`) prefixes the whole key and keeps the tag, so slots do not change.

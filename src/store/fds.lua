@@ -6,6 +6,7 @@
 -- keys by 0-based index:
 --   {"e": [ {"m": marks_key, "b": blacklist_key,
 --            "o": [ {"f": "<topic>:<partition>", "n": offset,         -- apply-once identity
+--                    "of": "<topic>:<partition>", "on": offset,        -- redrive: the original
 --                    "v": [feature, ...],                              -- features
 --                    "br": add,                                        -- breach rule entry
 --                    "a": add,                                         -- verdict ADD
@@ -20,7 +21,9 @@
 --
 -- Reply: per entity, per op: {applied, {counts...}, breached, entry|nil, pttl|nil, error|nil}.
 -- An op whose identity is at or below the entity's mark for its partition was applied before
--- (redelivery, client retry): it is skipped and its feature values are read instead.
+-- (redelivery, client retry): it is skipped and its feature values are read instead. A redrive
+-- op ("of"/"on": the dead letter's original identity) whose original offset the entity's list
+-- of recent offsets shows applied is skipped too: the reply of that first attempt was lost.
 
 local RANK = { TEMPORARY = 0, FRAUD = 1, STOLEN_CARD = 2, SUSPICIOUS_EMAIL = 3, PERMANENT = 4 }
 
@@ -185,6 +188,62 @@ local function apply_op(keys, entity, op, now)
   return counts, breached, keep_until
 end
 
+-- A mark field's value: the offsets applied last, newest first, each followed by a comma
+-- ("812,799,731,"): the newest is the mark, and up to RECENT of them say which offsets were
+-- applied — what a redrive asks about an event whose first attempt's outcome was never seen.
+-- A value without the trailing comma (written before the list existed) is its mark alone.
+local RECENT = 8
+
+local function parse_mark(raw)
+  local list = {}
+  if not raw then
+    return { list = list, known_from = -1 }
+  end
+  for n in string.gmatch(raw, '(-?%d+)') do
+    list[#list + 1] = tonumber(n)
+  end
+  local known_from
+  if string.sub(raw, -1) == ',' and #list < RECENT then
+    known_from = -1 -- every offset applied since the field was created is listed
+  else
+    known_from = list[#list] or -1
+  end
+  return { list = list, known_from = known_from }
+end
+
+local function mark_of(m)
+  return m.list[1] or -1
+end
+
+local function push_mark(m, n)
+  table.insert(m.list, 1, n)
+  if #m.list > RECENT then
+    m.list[#m.list] = nil
+    m.known_from = m.list[#m.list]
+  end
+end
+
+local function format_mark(m)
+  local parts = {}
+  for i, n in ipairs(m.list) do
+    parts[i] = string.format('%d', n)
+  end
+  return table.concat(parts, ',') .. ','
+end
+
+-- Whether offset n was applied under field m: true, false, or nil (older than the list knows).
+local function was_applied(m, n)
+  for _, applied in ipairs(m.list) do
+    if applied == n then
+      return true
+    end
+  end
+  if n < m.known_from then
+    return nil
+  end
+  return false
+end
+
 local function apply(keys, args)
   local unit = cjson.decode(args[1])
   local now = tonumber(redis.call('TIME')[1])
@@ -192,16 +251,27 @@ local function apply(keys, args)
   for entity_index, entity in ipairs(unit.e) do
     local marks_key = keys[entity.m + 1]
     local marks, dirty = {}, {}
+    local function mark_field(field)
+      local m = marks[field]
+      if m == nil then
+        m = parse_mark(redis.call('HGET', marks_key, field))
+        marks[field] = m
+      end
+      return m
+    end
     local keep_until = -1
     local results = {}
     for op_index, op in ipairs(entity.o) do
       local fresh = false
       if op.f then
-        local mark = marks[op.f]
-        if mark == nil then
-          mark = tonumber(redis.call('HGET', marks_key, op.f)) or -1
+        fresh = op.n > mark_of(mark_field(op.f))
+        -- A redrive op (its own identity the dead letter's) whose original the entity did
+        -- apply: its first attempt wrote and lost its reply. Marked done, not applied again.
+        if fresh and op.of and was_applied(mark_field(op.of), op.on) then
+          fresh = false
+          push_mark(marks[op.f], op.n)
+          dirty[op.f] = true
         end
-        fresh = op.n > mark
       end
       local result
       if fresh then
@@ -219,7 +289,7 @@ local function apply(keys, args)
           local message = type(counts) == 'table' and counts.err or tostring(counts)
           result = { 1, {}, 0, false, false, message }
         end
-        marks[op.f] = op.n
+        push_mark(marks[op.f], op.n)
         dirty[op.f] = true
       else
         result = { 0, read_features(keys, op), 0, false, false, false }
@@ -232,7 +302,7 @@ local function apply(keys, args)
     local fields = {}
     for field in pairs(dirty) do
       fields[#fields + 1] = field
-      fields[#fields + 1] = marks[field]
+      fields[#fields + 1] = format_mark(marks[field])
     end
     if #fields > 0 then
       if keep_until == -1 then

@@ -113,6 +113,10 @@ struct Op<'a> {
     f: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     n: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on: Option<i64>,
     #[serde(skip_serializing_if = "Features::is_empty")]
     v: Features<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +134,8 @@ impl<'a> From<&'a EventOp> for Op<'a> {
         Op {
             f: op.mark.as_ref().map(|(field, _)| field.as_str()),
             n: op.mark.as_ref().map(|(_, offset)| *offset),
+            of: op.origin.as_ref().map(|(field, _)| field.as_str()),
+            on: op.origin.as_ref().map(|(_, offset)| *offset),
             v: Features(op),
             br: op.breach.as_ref().map(Add),
             a: op.add.as_ref().map(Add),
