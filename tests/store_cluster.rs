@@ -913,3 +913,80 @@ async fn a_redrive_skips_an_event_whose_lost_first_attempt_applied_and_applies_o
     submit(vec![redriven(10, 3), redriven(11, 4)]).await;
     assert_eq!(count().await.as_deref(), Some("5"));
 }
+
+/// `redis.wait_replicas`: a node's units share one `WAIT` per round instead of one each (a
+/// `WAIT` blocks the connection every unit of the node shares), and each unit still returns
+/// only after a replica has its writes: right after the batch, every replica holds as many
+/// keys as its master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_share_their_nodes_wait_and_return_only_once_a_replica_has_their_writes() {
+    // A cluster of its own: WAITs and keys are counted per node.
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
+        .await
+        .unwrap();
+    let mut settings = settings(&cluster);
+    settings.wait_replicas = 1;
+    settings.wait_timeout = Duration::from_secs(1);
+    settings.max_inflight_units = 512;
+    let store = Store::connect(settings).await.unwrap();
+    let planner = planner(&common::random_name("ns"));
+    let t = now_ms();
+    let events: Vec<_> = (0..2000)
+        .map(|i| {
+            tx(
+                &format!("wait-{}", i % 700),
+                &format!("10.9.{}.{}", i % 5, i % 200),
+                t,
+                i,
+            )
+        })
+        .collect();
+    let plan = planner.plan(&events, t);
+    let units = plan.units.len() as u64;
+    let before = tokio::task::block_in_place(|| {
+        fds_testkit::bench::redis_stats::command_calls(&cluster).unwrap()
+    });
+    for (_, result) in store.submit(plan.units).await {
+        result.unwrap();
+    }
+    let keys_per_node: Vec<(usize, i64, Vec<i64>)> = tokio::task::block_in_place(|| {
+        cluster
+            .masters()
+            .into_iter()
+            .map(|master| {
+                let dbsize = |node| cluster.query::<i64>(node, &redis::cmd("DBSIZE")).unwrap();
+                let replicas = cluster
+                    .replicas_of(master)
+                    .into_iter()
+                    .map(dbsize)
+                    .collect();
+                (master, dbsize(master), replicas)
+            })
+            .collect()
+    });
+    for (master, keys, replicas) in &keys_per_node {
+        assert!(*keys > 0, "master {master} holds keys");
+        assert!(
+            replicas.iter().any(|r| r == keys),
+            "a replica of master {master} has every write when its units returned: \
+             {keys} keys on the master, {replicas:?} on its replicas"
+        );
+    }
+    let after = tokio::task::block_in_place(|| {
+        fds_testkit::bench::redis_stats::command_calls(&cluster).unwrap()
+    });
+    let waits = after.get("wait").copied().unwrap_or(0) - before.get("wait").copied().unwrap_or(0);
+    let rounds = store
+        .stats()
+        .replication_waits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!("{units} units, {rounds} WAIT rounds");
+    assert_eq!(
+        waits, rounds,
+        "every WAIT Redis saw is a round the store counted"
+    );
+    assert!(
+        rounds > 0 && rounds < units,
+        "units share WAITs: {rounds} WAITs for {units} units"
+    );
+}

@@ -1,17 +1,19 @@
-//! One attempt of a unit: its pipeline (`FCALL`, then `WAIT` when replicas must acknowledge)
-//! on the master our slot map names, following `MOVED`/`ASK`, and the `WAIT` check.
+//! One attempt of a unit: its `FCALL` on the master our slot map names, following
+//! `MOVED`/`ASK`, then — when replicas must acknowledge — the connection's coalesced `WAIT`
+//! (see `replication.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use redis::Value;
 
+use super::nodes::NodeConnection;
 use super::{FailureKind, Store, StoreError, wire};
 use crate::plan::{SlotUnit, UnitAnswer};
 
 impl Store {
-    /// The unit's `FCALL`, after `ASKING` when `asking`, and followed by the optional `WAIT`.
-    /// Error replies come back as values, unwrapped, so `MOVED`/`ASK` can be followed.
+    /// The unit's `FCALL`, after `ASKING` when `asking`. Error replies come back as values,
+    /// unwrapped, so `MOVED`/`ASK` can be followed.
     pub(super) fn unit_pipeline(&self, unit: &SlotUnit, asking: bool) -> redis::Pipeline {
         let settings = &self.inner.settings;
         let mut pipe = redis::pipe();
@@ -20,16 +22,12 @@ impl Store {
             pipe.cmd("ASKING").ignore();
         }
         pipe.add_command(wire::unit_command(unit, &settings.library.function));
-        if settings.wait_replicas > 0 {
-            pipe.cmd("WAIT")
-                .arg(settings.wait_replicas)
-                .arg(settings.wait_timeout.as_millis() as u64);
-        }
         pipe
     }
 
     /// One attempt: `pipeline` (see [`Store::unit_pipeline`]) on the slot's master, following
-    /// `MOVED`/`ASK`; then decoding the reply.
+    /// `MOVED`/`ASK`; then decoding the reply and, with `wait_replicas`, the `WAIT` that covers
+    /// it on the connection it came back on.
     pub(super) async fn call(
         &self,
         pipeline: &redis::Pipeline,
@@ -51,8 +49,8 @@ impl Store {
         for _ in 0..=MAX_REDIRECTS {
             inner.stats.calls.fetch_add(1, Ordering::Relaxed);
             let pipe = asking.as_ref().unwrap_or(pipeline);
-            let replies = match self.send(&node, pipe).await {
-                Ok(replies) => replies,
+            let (replies, connection) = match self.send(&node, pipe).await {
+                Ok(sent) => sent,
                 Err(Sent::Redirect { to, ask }) => {
                     if !ask {
                         inner.health.set_owner(unit.slot, &to);
@@ -63,13 +61,27 @@ impl Store {
                 }
                 Err(Sent::Failed(error)) => return Err(error),
             };
-            let mut replies = replies.into_iter();
-            let reply = replies.next().unwrap_or(Value::Nil);
+            let reply = replies.into_iter().last().unwrap_or(Value::Nil);
+            let answer = wire::decode_reply(unit, reply)
+                .map_err(|e| StoreError::new(FailureKind::Script, e.0))?;
             if settings.wait_replicas > 0 {
-                check_replicated(replies.next(), settings.wait_replicas)?;
+                let waited = connection
+                    .replication
+                    .wait(
+                        &connection.connection,
+                        settings.wait_replicas,
+                        settings.wait_timeout,
+                        &inner.stats.replication_waits,
+                    )
+                    .await;
+                if let Err(error) = &waited
+                    && matches!(error.kind, FailureKind::Connection | FailureKind::Timeout)
+                {
+                    inner.nodes.forget(&node);
+                }
+                waited?;
             }
-            return wire::decode_reply(unit, reply)
-                .map_err(|e| StoreError::new(FailureKind::Script, e.0));
+            return Ok(answer);
         }
         Err(StoreError::new(
             FailureKind::Redirect,
@@ -77,14 +89,19 @@ impl Store {
         ))
     }
 
-    /// Sends a pipeline to `node`; a `MOVED`/`ASK` reply becomes [`Sent::Redirect`].
-    async fn send(&self, node: &Arc<str>, pipe: &redis::Pipeline) -> Result<Vec<Value>, Sent> {
+    /// Sends a pipeline to `node`; a `MOVED`/`ASK` reply becomes [`Sent::Redirect`]. Returns
+    /// the replies and the connection they came back on.
+    async fn send(
+        &self,
+        node: &Arc<str>,
+        pipe: &redis::Pipeline,
+    ) -> Result<(Vec<Value>, NodeConnection), Sent> {
         let settings = &self.inner.settings;
         let nodes = &self.inner.nodes;
         let call = async {
-            let mut connection = nodes.connection(node).await.map_err(Sent::Failed)?;
+            let connection = nodes.node_connection(node).await.map_err(Sent::Failed)?;
             let replies: Vec<Value> = pipe
-                .query_async(&mut connection)
+                .query_async(&mut connection.connection.clone())
                 .await
                 .map_err(Sent::from)?;
             for reply in &replies {
@@ -92,7 +109,7 @@ impl Store {
                     return Err(Sent::from(redis::RedisError::from(error.clone())));
                 }
             }
-            Ok(replies)
+            Ok((replies, connection))
         };
         // redis-rs has its own response timeout; this guards connecting and the reply together.
         let deadline = settings.connect_timeout + settings.response_timeout;
@@ -133,22 +150,5 @@ impl From<redis::RedisError> for Sent {
             },
             None => Sent::Failed(StoreError::from(error)),
         }
-    }
-}
-
-/// The `WAIT` reply: enough replicas, or a retryable failure. A node that answers something
-/// else (a demoted zombie says "WAIT cannot be used with replica instances") leaves the
-/// write's durability unknown, so it is retried too (apply-once makes that safe).
-fn check_replicated(reply: Option<Value>, wanted: u32) -> Result<(), StoreError> {
-    match reply {
-        Some(Value::Int(acknowledged)) if acknowledged >= i64::from(wanted) => Ok(()),
-        Some(Value::Int(acknowledged)) => Err(StoreError::new(
-            FailureKind::NotReplicated,
-            format!("WAIT: {acknowledged} of {wanted} replicas acknowledged"),
-        )),
-        other => Err(StoreError::new(
-            FailureKind::MasterDown,
-            format!("WAIT: unexpected reply {other:?}"),
-        )),
     }
 }

@@ -11,8 +11,8 @@
 //!   node fails only its own units (redis-rs's cluster connection can stall every request
 //!   while it repairs its map).
 //! - [`Store`]: connects, loads the library on every master, and runs units (this file:
-//!   ordering per slot, the retry loop); `attempt.rs`: one attempt (`FCALL` + `WAIT`, `MOVED`
-//!   and `ASK`, the `WAIT` check); `slot_map.rs`: our slot map from `CLUSTER SLOTS`;
+//!   ordering per slot, the retry loop); `attempt.rs`: one attempt (`FCALL`, `MOVED` and `ASK`,
+//!   then `WAIT`); `replication.rs`: `WAIT` coalesced per connection; `slot_map.rs`: our slot map from `CLUSTER SLOTS`;
 //!   `outage.rs`: whole cluster down or the slot's node failed; `connect.rs`: the cluster
 //!   client and why a start failed.
 //! - [`tls`]: the CA and client certificate for `rediss://` nodes; [`acl`]: the least-privilege
@@ -30,6 +30,7 @@ pub mod error;
 pub mod health;
 mod nodes;
 mod outage;
+mod replication;
 pub mod retry;
 mod slot_map;
 pub mod tls;
@@ -115,6 +116,8 @@ pub struct StoreStats {
     pub retries: std::sync::atomic::AtomicU64,
     /// Units given up on.
     pub failed_units: std::sync::atomic::AtomicU64,
+    /// `WAIT`s sent (with `wait_replicas`: one per round of a connection, not per unit).
+    pub replication_waits: std::sync::atomic::AtomicU64,
 }
 
 type Tail = Shared<oneshot::Receiver<()>>;

@@ -15,6 +15,7 @@ use redis::{
     RedisError, RedisResult,
 };
 
+use super::replication::ReplicationBarrier;
 use super::{FailureKind, StoreError, StoreSettings};
 
 /// One node's connection, made on first use and dropped after a connection error. The
@@ -23,17 +24,26 @@ use super::{FailureKind, StoreError, StoreSettings};
 /// by its own async mutex, so a node is dialled once at a time.
 #[derive(Default)]
 struct Slot {
-    connection: Mutex<Option<MultiplexedConnection>>,
+    connection: Mutex<Option<NodeConnection>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl Slot {
-    fn current(&self) -> Option<MultiplexedConnection> {
+    fn current(&self) -> Option<NodeConnection> {
         self.connection
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// A node's connection and the `WAIT` rounds sent on it (a new connection, new rounds).
+#[derive(Clone)]
+pub struct NodeConnection {
+    /// The multiplexed connection.
+    pub connection: MultiplexedConnection,
+    /// Coalesces the units' `WAIT`s on this connection.
+    pub replication: Arc<ReplicationBarrier>,
 }
 
 /// Connections to cluster nodes by `host:port`.
@@ -100,6 +110,11 @@ impl Nodes {
 
     /// The connection to `node` (`host:port`), connecting if needed.
     pub async fn connection(&self, node: &Arc<str>) -> Result<MultiplexedConnection, StoreError> {
+        Ok(self.node_connection(node).await?.connection)
+    }
+
+    /// The connection to `node` with its `WAIT` rounds, connecting if needed.
+    pub async fn node_connection(&self, node: &Arc<str>) -> Result<NodeConnection, StoreError> {
         let slot = self.slot(node);
         if let Some(connection) = slot.current() {
             return Ok(connection);
@@ -109,7 +124,10 @@ impl Nodes {
         if let Some(connection) = slot.current() {
             return Ok(connection);
         }
-        let connection = self.dial(node).await.map_err(StoreError::from)?;
+        let connection = NodeConnection {
+            connection: self.dial(node).await.map_err(StoreError::from)?,
+            replication: Arc::default(),
+        };
         *slot.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.clone());
         Ok(connection)
     }
