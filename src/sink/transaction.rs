@@ -156,7 +156,8 @@ impl TransactionalSink {
         records: &[Outgoing],
         offsets: Option<Arc<TransactionOffsets>>,
     ) -> Result<(), Box<TransactionFailure>> {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
         if self.abort_pending.load(Ordering::Acquire) {
             if let Err(error) = self.producer.abort_transaction(self.timeout) {
                 // Twice the transaction timeout without finishing: librdkafka can keep
@@ -193,6 +194,7 @@ impl TransactionalSink {
             let error = refused[0].1.error.clone();
             return Err(self.abort(error, deliveries, refused));
         }
+        let enqueued_at = Instant::now();
         if let Some(offsets) = offsets
             && offsets.0.count() > 0
             && let Err(error) = self.send_offsets(offsets, remaining(deadline))
@@ -205,9 +207,20 @@ impl TransactionalSink {
                 ),
             });
         }
+        let offsets_sent_at = Instant::now();
         loop {
             match self.producer.commit_transaction(remaining(deadline)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let now = Instant::now();
+                    tracing::debug!(
+                        records = records.len(),
+                        begin_and_enqueue_ms = ms(enqueued_at - started),
+                        send_offsets_ms = ms(offsets_sent_at - enqueued_at),
+                        commit_ms = ms(now - offsets_sent_at),
+                        "transaction timing"
+                    );
+                    return Ok(());
+                }
                 // librdkafka: a retriable commit error (a timeout) may be retried as is.
                 Err(KafkaError::Transaction(error))
                     if error.is_retriable()
@@ -403,4 +416,9 @@ pub(crate) fn dead_letter_record<'a>(
         record = record.timestamp(timestamp);
     }
     record
+}
+
+/// Milliseconds, for timing fields.
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }

@@ -61,6 +61,13 @@ impl ReplicationBarrier {
             .await;
         let result = match reply {
             Ok(reply) => check_replicated(reply, replicas),
+            // The node answered WAIT with an error: it stopped being a master after the unit's
+            // reply (a failover between the two: `ERR WAIT cannot be used with replica
+            // instances`, or `UNBLOCKED` while WAIT waited). The unit goes again to the
+            // slot's master, where apply-once skips what was applied.
+            Err(error) if matches!(error.kind(), redis::ErrorKind::Server(_)) => Err(
+                StoreError::new(FailureKind::MasterDown, format!("WAIT refused: {error}")),
+            ),
             Err(error) => Err(StoreError::from(error)),
         };
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((round, result.clone()));
@@ -76,7 +83,10 @@ fn check_replicated(reply: Value, wanted: u32) -> Result<(), StoreError> {
             FailureKind::NotReplicated,
             format!("WAIT: {acknowledged} of {wanted} replicas acknowledged"),
         )),
-        Value::ServerError(error) => Err(StoreError::from(redis::RedisError::from(error))),
+        Value::ServerError(error) => Err(StoreError::new(
+            FailureKind::MasterDown,
+            format!("WAIT refused: {error:?}"),
+        )),
         other => Err(StoreError::new(
             FailureKind::MasterDown,
             format!("WAIT: unexpected reply {other:?}"),

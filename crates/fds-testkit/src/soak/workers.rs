@@ -301,6 +301,22 @@ impl WorkerGroup {
         }
     }
 
+    /// The running incarnations' memory now: warm-up RSS and the latest sample.
+    pub fn running_rss(&self) -> Vec<RssRecord> {
+        self.slots
+            .iter()
+            .filter_map(|(id, worker, _)| {
+                let worker = worker.as_ref()?;
+                Some(RssRecord {
+                    worker: id.clone(),
+                    lived_s: worker.started.elapsed().as_secs_f64(),
+                    warm_rss: worker.warm_rss,
+                    end_rss: worker.last_rss,
+                })
+            })
+            .collect()
+    }
+
     fn ended(&mut self, index: usize, worker: Incarnation) {
         self.ended.push(RssRecord {
             worker: self.slots[index].0.clone(),
