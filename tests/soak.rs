@@ -23,7 +23,7 @@ async fn three_minutes_of_random_faults_under_load_keep_every_promise() {
         rate: 600,
         workers: 2,
         partitions: 4,
-        fault_every: Duration::from_secs(8),
+        fault_every: Duration::from_secs(6),
         report_dir: report_dir.clone(),
         binary: PathBuf::from(env!("CARGO_BIN_EXE_fds-worker")),
     };
@@ -34,7 +34,7 @@ async fn three_minutes_of_random_faults_under_load_keep_every_promise() {
     println!("report, timeline and worker logs: {}", report_dir.display());
     assert!(
         report.faults.len() >= 12,
-        "a fault every ~8 s: {} faults",
+        "a fault every ~6 s: {} faults",
         report.faults.len()
     );
     let kinds: std::collections::HashSet<_> = report

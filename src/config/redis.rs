@@ -46,7 +46,8 @@ pub struct RedisConfig {
     /// `0` = unlimited. Default: `0`.
     pub max_units_per_second: u32,
     /// After writes, `WAIT <wait_replicas> <wait_timeout>` so a write acknowledged by a master
-    /// that dies before replicating is detected; `0` = off. Default: `0`.
+    /// that dies before replicating is detected; `0` = off. The units of a node share one
+    /// `WAIT` per round (see `store/replication.rs`). Default: `0`.
     pub wait_replicas: u32,
     /// Timeout of the `WAIT` above. Default: `100ms`.
     #[serde(with = "de::duration")]
