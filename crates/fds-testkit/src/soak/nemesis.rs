@@ -236,7 +236,7 @@ impl Nemesis {
         let kind = allowed[self.rng.random_range(0..allowed.len())];
         let hold = self.rng.random_range(3.0..12.0);
         let (target, heal, hold) = self.apply(kind, hold, stack, workers)?;
-        tracing::info!(?kind, %target, at_s = now_s, "fault");
+        tracing::info!(?kind, on = %target, at_s = now_s, "fault");
         self.faults.push(FaultRecord {
             kind,
             target,
