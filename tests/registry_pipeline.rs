@@ -266,6 +266,152 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
         &report.doubled[..report.doubled.len().min(3)],
         report.blacklist_problems
     );
+
+    // `fds-worker tail` with the registry configured decodes what it reads by the registry's
+    // ids: v1 and v2 transactions (v2's id is the catalog's enrichment id: the catalog's ids
+    // are not writer ids with a registry) and the enrichment records.
+    let transactions = traffic.truth.transactions;
+    let tx_lines = tail(&config, &tx_topic, transactions + 2);
+    let errors: Vec<_> = tx_lines
+        .iter()
+        .filter(|l| l.get("_error").is_some())
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "only the two bad records fail to decode: {errors:?}"
+    );
+    assert!(
+        tx_lines
+            .iter()
+            .filter(|l| l.get("event_id").is_some())
+            .count()
+            == transactions,
+        "every transaction decoded"
+    );
+    let enrichment_lines = tail(&config, &config.kafka.enrichment_topic, transactions);
+    assert!(
+        enrichment_lines.iter().all(|l| l.get("_error").is_none()),
+        "{:?}",
+        enrichment_lines.iter().find(|l| l.get("_error").is_some())
+    );
+}
+
+/// `fds-worker tail --topic <topic> --from-beginning --count <count>` with `config`, its JSON
+/// lines.
+fn tail(config: &fds_worker::config::Config, topic: &str, count: usize) -> Vec<serde_json::Value> {
+    let count = count.to_string();
+    let out = fds_worker_cli(
+        config,
+        &[
+            "tail",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--count",
+            &count,
+        ],
+    );
+    out.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// `fds-worker <args>` with `config` (written to a file), bounded to 2 minutes (a tail that
+/// found fewer records would follow the topic for ever); its stdout.
+fn fds_worker_cli(config: &fds_worker::config::Config, args: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(common::random_name("cli-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("worker.toml");
+    std::fs::write(&file, toml::to_string(config).unwrap()).unwrap();
+    let out = std::process::Command::new("timeout")
+        .arg("120")
+        .arg(env!("CARGO_BIN_EXE_fds-worker"))
+        .arg("--config")
+        .arg(&file)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("FDS_CONFIG")
+        .output()
+        .expect("fds-worker runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "fds-worker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `blacklist add` and `generate` with a registry write under the registry's ids (here not
+/// the catalog's: other schemas took the first ids), and the worker reading through the
+/// registry applies them — none dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producing_ops_commands_write_under_the_registrys_ids() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let mut config = test_config(&stack);
+    config.schemas.registry.urls = vec![registry.ccompat_url()];
+    let others = client(&registry);
+    for n in 0..3 {
+        let schema = format!(r#"{{"type":"record","name":"Other{n}","fields":[]}}"#);
+        others
+            .register(&format!("other-{n}-value"), &schema)
+            .await
+            .unwrap();
+    }
+    let ip = "198.51.100.77";
+    let added = fds_worker_cli(&config, &["blacklist", "add", "ip", ip, "--level", "FRAUD"]);
+    assert!(added.starts_with("published ADD ip"), "{added}");
+    let generated = fds_worker_cli(&config, &["generate", "--count", "200", "--rate", "0"]);
+    assert!(generated.starts_with("published"), "{generated}");
+    let verdict_topic = config.kafka.verdict_topics[0].clone();
+    let ids = |topic: &str| -> HashSet<u32> {
+        read_all(&stack, topic)
+            .iter()
+            .map(|r| {
+                wire::split_frame(r.payload.as_deref().unwrap_or_default())
+                    .unwrap()
+                    .0
+            })
+            .collect()
+    };
+    let verdict_id = others
+        .register(&format!("{verdict_topic}-value"), FRAUD_VERDICT_AVSC)
+        .await
+        .unwrap();
+    let transaction_id = others
+        .register(
+            &format!("{}-value", config.kafka.transactions_topic),
+            TRANSACTION_AVSC,
+        )
+        .await
+        .unwrap();
+    assert!(
+        verdict_id > 3 && transaction_id > 3,
+        "after the other schemas"
+    );
+    assert_eq!(ids(&verdict_topic), HashSet::from([verdict_id]));
+    assert_eq!(
+        ids(&config.kafka.transactions_topic),
+        HashSet::from([transaction_id])
+    );
+
+    let events = read_all(&stack, &verdict_topic).len()
+        + read_all(&stack, &config.kafka.transactions_topic).len();
+    let worker = start_worker(&config);
+    let done = worker
+        .wait_finished(&config, events as u64, Duration::from_secs(120))
+        .await;
+    worker.stop().await;
+    assert_eq!(done.dead_lettered, 0, "{done:?}");
+    assert!(done.enriched > 0, "{done:?}");
+    let check = fds_worker_cli(&config, &["blacklist", "check", "ip", ip, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(check.trim()).unwrap();
+    assert_eq!(shown["listed"], true, "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::event::{EntityKind, FraudVerdict, Subject, ThreatLevel, VerdictAction};
-use crate::pipeline::{decoder_from_config, plan_settings, store_settings, unix_ms};
+use crate::pipeline::{plan_settings, producer_codec, store_settings, unix_ms};
 use crate::plan::{EventBody, PlannedEvent, Planner, SourceRef};
 use crate::sink::producer_config;
 use crate::slot::keys::{Entity, KeyBuilder};
@@ -269,9 +269,8 @@ async fn change(args: ChangeArgs, action: VerdictAction, config: &Config) -> any
             .cloned()
             .context("kafka.verdict_topics is empty")?,
     };
-    let codec = decoder_from_config(config)
-        .map_err(anyhow::Error::msg)?
-        .codec;
+    // With a Schema Registry, written under the registry's id for the verdict schema.
+    let codec = producer_codec(config, &config.kafka.transactions_topic, &topic).await?;
     let payload = codec.encode_verdict(&verdict)?;
     let producer: FutureProducer = producer_config(&config.kafka)
         .create()

@@ -11,7 +11,7 @@ use rdkafka::producer::FutureProducer;
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::generate::{TrafficSettings, generate, produce};
-use crate::pipeline::{decoder_from_config, plan_settings, unix_ms};
+use crate::pipeline::{plan_settings, producer_codec, unix_ms};
 
 /// Publish synthetic transactions and verdicts (seeded, reproducible) and optionally write the
 /// ground truth: the value every velocity counter must reach.
@@ -73,9 +73,13 @@ pub async fn run(args: GenerateArgs, config: Config) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(&traffic.truth)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
-    let codec: Codec = decoder_from_config(&config)
-        .map_err(anyhow::Error::msg)?
-        .codec;
+    // With a Schema Registry, written under the registry's ids.
+    let codec: Codec = producer_codec(
+        &config,
+        &config.kafka.transactions_topic,
+        &config.kafka.verdict_topics[0],
+    )
+    .await?;
     let mut client = ClientConfig::new();
     for (key, value) in config.kafka.producer_client_options() {
         client.set(key, value);

@@ -10,9 +10,11 @@ use rdkafka::consumer::StreamConsumer;
 use serde_json::{Value, json};
 
 use crate::codec::Codec;
+use crate::codec::registry::SchemaRegistry;
+use crate::codec::wire::split_frame;
 use crate::config::Config;
 use crate::event::{Enrichment, FraudVerdict, Transaction};
-use crate::pipeline::decoder_from_config;
+use crate::pipeline::{decoder_from_config, registry_codec};
 use crate::source::SourceMessage;
 use crate::source::range::{self, End, RangeReader, Read, Start};
 
@@ -83,9 +85,13 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| config.kafka.enrichment_topic.clone());
     let kind = kind_of(&topic, config);
-    let codec = decoder_from_config(config)
-        .map_err(anyhow::Error::msg)?
-        .codec;
+    let decoder = decoder_from_config(config).map_err(anyhow::Error::msg)?;
+    // With a Schema Registry every id in a record is the registry's (the catalog's ids are
+    // not writer ids then): the worker's registry codec, fed from the registry by id.
+    let (codec, registry) = match decoder.registry {
+        Some(registry) => (registry_codec(config, &registry).await?, Some(registry)),
+        None => (decoder.codec, None),
+    };
     let mut client = ClientConfig::new();
     for (key, value) in config.kafka.common_options() {
         client.set(key, value);
@@ -132,6 +138,14 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
             // Every partition ended: only with an end offset, which tail has not.
             None => break,
         };
+        if let Some(registry) = &registry {
+            learn_writer_schema(
+                &codec,
+                registry,
+                message.payload.as_deref().unwrap_or_default(),
+            )
+            .await;
+        }
         let Some(line) = render(&message, kind, &codec, args.user.as_deref()) else {
             continue;
         };
@@ -144,6 +158,26 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
         printed += 1;
     }
     Ok(())
+}
+
+/// With a Schema Registry: the writer schema of a record whose id the codec does not know is
+/// fetched once and added, so records written under the registry's ids decode. A registry
+/// that does not answer leaves the record to be shown with its decoding error.
+async fn learn_writer_schema(codec: &Codec, registry: &SchemaRegistry, payload: &[u8]) {
+    let Ok((id, _)) = split_frame(payload) else {
+        return;
+    };
+    if codec.knows_schema(id) {
+        return;
+    }
+    match registry.schema(id).await {
+        Ok(schema) => {
+            if let Err(error) = codec.add_writer_schema(id, &schema.text, "schema registry") {
+                tracing::warn!(id, %error, "the registry's writer schema does not resolve");
+            }
+        }
+        Err(error) => tracing::warn!(id, %error, "writer schema not fetched from the registry"),
+    }
 }
 
 /// One record as a JSON line, or `None` if `user` filters it out.

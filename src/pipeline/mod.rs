@@ -37,7 +37,8 @@ use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
 pub use settings::{
-    decoder_from_config, plan_settings, registry_codec, rule_version, store_settings,
+    decoder_from_config, plan_settings, producer_codec, registry_codec, rule_version,
+    store_settings,
 };
 pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 

@@ -133,8 +133,21 @@ pub async fn registry_codec(config: &Config, registry: &SchemaRegistry) -> Resul
         .registry
         .subject_strategy
         .subject(&config.kafka.enrichment_topic, &record_full_name(text));
-    // Retried a few times when retryable: replicas starting together race to register the
-    // same schema (Apicurio 2.x answers one of them 500), or the registry is restarting.
+    let registered = register_at_start(config, registry, &subject, text).await?;
+    tracing::info!(%subject, id = registered, "enrichment schema registered");
+    Codec::for_registry(registered, text, config.limits.max_message_bytes as usize)
+        .map_err(|e| RunError::Schemas(e.to_string()))
+}
+
+/// Registers (or finds) `text` under `subject`, tried again a few times while the registry's
+/// answers are retryable: replicas starting together race to register the same schema
+/// (Apicurio 2.x answers one of them 500), or the registry is restarting.
+async fn register_at_start(
+    config: &Config,
+    registry: &SchemaRegistry,
+    subject: &str,
+    text: &str,
+) -> Result<u32, RunError> {
     let registry_config = &config.schemas.registry;
     let mut delays = Backoff::new(
         registry_config.retry_backoff,
@@ -142,19 +155,67 @@ pub async fn registry_codec(config: &Config, registry: &SchemaRegistry) -> Resul
     );
     let mut attempt = 1;
     let registered = loop {
-        match registry.register(&subject, text).await {
+        match registry.register(subject, text).await {
             Ok(id) => break id,
             Err(error) if error.is_retryable() && attempt < START_REGISTER_ATTEMPTS => {
                 let delay = delays.next_wait();
-                tracing::warn!(%error, attempt, ?delay, "registering the enrichment schema");
+                tracing::warn!(%error, attempt, ?delay, subject, "registering a schema");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
             Err(error) => return Err(RunError::Registry(error)),
         }
     };
-    tracing::info!(%subject, id = registered, "enrichment schema registered");
-    Codec::for_registry(registered, text, config.limits.max_message_bytes as usize)
+    Ok(registered)
+}
+
+/// The codec the ops commands that *produce* source records write with (`generate`,
+/// `blacklist add`): the catalog's ids without a Schema Registry; with one, the catalog's
+/// transaction and verdict schemas registered (or found) under the subjects of
+/// `transactions_topic` and `verdict_topic`, written under the registry's ids — the ids the
+/// worker resolves through the registry.
+pub async fn producer_codec(
+    config: &Config,
+    transactions_topic: &str,
+    verdict_topic: &str,
+) -> Result<Codec, RunError> {
+    let decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+    let Some(registry) = decoder.registry else {
+        return Ok(decoder.codec);
+    };
+    let schemas = &config.schemas;
+    let local = SchemaCatalog::from_files(config.schema_catalog())
+        .map_err(|e| RunError::Schemas(e.to_string()))?;
+    let text = |id: u32, what: &str| {
+        local
+            .text(id)
+            .map(str::to_owned)
+            .ok_or_else(|| RunError::Schemas(format!("no {what} schema under id {id}")))
+    };
+    let (transaction, verdict, enrichment) = (
+        text(schemas.transaction_id, "transaction")?,
+        text(schemas.verdict_id, "verdict")?,
+        text(schemas.enrichment_id, "enrichment")?,
+    );
+    let strategy = &schemas.registry.subject_strategy;
+    let mut ids = SchemaIds::default();
+    let mut catalog = SchemaCatalog::empty();
+    for (topic, text, id) in [
+        (transactions_topic, &transaction, &mut ids.transaction),
+        (verdict_topic, &verdict, &mut ids.verdict),
+        (
+            config.kafka.enrichment_topic.as_str(),
+            &enrichment,
+            &mut ids.enrichment,
+        ),
+    ] {
+        let subject = strategy.subject(topic, &record_full_name(text));
+        *id = register_at_start(config, &registry, &subject, text).await?;
+        catalog
+            .register_str(*id, text, "schema registry")
+            .map_err(|e| RunError::Schemas(e.to_string()))?;
+    }
+    Codec::new(&catalog, ids, config.limits.max_message_bytes as usize)
         .map_err(|e| RunError::Schemas(e.to_string()))
 }
 
