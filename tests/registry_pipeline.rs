@@ -323,7 +323,10 @@ fn fds_worker_cli(config: &fds_worker::config::Config, args: &[&str]) -> String 
     let dir = std::env::temp_dir().join(common::random_name("cli-config"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("worker.toml");
-    std::fs::write(&file, toml::to_string(config).unwrap()).unwrap();
+    let mut config = config.clone();
+    // Schema files relative to the repository, not to the config file's directory.
+    config.schemas.base_dir = Some(env!("CARGO_MANIFEST_DIR").into());
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
     let out = std::process::Command::new("timeout")
         .arg("120")
         .arg(env!("CARGO_BIN_EXE_fds-worker"))
