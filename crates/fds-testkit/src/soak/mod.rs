@@ -228,9 +228,9 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
             ..Sample::default()
         };
         if let Some((committed, high)) = lag {
-            sample.lag = high - committed;
+            sample.lag = Some(high - committed);
             if now_s > last.0 {
-                sample.finished_per_s = (committed - last.1).max(0) as f64 / (now_s - last.0);
+                sample.finished_per_s = Some((committed - last.1).max(0) as f64 / (now_s - last.0));
             }
             last = (now_s, committed);
         }

@@ -76,8 +76,11 @@ fn draw(report: &SoakReport, path: &Path) -> anyhow::Result<()> {
         .map_or(report.duration_s, |s| s.t_s)
         .max(1.0);
     let series: [(&str, SampleValue); 3] = [
-        ("records finished / s", Box::new(|s| Some(s.finished_per_s))),
-        ("consumer lag (records)", Box::new(|s| Some(s.lag as f64))),
+        ("records finished / s", Box::new(|s| s.finished_per_s)),
+        (
+            "consumer lag (records)",
+            Box::new(|s| s.lag.map(|l| l as f64)),
+        ),
         (
             "p99 latency (ms), source → committed enrichment",
             Box::new(|s| s.p99_ms.map(|v| v as f64)),

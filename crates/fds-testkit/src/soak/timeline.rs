@@ -17,10 +17,11 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 pub struct Sample {
     /// Seconds since the soak started.
     pub t_s: f64,
-    /// Source records finished (committed) per second since the last sample.
-    pub finished_per_s: f64,
-    /// Source records not yet committed by the group.
-    pub lag: i64,
+    /// Source records finished (committed) per second since the last answered sample; `None`
+    /// when the brokers did not answer the probe in time (a broker fault).
+    pub finished_per_s: Option<f64>,
+    /// Source records not yet committed by the group; `None` as above.
+    pub lag: Option<i64>,
     /// p99 latency (ms) of the enrichment records that became visible in this second.
     pub p99_ms: Option<u64>,
     /// The workers' RSS, summed (MiB).
