@@ -55,15 +55,15 @@ fn client(registry: &Apicurio) -> SchemaRegistry {
     .expect("client")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
-    let _serial = SERIAL.lock().await;
-    let stack = start_stack().await;
-    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
-        .await
-        .unwrap();
-    let producers = client(&registry);
-    let mut config = test_config(&stack);
+/// The registry's producers' side: Transaction v1 and the verdict registered (ids 1 and 2 of a
+/// fresh registry, the ids `Codec::builtin` writes), then v2 (the next id); the worker's config
+/// on the registry; and a codec writing v2 transactions and verdicts under those ids.
+async fn with_v1_and_v2(
+    stack: &fds_testkit::demo::LocalStack,
+    registry: &Apicurio,
+) -> (SchemaRegistry, fds_worker::config::Config, Codec) {
+    let producers = client(registry);
+    let mut config = test_config(stack);
     config.schemas.registry.urls = vec![registry.ccompat_url()];
     config.schemas.registry.retry_backoff = Duration::from_millis(100);
     config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
@@ -98,6 +98,17 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
         DEFAULT_MAX_MESSAGE_BYTES,
     )
     .unwrap();
+    (producers, config, v2_writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
+        .await
+        .unwrap();
+    let (producers, config, v2_writer) = with_v1_and_v2(&stack, &registry).await;
 
     let traffic = traffic(&config, 400, 18, Duration::from_secs(20));
     let half = traffic.events.len() / 2;
@@ -551,38 +562,7 @@ async fn a_worker_leaving_while_its_partitions_hold_loses_nothing() {
     let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
         .await
         .unwrap();
-    let producers = client(&registry);
-    let mut config = test_config(&stack);
-    config.schemas.registry.urls = vec![registry.ccompat_url()];
-    config.schemas.registry.retry_backoff = Duration::from_millis(100);
-    config.schemas.registry.retry_backoff_max = Duration::from_secs(1);
-    let tx_subject = format!("{}-value", config.kafka.transactions_topic);
-    let verdict_subject = format!("{}-value", config.kafka.verdict_topics[0]);
-    let v1 = producers.register(&tx_subject, TRANSACTION_AVSC).await;
-    let verdict = producers
-        .register(&verdict_subject, FRAUD_VERDICT_AVSC)
-        .await;
-    assert_eq!((v1, verdict), (Ok(1), Ok(2)));
-    let v2_text = transaction_v2();
-    let v2 = producers.register(&tx_subject, &v2_text).await.expect("v2");
-    let mut catalog = SchemaCatalog::empty();
-    catalog.register_str(v2, &v2_text, "v2").unwrap();
-    catalog
-        .register_str(2, FRAUD_VERDICT_AVSC, "verdict")
-        .unwrap();
-    catalog
-        .register_str(u32::MAX, ENRICHMENT_AVSC, "unused")
-        .unwrap();
-    let v2_writer = Codec::new(
-        &catalog,
-        SchemaIds {
-            transaction: v2,
-            verdict: 2,
-            enrichment: u32::MAX,
-        },
-        DEFAULT_MAX_MESSAGE_BYTES,
-    )
-    .unwrap();
+    let (_producers, config, v2_writer) = with_v1_and_v2(&stack, &registry).await;
 
     // Two workers share the partitions; only v2 records, whose id neither has seen.
     let a = start_worker(&config);

@@ -102,6 +102,18 @@ fn verdict(
     }
 }
 
+/// A cluster of this test's own (for counts Redis keeps per node or cluster-wide), a store on
+/// it, and a planner in a fresh key namespace.
+async fn own_cluster() -> (RedisCluster, Store, String, Planner) {
+    let cluster = tokio::task::spawn_blocking(common::start_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let ns = common::random_name("ns");
+    let planner = planner(&ns);
+    (cluster, store, ns, planner)
+}
+
 /// `cmdstat_fcall` calls summed over every master.
 fn fcall_count(cluster: &RedisCluster) -> u64 {
     let calls = fds_testkit::bench::redis_stats::command_calls(cluster).unwrap();
@@ -141,12 +153,7 @@ async fn ttl(store: &Store, key: &str) -> i64 {
 async fn counters_are_applied_once_even_when_a_batch_is_sent_twice() {
     // A cluster of its own: FCALLs are counted cluster-wide, and the other tests' units would
     // be counted too on a shared one.
-    let cluster = tokio::task::spawn_blocking(common::start_cluster)
-        .await
-        .unwrap();
-    let store = Store::connect(settings(&cluster)).await.unwrap();
-    let ns = common::random_name("ns");
-    let planner = planner(&ns);
+    let (cluster, store, ns, planner) = own_cluster().await;
     let t = now_ms();
     let events: Vec<_> = (0..40)
         .map(|i| tx(&format!("u{}", i % 8), &format!("10.0.0.{}", i % 3), t, i))
@@ -646,12 +653,7 @@ async fn old_tiles_are_trimmed_by_the_unit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_commands_per_event_are_the_stated_ones() {
     // A cluster of its own: command counts are cluster-wide.
-    let cluster = tokio::task::spawn_blocking(common::start_cluster)
-        .await
-        .unwrap();
-    let store = Store::connect(settings(&cluster)).await.unwrap();
-    let ns = common::random_name("ns");
-    let planner = planner(&ns);
+    let (cluster, store, _ns, planner) = own_cluster().await;
     let t = now_ms();
     let events: Vec<_> = (0..400)
         .map(|i| {
@@ -779,12 +781,7 @@ async fn large_amounts_sum_exactly() {
 /// (the worker then dead-letters it) — after retrying, not at the first answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_is_waited_out_within_the_budget_then_its_units_fail_as_oom() {
-    let cluster = tokio::task::spawn_blocking(common::start_cluster)
-        .await
-        .unwrap();
-    let store = Store::connect(settings(&cluster)).await.unwrap();
-    let ns = common::random_name("ns");
-    let planner = planner(&ns);
+    let (cluster, store, ns, planner) = own_cluster().await;
     let t = now_ms();
     let config = |node: usize, key: &str, value: &str| {
         let _: () = cluster
@@ -855,12 +852,7 @@ async fn a_full_node_is_waited_out_within_the_budget_then_its_units_fail_as_oom(
 /// after later events of the same entity were applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redrive_skips_an_event_whose_lost_first_attempt_applied_and_applies_one_that_did_not() {
-    let cluster = tokio::task::spawn_blocking(common::start_cluster)
-        .await
-        .unwrap();
-    let store = Store::connect(settings(&cluster)).await.unwrap();
-    let ns = common::random_name("ns");
-    let planner = planner(&ns);
+    let (_cluster, store, ns, planner) = own_cluster().await;
     let t = now_ms();
     let user = Entity::new(EntityKind::User, "redriven").tag();
     let keys = KeyBuilder::namespaced(&ns);

@@ -36,6 +36,9 @@ pub struct Ledger {
     pub doubled_increments: i64,
     /// Blacklist entries that differ from the truth.
     pub blacklist_problems: Vec<String>,
+    /// Blacklist entries expiring up to 2 s later than the truth: moved by a slot migration
+    /// (see `fds_worker::generate::verify::MIGRATED_EXPIRY_SLACK_S`), not a violation.
+    pub expiry_moved_later: usize,
     /// A few examples of what differed, for the report.
     pub examples: Vec<String>,
 }
@@ -132,6 +135,7 @@ pub async fn check(
     ledger.lost_increments = report.lost_increments();
     ledger.doubled_increments = report.doubled_increments();
     ledger.blacklist_problems = report.blacklist_problems.clone();
+    ledger.expiry_moved_later = report.expiry_moved_later;
     ledger.examples = report
         .lost
         .iter()

@@ -145,7 +145,8 @@ pub fn summary(report: &SoakReport) -> String {
         "soak seed {}: {:.0} s at {}/s, {} events, {} faults ({})\n\
          drain {:.1} s after the traffic; p99 {} ms, max {} ms (source → committed enrichment)\n\
          ledger: {} transactions, {} enriched once, {} more than once, {} missing, {} dead \
-         letters; {} counters checked, {} lost and {} doubled increments, {} blacklist problems",
+         letters; {} counters checked, {} lost and {} doubled increments, {} blacklist problems ({} expiries moved \
+         later by a slot migration)",
         report.seed,
         report.duration_s,
         report.rate,
@@ -164,6 +165,7 @@ pub fn summary(report: &SoakReport) -> String {
         ledger.lost_increments,
         ledger.doubled_increments,
         ledger.blacklist_problems.len(),
+        ledger.expiry_moved_later,
     );
     if report.violations.is_empty() {
         out.push_str("\nevery promise kept");
