@@ -682,13 +682,35 @@ fn exported(line: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
+    // librdkafka's mock cluster: the README's main command, on a machine without Java.
+    demo_keep("mock").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_on_apache_kafka_keeps_three_brokers_the_printed_ops_commands_work_against() {
+    demo_keep("apache").await;
+}
+
+/// `fds-worker demo --kafka <kafka> --keep`: the demo's ground truth holds, and the ops
+/// commands work against the stack it leaves (cluster status, a listed subject's check, a
+/// verdict published now and applied by the demo's worker); Ctrl-C ends it with exit 0.
+async fn demo_keep(kafka: &str) {
     let _serial = SERIAL.lock().await;
     let demo = Process::spawn(
-        &["demo", "--count", "400", "--rate", "2000", "--keep"],
+        &[
+            "demo", "--kafka", kafka, "--count", "400", "--rate", "2000", "--keep",
+        ],
         &[("FDS_METRICS__LISTEN", "127.0.0.1:0")],
     );
+    let kafka = kafka.to_owned();
     let (mut demo, export) = blocking(move || {
-        let line = demo.wait_for_line("the export line of --keep", WAIT * 2, |l| {
+        // Three JVM brokers to start first on Apache Kafka.
+        let start = if kafka == "apache" {
+            WAIT * 4
+        } else {
+            WAIT * 2
+        };
+        let line = demo.wait_for_line("the export line of --keep", start, |l| {
             l.trim_start().starts_with("export ")
         });
         (demo, line)
