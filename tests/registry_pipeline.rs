@@ -14,10 +14,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::keys::{differences, snapshot};
 use common::ops::{self, sample};
 use common::worker::{
-    PARTITIONS, read_all, run_error, start_stack, start_worker, test_config, traffic, verification,
+    PARTITIONS, enrichment_counts, read_all, run_error, start_stack, start_worker, test_config,
+    traffic, verification,
 };
+use fds_testkit::demo::LocalStack;
 use fds_testkit::localstack::Apicurio;
 use fds_worker::cli::run::Service;
 use fds_worker::codec::registry::{RegistryErrorKind, SchemaRegistry};
@@ -25,10 +28,16 @@ use fds_worker::codec::{
     Codec, DEFAULT_MAX_MESSAGE_BYTES, ENRICHMENT_AVSC, FRAUD_VERDICT_AVSC, SchemaCatalog,
     SchemaIds, TRANSACTION_AVSC, wire,
 };
-use fds_worker::config::RegistryConfig;
-use fds_worker::generate::{GeneratedEvent, produce};
+use fds_worker::config::{Config, RegistryConfig};
+use fds_worker::generate::{GeneratedEvent, Traffic, produce};
+use fds_worker::metrics::Metrics;
 use fds_worker::pipeline::RunError;
+use fds_worker::redrive::{RedriveOptions, redrive};
+use fds_worker::replay::progress::Quiet;
+use fds_worker::replay::{ReplayOptions, StartBound, replay};
 use fds_worker::sink::dead_letter::header;
+use fds_worker::sink::{DeadLetterKind, DeadLetterReason, dead_letter_headers};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 /// One test at a time: each starts a Redis Cluster and a registry of its own (together they
@@ -59,9 +68,9 @@ fn client(registry: &Apicurio) -> SchemaRegistry {
 /// fresh registry, the ids `Codec::builtin` writes), then v2 (the next id); the worker's config
 /// on the registry; and a codec writing v2 transactions and verdicts under those ids.
 async fn with_v1_and_v2(
-    stack: &fds_testkit::demo::LocalStack,
+    stack: &LocalStack,
     registry: &Apicurio,
-) -> (SchemaRegistry, fds_worker::config::Config, Codec) {
+) -> (SchemaRegistry, Config, Codec) {
     let producers = client(registry);
     let mut config = test_config(stack);
     config.schemas.registry.urls = vec![registry.ccompat_url()];
@@ -102,13 +111,15 @@ async fn with_v1_and_v2(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
+async fn v1_and_v2_flow_a_frozen_registry_loses_nothing_and_redrive_and_replay_decode_both() {
     let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
         .await
         .unwrap();
-    let (producers, config, v2_writer) = with_v1_and_v2(&stack, &registry).await;
+    let (producers, mut config, v2_writer) = with_v1_and_v2(&stack, &registry).await;
+    // The live keys outlive the test, for the replay's comparison at its end.
+    config.velocity.grace = Duration::from_secs(600);
 
     let traffic = traffic(&config, 400, 18, Duration::from_secs(20));
     let half = traffic.events.len() / 2;
@@ -281,8 +292,22 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
     // `fds-worker tail` with the registry configured decodes what it reads by the registry's
     // ids: v1 and v2 transactions (v2's id is the catalog's enrichment id: the catalog's ids
     // are not writer ids with a registry) and the enrichment records.
+    // A reader registers nothing: with an enrichment topic of a subject nobody registered,
+    // that subject is still not in the registry after the tail.
     let transactions = traffic.truth.transactions;
-    let tx_lines = tail(&config, &tx_topic, transactions + 2);
+    let mut reader_config = config.clone();
+    reader_config.kafka.enrichment_topic = format!("{tx_topic}-never-written");
+    let tx_lines = tail(&reader_config, &tx_topic, transactions + 2);
+    let subjects = ureq::get(format!("{}/subjects", registry.ccompat_url()))
+        .call()
+        .expect("the registry lists its subjects")
+        .body_mut()
+        .read_to_string()
+        .expect("a body");
+    assert!(
+        !subjects.contains("never-written"),
+        "tail registered a schema: {subjects}"
+    );
     let errors: Vec<_> = tx_lines
         .iter()
         .filter(|l| l.get("_error").is_some())
@@ -306,11 +331,128 @@ async fn v1_and_v2_flow_and_a_frozen_registry_loses_nothing() {
         "{:?}",
         enrichment_lines.iter().find(|l| l.get("_error").is_some())
     );
+
+    // The ids that are not v2's: v1 (1), the unknown one, the unresolvable one.
+    let not_v2 = [1, 987_654, unresolvable_id];
+    redrive_and_replay_decode_by_the_registry(&stack, &config, &producers, &traffic, &not_v2).await;
+}
+
+/// `redrive` and `replay` with the registry configured decode records written under its ids.
+/// Redrive: the dead-letter topic holds the two bad records and, added here, a v2 transaction
+/// as if its enrichment record had been refused (`publish_failed`, its writes applied): the
+/// v2 record is enriched again and counts nothing twice, the bad two are dead-lettered again
+/// with the registry's answers. Replay: v1 and v2 records from the earliest offsets into a
+/// shadow namespace reproduce every live feature and blacklist key; the bad two are
+/// dead-lettered with the replay marker.
+async fn redrive_and_replay_decode_by_the_registry(
+    stack: &LocalStack,
+    config: &Config,
+    registry: &SchemaRegistry,
+    traffic: &Traffic,
+    not_v2: &[u32],
+) {
+    let tx_topic = &config.kafka.transactions_topic;
+    let v2_record = read_all(stack, tx_topic)
+        .into_iter()
+        .find(|m| {
+            let (id, _) = wire::split_frame(m.payload.as_deref().unwrap_or_default()).unwrap();
+            !not_v2.contains(&id)
+        })
+        .expect("a v2 transaction in the topic");
+    let v2_event = Codec::registry_reader(DEFAULT_MAX_MESSAGE_BYTES).unwrap();
+    let v2_id = wire::split_frame(v2_record.payload.as_deref().unwrap_or_default())
+        .unwrap()
+        .0;
+    let v2_text = registry.schema(v2_id).await.expect("v2 by id").text;
+    v2_event
+        .add_writer_schema(v2_id, &v2_text, "registry")
+        .unwrap();
+    let event_id = v2_event
+        .decode_transaction(v2_record.payload.as_deref().unwrap_or_default())
+        .expect("a v2 transaction")
+        .event_id;
+    let reason = DeadLetterReason::poison(DeadLetterKind::PublishFailed, "refused (test)");
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in dead_letter_headers(&v2_record, &reason) {
+        headers = headers.insert(Header {
+            key: &key,
+            value: value.as_deref(),
+        });
+    }
+    let dlq = config.kafka.dlq_topic(tx_topic);
+    stack
+        .producer()
+        .unwrap()
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&dlq)
+                .payload(v2_record.payload.as_deref().unwrap_or_default())
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let options = RedriveOptions {
+        topic: dlq.clone(),
+        filters: Vec::new(),
+        batch_size: 100,
+    };
+    let summary = redrive(config, &options, Metrics::unregistered(), |_, _| {})
+        .await
+        .expect("redrive");
+    assert_eq!(
+        (
+            summary.redriven,
+            summary.enriched,
+            summary.dead_lettered_again
+        ),
+        (3, 1, 2),
+        "{summary:?}"
+    );
+    let again: Vec<_> = read_all(stack, &dlq)
+        .into_iter()
+        .filter(|l| l.header(header::KIND) == Some("unknown_schema"))
+        .collect();
+    assert_eq!(again.len(), 2, "the unknown id, dead-lettered twice now");
+    assert!(
+        again.iter().all(|l| l
+            .header(header::MESSAGE)
+            .unwrap_or_default()
+            .contains("HTTP 404")),
+        "the registry's answer each time"
+    );
+    let enriched = enrichment_counts(stack, config);
+    assert_eq!(enriched.get(&event_id), Some(&2), "live and redrive");
+    let report = verification(stack, traffic).await;
+    assert!(report.is_exact(), "the redrive counted nothing twice");
+
+    let mut replay_options = ReplayOptions::new(config, StartBound::Earliest);
+    replay_options.namespace = "shadow".to_owned();
+    let summary = replay(config, &replay_options, Metrics::unregistered(), &mut Quiet)
+        .await
+        .expect("replay runs");
+    assert_eq!(
+        summary.replayed(),
+        traffic.events.len() as u64 + 2,
+        "{summary}"
+    );
+    assert_eq!(summary.dead_lettered, 2, "{summary}");
+    for kind in ["ft", "bl"] {
+        let live = snapshot(stack, "", kind);
+        let shadow = snapshot(stack, "shadow:", kind);
+        assert!(!live.is_empty(), "live {kind} keys exist");
+        let diff = differences(&live, &shadow);
+        assert!(
+            diff.is_empty(),
+            "{kind} keys differ: {:?}",
+            &diff[..diff.len().min(5)]
+        );
+    }
 }
 
 /// `fds-worker tail --topic <topic> --from-beginning --count <count>` with `config`, its JSON
 /// lines.
-fn tail(config: &fds_worker::config::Config, topic: &str, count: usize) -> Vec<serde_json::Value> {
+fn tail(config: &Config, topic: &str, count: usize) -> Vec<serde_json::Value> {
     let count = count.to_string();
     let out = fds_worker_cli(
         config,
@@ -330,7 +472,7 @@ fn tail(config: &fds_worker::config::Config, topic: &str, count: usize) -> Vec<s
 
 /// `fds-worker <args>` with `config` (written to a file), bounded to 2 minutes (a tail that
 /// found fewer records would follow the topic for ever); its stdout.
-fn fds_worker_cli(config: &fds_worker::config::Config, args: &[&str]) -> String {
+fn fds_worker_cli(config: &Config, args: &[&str]) -> String {
     let dir = std::env::temp_dir().join(common::random_name("cli-config"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("worker.toml");

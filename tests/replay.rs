@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use common::keys::{differences, snapshot};
 use common::worker::{
     assert_ground_truth, enrichment_counts, now_ms, read_all, start_stack, start_worker,
     test_config,
@@ -149,55 +149,6 @@ async fn run_replay_with(
     summary
 }
 
-/// Every key `<prefix><kind>:*` on every master, prefix stripped, with its value (a hash as
-/// its sorted fields) and absolute expiry (`EXPIRETIME`, -1 = none).
-fn snapshot(stack: &LocalStack, prefix: &str, kind: &str) -> BTreeMap<String, (String, i64)> {
-    let cluster = &stack.cluster;
-    let pattern = format!("{prefix}{kind}:*");
-    let mut keys = BTreeMap::new();
-    for master in cluster.masters() {
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = cluster
-                .query(
-                    master,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .unwrap();
-            for key in batch {
-                let kind: String = cluster.query(master, redis::cmd("TYPE").arg(&key)).unwrap();
-                let value = match kind.as_str() {
-                    "string" => cluster
-                        .query::<String>(master, redis::cmd("GET").arg(&key))
-                        .unwrap(),
-                    "hash" => {
-                        let fields: BTreeMap<String, String> = cluster
-                            .query(master, redis::cmd("HGETALL").arg(&key))
-                            .unwrap();
-                        format!("{fields:?}")
-                    }
-                    other => panic!("{key}: unexpected type {other}"),
-                };
-                let expire_at: i64 = cluster
-                    .query(master, redis::cmd("EXPIRETIME").arg(&key))
-                    .unwrap();
-                let stripped = key.strip_prefix(prefix).unwrap().to_owned();
-                keys.insert(stripped, (value, expire_at));
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    keys
-}
-
 /// Tiles (hash fields) of every count and sum feature key under `prefix`.
 fn feature_tiles(stack: &LocalStack, prefix: &str) -> usize {
     let cluster = &stack.cluster;
@@ -228,29 +179,6 @@ fn feature_tiles(stack: &LocalStack, prefix: &str) -> usize {
         }
     }
     tiles
-}
-
-/// Keys present on one side only, or with another value or expiry.
-fn differences(
-    live: &BTreeMap<String, (String, i64)>,
-    replayed: &BTreeMap<String, (String, i64)>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (key, value) in live {
-        match replayed.get(key) {
-            None => out.push(format!("{key}: only live {value:?}")),
-            Some(other) if other != value => {
-                out.push(format!("{key}: live {value:?}, replayed {other:?}"))
-            }
-            Some(_) => {}
-        }
-    }
-    for (key, value) in replayed {
-        if !live.contains_key(key) {
-            out.push(format!("{key}: only replayed {value:?}"));
-        }
-    }
-    out
 }
 
 /// Keys of every master (all namespaces).

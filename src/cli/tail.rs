@@ -14,7 +14,7 @@ use crate::codec::registry::SchemaRegistry;
 use crate::codec::wire::split_frame;
 use crate::config::Config;
 use crate::event::{Enrichment, FraudVerdict, Transaction};
-use crate::pipeline::{decoder_from_config, registry_codec};
+use crate::pipeline::decoder_from_config;
 use crate::source::SourceMessage;
 use crate::source::range::{self, End, RangeReader, Read, Start};
 
@@ -87,9 +87,13 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
     let kind = kind_of(&topic, config);
     let decoder = decoder_from_config(config).map_err(anyhow::Error::msg)?;
     // With a Schema Registry every id in a record is the registry's (the catalog's ids are
-    // not writer ids then): the worker's registry codec, fed from the registry by id.
+    // not writer ids then): a decoding codec fed from the registry by id. A reader registers
+    // nothing (its credentials may well be read-only).
     let (codec, registry) = match decoder.registry {
-        Some(registry) => (registry_codec(config, &registry).await?, Some(registry)),
+        Some(registry) => (
+            Codec::registry_reader(config.limits.max_message_bytes as usize)?,
+            Some(registry),
+        ),
         None => (decoder.codec, None),
     };
     let mut client = ClientConfig::new();

@@ -183,6 +183,24 @@ impl Codec {
         })
     }
 
+    /// A codec that only decodes, every writer schema from a Schema Registry (added by
+    /// [`Codec::add_writer_schema`]): no catalog writer ids, and no id to encode with (0).
+    /// For readers of the worker's topics (`tail`), which never register anything.
+    pub fn registry_reader(max_message_bytes: usize) -> Result<Codec, CatalogError> {
+        let mut codec = Codec::new(
+            &SchemaCatalog::builtin(),
+            SchemaIds::default(),
+            max_message_bytes,
+        )?;
+        codec.writers = HashMap::new();
+        codec.ids = SchemaIds {
+            transaction: 0,
+            verdict: 0,
+            enrichment: 0,
+        };
+        Ok(codec)
+    }
+
     /// A codec fed by a Schema Registry: no catalog writer ids (every id a message carries is
     /// the registry's, added by [`Codec::add_writer_schema`]), and enrichment records encoded
     /// with `enrichment_text` under the registry's `enrichment_id` (kept for good, never
@@ -192,11 +210,7 @@ impl Codec {
         enrichment_text: &str,
         max_message_bytes: usize,
     ) -> Result<Codec, CatalogError> {
-        let mut codec = Codec::new(
-            &SchemaCatalog::builtin(),
-            SchemaIds::default(),
-            max_message_bytes,
-        )?;
+        let mut codec = Codec::registry_reader(max_message_bytes)?;
         let writer = prepare_writer(
             &codec.readers,
             enrichment_id,

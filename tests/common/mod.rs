@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod ops;
 pub mod scenario;
 pub mod secure_kafka;
