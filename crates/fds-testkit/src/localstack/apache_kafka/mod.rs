@@ -45,6 +45,7 @@ use nix::sys::signal::Signal;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 
 use self::broker::BrokerNode;
 pub use self::jars::JARS_ENV;
@@ -274,11 +275,17 @@ impl ApacheKafka {
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = futures::executor::block_on(admin.create_topics([&new], &options))?;
         for result in results {
-            if let Err((name, code)) = result {
-                return Err(LocalStackError::Protocol {
-                    command: format!("CreateTopics {name}"),
-                    detail: code.to_string(),
-                });
+            match result {
+                // The admin client resends a request that timed out (a loaded machine, a
+                // controller busy electing): the first one may have created the topic. A topic
+                // that existed before with other partitions fails the leader check below.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) | Ok(_) => {}
+                Err((name, code)) => {
+                    return Err(LocalStackError::Protocol {
+                        command: format!("CreateTopics {name}"),
+                        detail: code.to_string(),
+                    });
+                }
             }
         }
         self.wait_until(
