@@ -117,7 +117,10 @@ impl Committer {
         let sink = Arc::clone(&self.sink);
         let reinit = self.reinit.then(|| self.kafka.clone());
         let ownership = Arc::clone(&self.ownership);
+        // The thread's logs belong to the run's span (a test's worker, say).
+        let span = tracing::Span::current();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let started = std::time::Instant::now();
             let (sink, replacement) = match reinit {
                 None => (sink, None),

@@ -17,6 +17,7 @@ use fds_worker::source::range::{self, BlockingRangeReader, End, Start};
 use rdkafka::consumer::BaseConsumer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// Partitions per topic in these tests.
 pub const PARTITIONS: i32 = 4;
@@ -142,13 +143,18 @@ pub fn start_worker(config: &Config) -> Worker {
             super::random_name(&format!("{}-worker", config.kafka.group_id));
     }
     let run_metrics = metrics.clone();
-    let handle = tokio::spawn(async move {
-        run(&config, run_metrics, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("worker runs")
-    });
+    // Several workers share the test's log: each one's lines name its transactional id.
+    let span = tracing::info_span!("worker", id = %config.kafka.transactions.id);
+    let handle = tokio::spawn(
+        async move {
+            run(&config, run_metrics, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker runs")
+        }
+        .instrument(span),
+    );
     Worker {
         stop,
         handle,
