@@ -179,7 +179,7 @@ compose_checks() {
 check "compose cross-checks + worker config (check-config)" compose_checks
 
 # Helm chart.
-external_secrets=(fds-kafka-credentials fds-kafka-tls fds-redis-credentials fds-redis-tls fds-registry)
+external_secrets=(fds-kafka-credentials fds-kafka-tls fds-redis-credentials fds-redis-tls fds-registry fds-registry-tls)
 for values in default "$chart"/ci/*.yaml; do
   name="$(basename "$values" .yaml)"
   args=()

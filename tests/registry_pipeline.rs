@@ -4,8 +4,10 @@
 //! (their partitions hold, cached ids keep flowing) and nothing is dead-lettered or lost; an id
 //! the registry does not know is dead-lettered with its answer, and one whose registered schema
 //! does not resolve against the reader as `resolution`; a downstream consumer that
-//! knows only the registry decodes the enrichment topic. An enrichment schema the subject's
-//! compatibility rule refuses stops the worker at start with the registry's message. `/readyz`
+//! knows only the registry decodes the enrichment topic; `redrive` and `replay` decode v1 and
+//! v2 records by the registry's ids. A registry down while the worker starts stops it with a
+//! retryable error; an enrichment schema the subject's compatibility rule refuses stops it at
+//! start with the registry's message (fatal). `/readyz`
 //! answers not ready while an id waits for a frozen registry, and ready again after it. A
 //! worker that leaves while its partitions hold loses nothing: the other one takes them over.
 
@@ -571,7 +573,7 @@ async fn the_producing_ops_commands_write_under_the_registrys_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_incompatible_enrichment_schema_stops_the_worker_at_start() {
+async fn a_registry_down_at_start_is_a_retryable_stop_and_an_incompatible_schema_a_fatal_one() {
     let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let registry = tokio::task::spawn_blocking(|| Apicurio::start().expect("registry"))
@@ -579,6 +581,28 @@ async fn an_incompatible_enrichment_schema_stops_the_worker_at_start() {
         .unwrap();
     let mut config = test_config(&stack);
     config.schemas.registry.urls = vec![registry.ccompat_url()];
+    config.schemas.registry.request_timeout = Duration::from_secs(1);
+    config.schemas.registry.retry_backoff = Duration::from_millis(100);
+    config.schemas.registry.retry_backoff_max = Duration::from_millis(500);
+
+    // Frozen while the worker starts: the enrichment schema cannot be registered. The worker
+    // stops after its bounded attempts with a retryable error (a supervisor restarts it),
+    // never a fatal one.
+    registry.pause().unwrap();
+    let started = std::time::Instant::now();
+    let down = run_error(&config).await;
+    registry.resume().unwrap();
+    match &down {
+        RunError::Registry(error) => {
+            assert_eq!(error.kind, RegistryErrorKind::Unavailable, "{error}");
+            assert!(!down.is_fatal(), "{down}");
+        }
+        other => panic!("expected the registry's unavailability, got {other}"),
+    }
+    println!(
+        "[registry] down at start: stopped after {:?}: {down}",
+        started.elapsed()
+    );
     // An earlier Enrichment without fields, and BACKWARD: the worker's schema, whose fields
     // have no defaults, cannot read what that one wrote.
     let subject = format!("{}-value", config.kafka.enrichment_topic);
