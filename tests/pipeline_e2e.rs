@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::worker::{
     PARTITIONS, assert_enriched, assert_features, assert_ground_truth, command_calls,
-    enrichment_counts, publish, publish_in_background, read_all, start_stack, start_worker,
-    test_config, traffic, wait_for_enrichment,
+    enrichment_copies, enrichment_counts, publish, publish_in_background, read_all, start_stack,
+    start_worker, test_config, traffic, wait_for_enrichment,
 };
 use fds_testkit::demo::{KafkaSetup, LocalStack};
 use fds_worker::config::{Config, Delivery, GroupProtocol};
@@ -182,6 +182,14 @@ async fn workers_join_and_leave(protocol: GroupProtocol, workers: usize, seed: u
     }
     // Exactly-once delivery (the default): a rebalance redoes in-flight records, but their
     // output is committed once.
+    if counts.values().any(|&n| n > 1) {
+        // Where the copies are, beside the workers' log, for the failure's diagnosis.
+        let copies: Vec<_> = enrichment_copies(&stack, &config)
+            .into_iter()
+            .filter(|(_, copies)| copies.len() > 1)
+            .collect();
+        eprintln!("{protocol:?}: enrichment records more than once: {copies:?}");
+    }
     assert_enriched(&counts, &traffic, true);
     assert_features(&stack, &config, &traffic, false);
     assert_ground_truth(&stack, &traffic).await;

@@ -65,6 +65,15 @@ pub fn test_config(stack: &LocalStack) -> Config {
     config.pipeline.batch_linger = Duration::from_millis(5);
     // The retry budget rule of thumb: 2 × node-timeout (2 s in tests) + 2 s.
     config.redis.retry.budget = Duration::from_secs(6);
+    // librdkafka's debug contexts for the worker's clients (e.g. `cgrp,eos`), when diagnosing.
+    if let Ok(debug) = std::env::var("FDS_TEST_KAFKA_DEBUG") {
+        for options in [
+            &mut config.kafka.consumer_options,
+            &mut config.kafka.producer_options,
+        ] {
+            options.insert("debug".to_owned(), debug.clone());
+        }
+    }
     config
 }
 
@@ -231,15 +240,30 @@ pub fn read_all(stack: &LocalStack, topic: &str) -> Vec<SourceMessage> {
 
 /// Enrichment records per event id.
 pub fn enrichment_counts(stack: &LocalStack, config: &Config) -> HashMap<String, usize> {
+    enrichment_copies(stack, config)
+        .into_iter()
+        .map(|(id, copies)| (id, copies.len()))
+        .collect()
+}
+
+/// Where each event id's enrichment records are: (partition, offset, create time) per copy.
+pub fn enrichment_copies(
+    stack: &LocalStack,
+    config: &Config,
+) -> HashMap<String, Vec<(i32, i64, Option<i64>)>> {
     let codec = Codec::builtin();
-    let mut counts = HashMap::new();
+    let mut copies: HashMap<String, Vec<_>> = HashMap::new();
     for record in read_all(stack, &config.kafka.enrichment_topic) {
         let enrichment = codec
             .decode_enrichment(record.payload.as_deref().unwrap_or_default())
             .expect("valid enrichment");
-        *counts.entry(enrichment.event_id).or_default() += 1;
+        copies.entry(enrichment.event_id).or_default().push((
+            record.partition,
+            record.offset,
+            record.timestamp_ms,
+        ));
     }
-    counts
+    copies
 }
 
 /// Waits until every transaction of `traffic` has an enrichment record, or — if
