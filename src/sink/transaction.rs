@@ -110,7 +110,8 @@ impl TransactionalSink {
     /// `role`: `""` for the live worker, `"-redrive"`, `"-replay"`, so that they never fence
     /// each other) and registers it with its transaction coordinator (`init_transactions`:
     /// fences an earlier producer with the same id and aborts its open transaction). Blocks
-    /// up to the transaction timeout.
+    /// up to the transaction timeout per attempt; a retriable failure (the coordinator not
+    /// ready) is tried again within `kafka.produce_retry_budget`.
     pub fn new(
         kafka: &KafkaConfig,
         role: &str,
@@ -132,7 +133,24 @@ impl TransactionalSink {
             .set("transactional.id", &transactional_id)
             .set("transaction.timeout.ms", timeout.as_millis().to_string());
         let producer: FutureProducer = config.create().map_err(failure)?;
-        producer.init_transactions(timeout).map_err(failure)?;
+        // A coordinator still loading its log (a broker that just started) makes the call
+        // time out, retriably ("retry call to resume"): called again within the budget.
+        let give_up_at = Instant::now() + kafka.produce_retry_budget;
+        loop {
+            match producer.init_transactions(timeout) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && Instant::now() < give_up_at =>
+                {
+                    tracing::warn!(
+                        %error,
+                        transactional_id,
+                        "the transaction coordinator is not ready: registering again"
+                    );
+                }
+                Err(error) => return Err(failure(error)),
+            }
+        }
         tracing::info!(transactional_id, "transactional producer ready");
         Ok(TransactionalSink {
             producer,
