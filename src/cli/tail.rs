@@ -10,8 +10,6 @@ use rdkafka::consumer::StreamConsumer;
 use serde_json::{Value, json};
 
 use crate::codec::Codec;
-use crate::codec::registry::SchemaRegistry;
-use crate::codec::wire::split_frame;
 use crate::config::Config;
 use crate::event::{Enrichment, FraudVerdict, Transaction};
 use crate::pipeline::decoder_from_config;
@@ -142,13 +140,14 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
             // Every partition ended: only with an end offset, which tail has not.
             None => break,
         };
-        if let Some(registry) = &registry {
-            learn_writer_schema(
-                &codec,
-                registry,
-                message.payload.as_deref().unwrap_or_default(),
-            )
-            .await;
+        // A record whose writer schema the registry does not give is shown with its
+        // decoding error.
+        if let Some(registry) = &registry
+            && let Err(error) = registry
+                .learn_writer_schema(&codec, message.payload.as_deref().unwrap_or_default())
+                .await
+        {
+            tracing::warn!(%error, "the record's writer schema is not known");
         }
         let Some(line) = render(&message, kind, &codec, args.user.as_deref()) else {
             continue;
@@ -162,26 +161,6 @@ pub async fn run(args: TailArgs, config: &Config) -> anyhow::Result<()> {
         printed += 1;
     }
     Ok(())
-}
-
-/// With a Schema Registry: the writer schema of a record whose id the codec does not know is
-/// fetched once and added, so records written under the registry's ids decode. A registry
-/// that does not answer leaves the record to be shown with its decoding error.
-async fn learn_writer_schema(codec: &Codec, registry: &SchemaRegistry, payload: &[u8]) {
-    let Ok((id, _)) = split_frame(payload) else {
-        return;
-    };
-    if codec.knows_schema(id) {
-        return;
-    }
-    match registry.schema(id).await {
-        Ok(schema) => {
-            if let Err(error) = codec.add_writer_schema(id, &schema.text, "schema registry") {
-                tracing::warn!(id, %error, "the registry's writer schema does not resolve");
-            }
-        }
-        Err(error) => tracing::warn!(id, %error, "writer schema not fetched from the registry"),
-    }
 }
 
 /// One record as a JSON line, or `None` if `user` filters it out.

@@ -158,9 +158,39 @@ impl SchemaRegistry {
         Ok(registered.id)
     }
 
+    /// Adds to `codec` the writer schema of the id in `payload`'s frame, fetched from the
+    /// registry unless the codec knows it already: for readers of records written under the
+    /// registry's ids (`tail`, a test's ledger). A payload without a frame is left alone.
+    pub async fn learn_writer_schema(
+        &self,
+        codec: &super::Codec,
+        payload: &[u8],
+    ) -> Result<(), LearnError> {
+        let Ok((id, _)) = super::wire::split_frame(payload) else {
+            return Ok(());
+        };
+        if codec.knows_schema(id) {
+            return Ok(());
+        }
+        let schema = self.schema(id).await?;
+        codec.add_writer_schema(id, &schema.text, "schema registry")?;
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<u32, Arc<str>>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Why [`SchemaRegistry::learn_writer_schema`] could not add a writer schema.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    /// The registry did not give it.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// It does not resolve against the reader schema of its record type.
+    #[error(transparent)]
+    Resolution(#[from] super::CatalogError),
 }
 
 /// A base URL without its trailing `/` (the client appends `/schemas/…`).
