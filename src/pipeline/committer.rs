@@ -9,7 +9,9 @@
 //!   refused dead letter, or failures for longer than `kafka.produce_retry_budget`, stop the
 //!   worker (a restart resumes from the last committed transaction);
 //! - fatal (fenced by a newer worker with the same transactional id, not authorized): the
-//!   worker stops at once.
+//!   worker stops at once;
+//! - of unknown outcome (`commit_transaction` sent, never answered): the worker stops, since
+//!   trying again could write the records twice; a restart resumes from the committed offsets.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -223,6 +225,14 @@ impl Committer {
             }
             Err(failure) => failure,
         };
+        if failure.outcome_unknown {
+            tracing::error!(
+                error = %failure,
+                "stopping: a transaction's commit never answered (it may have committed); a \
+                 restart resumes from the offsets the brokers hold"
+            );
+            return Err(RunError::Transaction(failure));
+        }
         if failure.is_fatal() {
             if failure.is_refused() {
                 tracing::error!(error = %failure, "stopping: the brokers refuse the transactional producer");
@@ -374,7 +384,7 @@ pub async fn commit_with_retry(
             }
             Err(failure) => failure,
         };
-        if failure.is_fatal() {
+        if failure.is_fatal() || failure.outcome_unknown {
             return Err(RunError::Transaction(failure));
         }
         for (index, error) in &failure.refused {

@@ -68,6 +68,11 @@ pub struct TransactionFailure {
     pub error: SinkError,
     /// Records (by index) the brokers refused for good; try them as dead letters instead.
     pub refused: Vec<(usize, SinkError)>,
+    /// `commit_transaction` was sent but its outcome never came back (it kept timing out for
+    /// twice the transaction timeout): the transaction may have committed. Neither aborting
+    /// nor committing the records again is safe; the worker stops, and a restart resumes from
+    /// the offsets the brokers hold (committed with the transaction, or not).
+    pub outcome_unknown: bool,
 }
 
 impl TransactionFailure {
@@ -126,6 +131,7 @@ impl TransactionalSink {
                 transactional_id: transactional_id.clone(),
                 error: SinkError::from(error),
                 refused: Vec::new(),
+                outcome_unknown: false,
             })
         };
         let mut config = producer_config(kafka);
@@ -226,8 +232,11 @@ impl TransactionalSink {
             });
         }
         let offsets_sent_at = Instant::now();
+        // Past the coordinator's own timeout an open transaction is aborted by it, so an
+        // answer comes within about twice the timeout if the coordinator is reachable at all.
+        let resolve_by = deadline + self.timeout;
         loop {
-            match self.producer.commit_transaction(remaining(deadline)) {
+            match self.producer.commit_transaction(remaining(resolve_by)) {
                 Ok(()) => {
                     let now = Instant::now();
                     tracing::debug!(
@@ -239,12 +248,22 @@ impl TransactionalSink {
                     );
                     return Ok(());
                 }
-                // librdkafka: a retriable commit error (a timeout) may be retried as is.
+                // librdkafka: a retriable commit error (a timeout) may have committed or not;
+                // it is retried as is until it answers. Aborting then could abort nothing
+                // (the commit went through) and the records would be written twice.
                 Err(KafkaError::Transaction(error))
-                    if error.is_retriable()
-                        && !error.txn_requires_abort()
-                        && Instant::now() < deadline =>
+                    if error.is_retriable() && !error.txn_requires_abort() =>
                 {
+                    if Instant::now() >= resolve_by {
+                        tracing::error!(
+                            %error,
+                            transactional_id = %self.transactional_id,
+                            "commit_transaction kept timing out: the transaction's outcome is unknown"
+                        );
+                        let mut failure = self.failure(KafkaError::Transaction(error), Vec::new());
+                        failure.outcome_unknown = true;
+                        return Err(failure);
+                    }
                     tracing::debug!(%error, "commit_transaction retried");
                 }
                 Err(error) => return Err(self.abort(error, deliveries, refused)),
@@ -293,6 +312,7 @@ impl TransactionalSink {
                 error: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
             },
             refused: Vec::new(),
+            outcome_unknown: false,
         })
     }
 
@@ -386,6 +406,7 @@ impl TransactionalSink {
             transactional_id: self.transactional_id.clone(),
             error: SinkError::from(error),
             refused,
+            outcome_unknown: false,
         })
     }
 }
