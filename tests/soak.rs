@@ -26,6 +26,7 @@ async fn three_minutes_of_random_faults_under_load_keep_every_promise() {
         fault_every: Duration::from_secs(6),
         report_dir: report_dir.clone(),
         binary: PathBuf::from(env!("CARGO_BIN_EXE_fds-worker")),
+        registry: true,
     };
     let report = run(options, Config::default())
         .await

@@ -17,11 +17,11 @@ Starts a 6-node Redis Cluster and 3 Apache Kafka brokers (KRaft), worker process
 group (exactly-once delivery) and steady seeded traffic. A nemesis picks faults at random —
 Redis master kill -9, SIGSTOP past node-timeout, manual failover, slot migration; broker
 kill -9, SIGSTOP, restart; worker kill -9, SIGTERM and restart, SIGSTOP past its session, a
-worker joining and leaving — never more than the stack survives. At the end it heals
-everything, waits for the drain, and checks the ledger. Writes soak.json, soak.png (the
-timeline, faults as bands) and the worker logs to --report; exits 1 on any violation, with
-the seed to reproduce it. Needs redis-server, redis-cli, Java and the jars of
-scripts/kafka-jars.sh.")]
+worker joining and leaving; the Schema Registry frozen (SIGSTOP) — never more than the stack
+survives. At the end it heals everything, waits for the drain, and checks the ledger. Writes
+soak.json, soak.png (the timeline, faults as bands) and the worker logs to --report; exits 1
+on any violation, with the seed to reproduce it. Needs redis-server, redis-cli, Java, the
+jars of scripts/kafka-jars.sh and (unless --no-registry) scripts/apicurio-registry.sh.")]
 pub struct SoakArgs {
     /// How long traffic flows and faults are thrown.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
@@ -45,4 +45,9 @@ pub struct SoakArgs {
     /// Directory for soak.json, soak.png and the worker logs.
     #[arg(long, default_value = "soak-report")]
     pub report: PathBuf,
+    /// Run without a Schema Registry (the local catalog's ids; no registry faults). By default
+    /// the soak starts the local Apicurio Registry (scripts/apicurio-registry.sh builds it) and
+    /// freezes it among the faults.
+    #[arg(long)]
+    pub no_registry: bool,
 }

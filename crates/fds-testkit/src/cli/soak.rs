@@ -19,6 +19,7 @@ pub async fn run(args: SoakArgs, config: Config) -> anyhow::Result<()> {
         fault_every: args.fault_every,
         report_dir: args.report.clone(),
         binary: super::worker_binary()?,
+        registry: !args.no_registry,
     };
     let report = run_soak(options, config).await?;
     println!("{}", crate::soak::report::summary(&report));

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use fds_worker::codec::Codec;
+use fds_worker::codec::registry::SchemaRegistry;
 use fds_worker::config::Config;
 use fds_worker::generate::{GeneratedEvent, Traffic, verify};
 use fds_worker::source::range::{self, BlockingRangeReader, End, Start};
@@ -90,11 +91,27 @@ pub async fn check(
     config: &Config,
     traffic: &Traffic,
 ) -> anyhow::Result<Ledger> {
-    let codec = Codec::builtin();
+    // With a registry every id is the registry's: a decoding codec that learns them.
+    let registry = match config.schemas.registry.enabled() {
+        true => Some(SchemaRegistry::new(&config.schemas.registry)?),
+        false => None,
+    };
+    let codec = match &registry {
+        Some(_) => Codec::registry_reader(config.limits.max_message_bytes as usize)?,
+        None => Codec::builtin(),
+    };
+    let learn = async |payload: &[u8]| -> anyhow::Result<()> {
+        if let Some(registry) = &registry {
+            registry.learn_writer_schema(&codec, payload).await?;
+        }
+        Ok(())
+    };
     let client = stack.kafka.client_config();
     let mut enriched: HashMap<String, usize> = HashMap::new();
     for record in read_to_end(&client, &config.kafka.enrichment_topic)? {
-        let enrichment = codec.decode_enrichment(record.payload.as_deref().unwrap_or_default())?;
+        let payload = record.payload.as_deref().unwrap_or_default();
+        learn(payload).await?;
+        let enrichment = codec.decode_enrichment(payload)?;
         *enriched.entry(enrichment.event_id).or_default() += 1;
     }
     let mut dead_letters = 0;
@@ -103,6 +120,7 @@ pub async fn check(
         for record in read_to_end(&client, &config.kafka.dlq_topic(topic))? {
             dead_letters += 1;
             if let Some(payload) = record.payload.as_deref()
+                && learn(payload).await.is_ok()
                 && let Ok(tx) = codec.decode_transaction(payload)
             {
                 dead.insert(tx.event_id);

@@ -1,5 +1,6 @@
 //! `fds-worker soak`: a randomized nemesis soak. The local stack (a 6-node Redis Cluster and
-//! 3 Apache Kafka brokers), worker processes in one group (exactly-once delivery), seeded
+//! 3 Apache Kafka brokers, and a Schema Registry unless told otherwise), worker processes in
+//! one group (exactly-once delivery), seeded
 //! traffic at a steady rate, and a [`nemesis::Nemesis`] throwing faults from the whole catalog
 //! at random for the whole run. At the end everything is healed, the workers drain, and the
 //! [`ledger`] checks the model: every transaction enriched exactly once, no dead letter, every
@@ -22,12 +23,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use fds_worker::config::{Config, Delivery};
 use fds_worker::generate::{TrafficSettings, generate};
-use fds_worker::pipeline::plan_settings;
+use fds_worker::pipeline::{plan_settings, producer_codec};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 
 use crate::demo::{KafkaSetup, LocalStack};
-use crate::localstack::{ClusterOptions, KafkaOptions};
+use crate::localstack::{Apicurio, ClusterOptions, KafkaOptions};
 use ledger::Ledger;
 use nemesis::{FaultRecord, Nemesis};
 use timeline::{LagProbe, LatencyTail, Sample};
@@ -64,6 +65,9 @@ pub struct SoakOptions {
     pub report_dir: PathBuf,
     /// The `fds-worker` binary.
     pub binary: PathBuf,
+    /// With a Schema Registry (the local Apicurio): workers, generator and ledger use its ids,
+    /// and the nemesis freezes it among the faults.
+    pub registry: bool,
 }
 
 /// What a soak found.
@@ -111,8 +115,19 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
         )
     })
     .await??;
+    let registry = if options.registry {
+        eprintln!("soak: starting the Schema Registry (Apicurio)");
+        Some(Arc::new(
+            tokio::task::spawn_blocking(Apicurio::start).await??,
+        ))
+    } else {
+        None
+    };
     let group = format!("soak-{}", options.seed);
-    let config = soak_config(&stack, base, &group, options.duration);
+    let mut config = soak_config(&stack, base, &group, options.duration);
+    if let Some(registry) = &registry {
+        config.schemas.registry.urls = vec![registry.ccompat_url()];
+    }
     let config_file = options.report_dir.join("worker.toml");
     std::fs::write(&config_file, toml::to_string(&config)?)?;
 
@@ -153,12 +168,20 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
 
     let publishing = {
         let producer = stack.producer()?;
+        // With a registry: the registry's ids (the schemas registered under the topics'
+        // subjects), as the ops commands write.
+        let codec = producer_codec(
+            &config,
+            &config.kafka.transactions_topic,
+            &config.kafka.verdict_topics[0],
+        )
+        .await?;
         let (events, config) = (traffic.events.clone(), config.clone());
         let rate = NonZeroU32::new(options.rate);
         tokio::spawn(async move {
             fds_worker::generate::produce(
                 &producer,
-                &fds_worker::codec::Codec::builtin(),
+                &codec,
                 &events,
                 &config.kafka.transactions_topic,
                 &config.kafka.verdict_topics[0],
@@ -174,6 +197,7 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
         node_timeout,
         config.kafka.session_timeout,
         options.workers + 1,
+        registry.clone(),
     );
     let stack = Arc::new(stack);
     let workers = Arc::new(Mutex::new(workers));

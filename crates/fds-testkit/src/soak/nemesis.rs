@@ -5,9 +5,10 @@
 //! one only once the cluster is whole again (every node up, every master with a replica); one
 //! broker fault at a time (replication factor 3, `min.insync.replicas` 2), a new one only
 //! once every replica is back in sync; one worker fault at a time, and never the last worker
-//! running. Faults of different kinds do overlap: that is the point.
+//! running; one registry freeze at a time. Faults of different kinds do overlap: that is the
+//! point.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::Rng;
@@ -15,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::workers::WorkerGroup;
 use crate::demo::LocalStack;
+use crate::localstack::Apicurio;
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,6 +45,9 @@ pub enum FaultKind {
     WorkerPause,
     /// One more worker joins the group; healed by it leaving (SIGTERM).
     WorkerJoin,
+    /// `SIGSTOP` the Schema Registry (requests time out), then `SIGCONT`: cached ids flow, a
+    /// worker starting meanwhile waits for it.
+    RegistryPause,
 }
 
 impl FaultKind {
@@ -63,6 +68,8 @@ impl FaultKind {
             Class::Redis
         } else if Self::BROKER.contains(&self) {
             Class::Broker
+        } else if self == FaultKind::RegistryPause {
+            Class::Registry
         } else {
             Class::Worker
         }
@@ -74,6 +81,7 @@ enum Class {
     Redis,
     Broker,
     Worker,
+    Registry,
 }
 
 /// A fault as it happened, for the report and the timeline.
@@ -105,6 +113,7 @@ enum Heal {
     StartWorker(usize),
     ResumeWorker(usize),
     StopWorker(usize),
+    ResumeRegistry,
     /// Nothing to undo (instant faults), but the class stays busy until the stack is whole.
     Nothing,
 }
@@ -120,18 +129,22 @@ pub struct Nemesis {
     node_timeout: Duration,
     session_timeout: Duration,
     max_workers: usize,
+    /// The Schema Registry, if the soak runs one.
+    registry: Option<Arc<Apicurio>>,
 }
 
 impl Nemesis {
     /// A nemesis drawing from `rng`, a fault every `mean_gap` on average (uniform in
     /// 0.5–1.5 × `mean_gap`), the first after one gap. Pauses outlast `node_timeout` (Redis) and
-    /// `session_timeout` (workers); at most `max_workers` workers run at once.
+    /// `session_timeout` (workers); at most `max_workers` workers run at once; `registry`, if
+    /// any, is frozen at times.
     pub fn new(
         rng: ChaCha8Rng,
         mean_gap: Duration,
         node_timeout: Duration,
         session_timeout: Duration,
         max_workers: usize,
+        registry: Option<Arc<Apicurio>>,
     ) -> Nemesis {
         let mut nemesis = Nemesis {
             rng,
@@ -142,6 +155,7 @@ impl Nemesis {
             node_timeout,
             session_timeout,
             max_workers,
+            registry,
         };
         nemesis.next_at_s = nemesis.gap();
         nemesis
@@ -165,7 +179,7 @@ impl Nemesis {
             .partition(|a| a.heal_at_s <= now_s || !inject);
         self.active = later;
         for active in due {
-            if heal(&active.heal, stack, workers)? {
+            if heal(&active.heal, stack, workers, self.registry.as_deref())? {
                 self.faults[active.record].healed_s = Some(now_s);
             } else {
                 // Not yet possible (a stopped worker still drains): next step.
@@ -228,6 +242,9 @@ impl Nemesis {
             }
         }
         drop(group);
+        if self.registry.is_some() && !self.busy(Class::Registry) {
+            allowed.push(FaultKind::RegistryPause);
+        }
         if allowed.is_empty() {
             // Everything is still recovering: try again soon.
             self.next_at_s = now_s + 1.0;
@@ -335,6 +352,15 @@ impl Nemesis {
                 let hold = hold * 3.0;
                 (group.id(index).to_owned(), Heal::StopWorker(index), hold)
             }
+            FaultKind::RegistryPause => {
+                let registry = self.registry.as_ref().expect("a registry fault has one");
+                registry.pause()?;
+                (
+                    format!("registry:{}", registry.port()),
+                    Heal::ResumeRegistry,
+                    hold,
+                )
+            }
         })
     }
 
@@ -344,7 +370,12 @@ impl Nemesis {
 }
 
 /// Heals; false if it cannot yet (a stopped worker still drains).
-fn heal(heal: &Heal, stack: &LocalStack, workers: &Mutex<WorkerGroup>) -> anyhow::Result<bool> {
+fn heal(
+    heal: &Heal,
+    stack: &LocalStack,
+    workers: &Mutex<WorkerGroup>,
+    registry: Option<&Apicurio>,
+) -> anyhow::Result<bool> {
     let kafka = stack.kafka.apache().expect("Apache Kafka");
     match heal {
         Heal::RestartRedis(node) => stack.cluster.restart(*node)?,
@@ -354,6 +385,11 @@ fn heal(heal: &Heal, stack: &LocalStack, workers: &Mutex<WorkerGroup>) -> anyhow
         Heal::StartWorker(index) => return lock(workers).start(*index),
         Heal::ResumeWorker(index) => lock(workers).pause(*index, false),
         Heal::StopWorker(index) => lock(workers).retire(*index),
+        Heal::ResumeRegistry => {
+            if let Some(registry) = registry {
+                registry.resume()?;
+            }
+        }
         Heal::Nothing => {}
     }
     Ok(true)

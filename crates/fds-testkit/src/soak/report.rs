@@ -45,6 +45,7 @@ fn color(kind: FaultKind) -> RGBColor {
         FaultKind::BrokerKill | FaultKind::BrokerPause | FaultKind::BrokerRestart => {
             RGBColor(60, 110, 220)
         }
+        FaultKind::RegistryPause => RGBColor(150, 80, 200),
         _ => RGBColor(60, 170, 90),
     }
 }
@@ -119,6 +120,7 @@ fn draw(report: &SoakReport, path: &Path) -> anyhow::Result<()> {
         ("Redis fault", color(FaultKind::RedisMasterKill)),
         ("broker fault", color(FaultKind::BrokerKill)),
         ("worker fault", color(FaultKind::WorkerKill)),
+        ("registry frozen", color(FaultKind::RegistryPause)),
     ];
     for (i, (name, c)) in legend.iter().enumerate() {
         let x = 1150;
