@@ -32,8 +32,9 @@ impl BenchDelivery {
 }
 
 /// Measure the worker against the cluster's own ceiling on a fresh local stack: redis-benchmark
-/// INCR/SET, then throughput, latency at fixed rates, worker RSS and apply-once memory, for
-/// exactly-once and at-least-once delivery side by side.
+/// INCR/SET, then throughput, apply-once memory, a naive per-event client on the same records,
+/// latency at fixed rates and worker RSS, for exactly-once and at-least-once delivery side by
+/// side.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -43,9 +44,12 @@ Examples:
   fds-worker bench --delivery at_least_once --rate 2000
 
 Each delivery mode gets a throughput run (published first, then consumed from the start) and
-latency runs at 25 % and 50 % of the at-least-once maximum measured in the same invocation
-(or at --rate), every run on fresh topics and a fresh consumer group. Latency is source record
-→ enrichment record visible to a read_committed consumer.
+latency runs at 25 %, 50 % and 75 % of the at-least-once maximum measured in the same
+invocation (or at --rate), every run on fresh topics and a fresh consumer group. Latency is
+source record → enrichment record visible to a read_committed consumer. A naive baseline reads
+the at-least-once throughput run's records again and applies them per event (INCR + EXPIRE per
+counter, GET per lookup, 256 events in flight, no slot units, no apply-once), for the worker's
+events/s as a multiple of it.
 
 Prints Markdown tables on stdout (progress on stderr). Needs redis-server and redis-benchmark
 (apt-get install -y redis-server redis-tools); --kafka apache needs Java and the jars of
@@ -56,7 +60,7 @@ pub struct BenchArgs {
     /// worth (≥ 10 × pipeline.batch_size).
     #[arg(long, default_value_t = 100_000)]
     pub transactions: usize,
-    /// Offered rate (events/s) of every latency run, instead of 25 % and 50 % of the
+    /// Offered rate (events/s) of every latency run, instead of 25 %, 50 % and 75 % of the
     /// at-least-once maximum.
     #[arg(long)]
     pub rate: Option<u32>,

@@ -1,5 +1,5 @@
-//! `fds-worker bench`: the worker measured against the cluster's own ceiling, in one run, for
-//! each delivery mode (`kafka.delivery`) side by side.
+//! `fds-worker bench`: the worker measured against the cluster's own ceiling and a naive
+//! client, in one run, for each delivery mode (`kafka.delivery`) side by side.
 //!
 //! On a fresh local stack (6-node Redis Cluster + Kafka: librdkafka's mock cluster or 3 Apache
 //! Kafka brokers):
@@ -10,18 +10,25 @@
 //!    (first to last), Redis commands/s from `INFO commandstats` deltas over the masters,
 //!    FCALLs vs the units the worker sent.
 //! 3. **Memory**: `MEMORY USAGE` of the apply-once marks per tracked user and per event.
-//! 4. **Latency**, per mode at 25 % and 50 % of the at-least-once maximum measured in step 2
-//!    (or at a given rate), and for exactly-once once more per extra transaction interval: a
-//!    worker process on fresh topics while traffic is published at a fixed rate; per
-//!    transaction, the time from its source record (Kafka create time) to its enrichment record
-//!    arriving at a `read_committed` consumer (what a downstream service sees; in exactly-once
-//!    mode that includes the transaction's commit), as p50/p99/max; the worker's RSS is
-//!    sampled every 100 ms.
+//! 4. **Naive baseline** ([`naive`]): the records of the reference throughput run (the
+//!    at-least-once one, else the first) read again from their topics and applied per event
+//!    with plain commands (`INCR` + `EXPIRE` per counter, `GET` per lookup, keys from the
+//!    worker's own plan), many events in flight, no slot units, no apply-once; events/s and
+//!    commands/s measured as in step 2, and the worker's events/s as a multiple of it.
+//! 5. **Latency**, per mode at 25 %, 50 % and 75 % of the at-least-once maximum measured in
+//!    step 2 (or at a given rate), and for exactly-once once more per extra transaction
+//!    interval: a worker process on fresh topics while traffic is published at a fixed rate;
+//!    per transaction, the time from its source record (Kafka create time) to its enrichment
+//!    record arriving at a `read_committed` consumer (what a downstream service sees; in
+//!    exactly-once mode that includes the transaction's commit), as p50/p99/max; the worker's
+//!    RSS is sampled every 100 ms.
 //!
 //! Every run has its own topics (`<run>-transactions` …), consumer group and transactional id,
-//! and starts on a flushed Redis, so each starts from an empty group with the same work to do.
+//! and starts on a flushed Redis, so each starts from an empty group with the same work to do
+//! (the naive run reads the reference run's topics, on a flushed Redis too).
 
 mod arrivals;
+mod naive;
 pub(crate) mod process;
 pub mod redis_stats;
 mod report;
@@ -45,14 +52,14 @@ use fds_worker::source::range::{self, BlockingRangeReader, End, Start};
 
 use arrivals::Arrivals;
 use process::WorkerProcess;
-use report::{LatencyRun, Report, Throughput};
+use report::{LatencyRun, Naive, Report, Throughput};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Transactions in each throughput run.
     pub transactions: usize,
-    /// Offered rate (events/s) of every latency run; `None`: 25 % and 50 % of the
+    /// Offered rate (events/s) of every latency run; `None`: 25 %, 50 % and 75 % of the
     /// at-least-once maximum measured in the same invocation (of the first mode's, without an
     /// at-least-once run).
     pub rate: Option<u32>,
@@ -73,7 +80,7 @@ pub struct BenchOptions {
 }
 
 /// The shares of the at-least-once maximum the latency runs offer.
-const RELATIVE_RATES: [f64; 2] = [0.25, 0.50];
+const RELATIVE_RATES: [f64; 3] = [0.25, 0.50, 0.75];
 
 /// Runs the benchmark and returns its report as Markdown.
 pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> {
@@ -99,7 +106,7 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
         ..Report::default()
     };
 
-    eprintln!("1/4 ceiling: redis-benchmark --cluster -P 32 -c 50 …");
+    eprintln!("1/5 ceiling: redis-benchmark --cluster -P 32 -c 50 …");
     let requests = options.ceiling_requests;
     let (ceiling, stack) = tokio::task::spawn_blocking(move || {
         let ceiling = redis_stats::ceiling(&stack.cluster, requests);
@@ -114,18 +121,21 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
         mock,
     };
 
+    // Per throughput run: its mode, its config (topics) and its events, for the naive run.
+    let mut sources: Vec<(Delivery, Config, usize)> = Vec::new();
     for (i, &delivery) in bench.options.deliveries.iter().enumerate() {
         eprintln!(
-            "2/4 throughput ({}, {} of {}): {} transactions, published first …",
+            "2/5 throughput ({}, {} of {}): {} transactions, published first …",
             delivery.as_str(),
             i + 1,
             bench.options.deliveries.len(),
             bench.options.transactions
         );
-        let (throughput, traffic) = bench.throughput(delivery).await?;
+        let (throughput, traffic, config) = bench.throughput(delivery).await?;
         report.throughputs.push(throughput);
+        sources.push((delivery, config, traffic.events.len()));
         if i + 1 == bench.options.deliveries.len() {
-            eprintln!("3/4 memory of the apply-once marks …");
+            eprintln!("3/5 memory of the apply-once marks …");
             report.memory = Some(redis_stats::apply_once_memory(&bench.stack.cluster)?);
             report.events = traffic.events.len() as u64;
             report.users = traffic
@@ -143,6 +153,16 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
         .find(|t| t.delivery == Delivery::AtLeastOnce)
         .unwrap_or(&report.throughputs[0]);
     report.reference = (reference.delivery, reference.events_per_s());
+    let (_, source, events) = sources
+        .iter()
+        .find(|(delivery, _, _)| *delivery == reference.delivery)
+        .expect("every throughput run has its source");
+    eprintln!(
+        "4/5 naive baseline: the {} throughput run's {events} records, per event INCR + EXPIRE / GET, {} events in flight …",
+        reference.delivery.as_str(),
+        naive::IN_FLIGHT
+    );
+    report.naive = Some(bench.naive(source, *events).await?);
     let rates: Vec<(u32, Option<f64>)> = match bench.options.rate {
         Some(rate) => vec![(rate, None)],
         None => RELATIVE_RATES
@@ -167,7 +187,7 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
     }
     for (i, (delivery, interval, rate, share)) in plan.iter().copied().enumerate() {
         eprintln!(
-            "4/4 latency ({} of {}): {}{} at {rate} events/s for {:?} …",
+            "5/5 latency ({} of {}): {}{} at {rate} events/s for {:?} …",
             i + 1,
             plan.len(),
             delivery.as_str(),
@@ -261,8 +281,11 @@ impl Bench {
         WorkerProcess::start(&self.options.binary, &run.config, &run.env, self.mock)
     }
 
-    /// The throughput run of `delivery`, and its traffic.
-    async fn throughput(&self, delivery: Delivery) -> anyhow::Result<(Throughput, Traffic)> {
+    /// The throughput run of `delivery`, its traffic and its config (topics).
+    async fn throughput(
+        &self,
+        delivery: Delivery,
+    ) -> anyhow::Result<(Throughput, Traffic, Config)> {
         let run = self.prepare(&format!("tp-{}", short(delivery)), delivery, None)?;
         let traffic = make_traffic(
             &run.config,
@@ -295,7 +318,33 @@ impl Bench {
             &stopped,
             redis_cpu,
         );
-        Ok((throughput, traffic))
+        Ok((throughput, traffic, run.config))
+    }
+
+    /// The naive baseline on the `events` records of `source`'s topics, on a flushed Redis.
+    async fn naive(&self, source: &Config, events: usize) -> anyhow::Result<Naive> {
+        redis_stats::flush(&self.stack.cluster)?;
+        let before = redis_stats::command_calls(&self.stack.cluster)?;
+        let redis_cpu_before = redis_stats::cpu_seconds(&self.stack.cluster)?;
+        let client_cpu_before = process::cpu_seconds(std::process::id()).unwrap_or(0.0);
+        let measured = naive::run(
+            &self.stack,
+            source,
+            events,
+            self.mock,
+            Duration::from_secs(600),
+        )
+        .await?;
+        let client_cpu =
+            process::cpu_seconds(std::process::id()).unwrap_or(0.0) - client_cpu_before;
+        let after = redis_stats::command_calls(&self.stack.cluster)?;
+        let redis_cpu = redis_stats::cpu_seconds(&self.stack.cluster)? - redis_cpu_before;
+        Ok(Naive::new(
+            &measured,
+            &redis_stats::delta(&before, &after),
+            client_cpu,
+            redis_cpu,
+        ))
     }
 
     /// A latency run: a worker on fresh topics, traffic at `rate` events/s.

@@ -174,7 +174,7 @@ pub(crate) fn status_bytes(pid: u32, field: &str) -> Option<u64> {
 }
 
 /// utime + stime of `/proc/<pid>/stat`, in seconds (at the usual 100 ticks per second).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may contain spaces).
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::process::Stopped;
-use super::redis_stats;
+use super::{naive, redis_stats};
 use fds_worker::config::Delivery;
 use fds_worker::generate::Traffic;
 
@@ -45,11 +45,7 @@ impl Throughput {
             delivery,
             events: traffic.events.len() as u64,
             seconds: ((last - first) as f64 / 1000.0).max(0.001),
-            data_commands: delta
-                .iter()
-                .filter(|(name, _)| redis_stats::is_data_command(name))
-                .map(|(_, n)| n)
-                .sum(),
+            data_commands: data_commands(delta),
             fcalls: delta.get("fcall").copied().unwrap_or(0),
             units_and_batches: stopped.units_and_batches,
             peak_rss: stopped.peak_rss,
@@ -62,6 +58,51 @@ impl Throughput {
     pub fn events_per_s(&self) -> f64 {
         self.events as f64 / self.seconds
     }
+}
+
+/// The naive baseline run (see [`super::naive`]).
+#[derive(Debug)]
+pub struct Naive {
+    events: u64,
+    seconds: f64,
+    commands_sent: u64,
+    data_commands: u64,
+    client_cpu: f64,
+    redis_cpu: f64,
+}
+
+impl Naive {
+    /// The figures of a finished naive run: what the client measured, the `INFO commandstats`
+    /// delta over it, and the CPU seconds of the client's process and of the Redis nodes.
+    pub fn new(
+        measured: &naive::Measured,
+        delta: &BTreeMap<String, u64>,
+        client_cpu: f64,
+        redis_cpu: f64,
+    ) -> Naive {
+        Naive {
+            events: measured.events,
+            seconds: measured.seconds,
+            commands_sent: measured.commands,
+            data_commands: data_commands(delta),
+            client_cpu,
+            redis_cpu,
+        }
+    }
+
+    /// Events (transactions + verdicts) per second.
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+/// The data commands of an `INFO commandstats` delta (see [`redis_stats::is_data_command`]).
+fn data_commands(delta: &BTreeMap<String, u64>) -> u64 {
+    delta
+        .iter()
+        .filter(|(name, _)| redis_stats::is_data_command(name))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// One latency run.
@@ -114,6 +155,8 @@ pub struct Report {
     pub reference: (Delivery, f64),
     /// Apply-once memory: `((user keys, bytes), (all keys, bytes))`.
     pub memory: Option<((u64, u64), (u64, u64))>,
+    /// The naive baseline, on the reference run's records.
+    pub naive: Option<Naive>,
     /// Events of the last throughput run.
     pub events: u64,
     /// Tracked users of the last throughput run.
@@ -121,6 +164,15 @@ pub struct Report {
     /// The latency runs, in order.
     pub latencies: Vec<LatencyRun>,
 }
+
+/// What the naive baseline is, under the table.
+const NAIVE_NOTE: &str = "\nNaive baseline: the reference throughput run's records read again \
+from their topics (a plain consumer) and, per event, the worker's own plan of it applied with \
+one command at a time through redis-rs's async cluster client (INCR + EXPIRE per tile counter, \
+GET per blacklist lookup, SET EXAT / DEL per verdict), many events in flight; no grouping by \
+slot, no Lua. **Not exact under redelivery**: without apply-once, a redelivered record or a \
+command re-sent after a lost reply counts twice. It also does less per event than the worker: \
+no read of the window's tiles, no breach rule or blacklist merge, no enrichment record.\n";
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -177,6 +229,37 @@ impl Report {
                 mib(t.peak_rss)
             ));
         }
+        if let Some(naive) = &self.naive {
+            let commands_per_s = naive.data_commands as f64 / naive.seconds;
+            line(format!(
+                "| naive baseline: events (the {} run's records; INCR + EXPIRE per counter, GET per lookup, {} events in flight) | {} in {:.2} s = **{:.0} events/s** |",
+                self.reference.0.as_str(),
+                naive::IN_FLIGHT,
+                naive.events,
+                naive.seconds,
+                naive.events_per_s()
+            ));
+            line(format!(
+                "| naive baseline: Redis data commands (INFO commandstats Δ; sent by the client) | {} = **{commands_per_s:.0} commands/s** ({:.0} % of the INCR ceiling; {} sent, {:.1} per event) |",
+                naive.data_commands,
+                100.0 * commands_per_s / incr,
+                naive.commands_sent,
+                naive.commands_sent as f64 / naive.events.max(1) as f64
+            ));
+            line(format!(
+                "| naive baseline: CPU used: the bench process (the naive client) / the 6 Redis nodes | {:.1} s / {:.1} s |",
+                naive.client_cpu, naive.redis_cpu
+            ));
+            for t in &self.throughputs {
+                line(format!(
+                    "| {}: worker / naive (events/s) | **{:.2}×** ({:.0} / {:.0}) |",
+                    t.delivery.as_str(),
+                    t.events_per_s() / naive.events_per_s(),
+                    t.events_per_s(),
+                    naive.events_per_s()
+                ));
+            }
+        }
         if let Some(((user_keys, user_bytes), (all_keys, all_bytes))) = self.memory {
             line(format!(
                 "| apply-once marks: per tracked user (`ao:{{u:…}}`) | {:.0} bytes ({user_keys} keys) |",
@@ -189,6 +272,9 @@ impl Report {
                 self.events,
                 self.users
             ));
+        }
+        if self.naive.is_some() {
+            out.push_str(NAIVE_NOTE);
         }
         out.push('\n');
         out.push_str(&self.side_by_side());
