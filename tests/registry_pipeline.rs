@@ -343,9 +343,9 @@ async fn v1_and_v2_flow_a_frozen_registry_loses_nothing_and_redrive_and_replay_d
 /// Redrive: the dead-letter topic holds the two bad records and, added here, a v2 transaction
 /// as if its enrichment record had been refused (`publish_failed`, its writes applied): the
 /// v2 record is enriched again and counts nothing twice, the bad two are dead-lettered again
-/// with the registry's answers. Replay: v1 and v2 records from the earliest offsets into a
-/// shadow namespace reproduce every live feature and blacklist key; the bad two are
-/// dead-lettered with the replay marker.
+/// with the registry's answers. Replay: a dry run decodes all but the bad two; v1 and v2
+/// records from the earliest offsets into a shadow namespace reproduce every live feature and
+/// blacklist key; the bad two are dead-lettered with the replay marker.
 async fn redrive_and_replay_decode_by_the_registry(
     stack: &LocalStack,
     config: &Config,
@@ -428,8 +428,16 @@ async fn redrive_and_replay_decode_by_the_registry(
     let report = verification(stack, traffic).await;
     assert!(report.is_exact(), "the redrive counted nothing twice");
 
+    // A dry run decodes by the registry's ids too: only the two bad records fail.
     let mut replay_options = ReplayOptions::new(config, StartBound::Earliest);
     replay_options.namespace = "shadow".to_owned();
+    replay_options.dry_run = true;
+    let dry = replay(config, &replay_options, Metrics::unregistered(), &mut Quiet)
+        .await
+        .expect("a dry run runs");
+    assert_eq!(dry.dead_lettered, 2, "{dry}");
+    assert_eq!(dry.replayed(), traffic.events.len() as u64 + 2, "{dry}");
+    replay_options.dry_run = false;
     let summary = replay(config, &replay_options, Metrics::unregistered(), &mut Quiet)
         .await
         .expect("replay runs");

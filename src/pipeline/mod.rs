@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use decode::{Decoder, Poison, decode};
+pub use resolve::resolve_batch;
 pub use settings::{
     decoder_from_config, plan_settings, producer_codec, registry_codec, rule_version,
     store_settings,

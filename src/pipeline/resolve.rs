@@ -223,7 +223,7 @@ fn book(decoder: &Decoder, id: u32, result: Result<Arc<str>, RegistryError>) {
 /// For callers that run batches one at a time (redrive, replay): every writer schema id that
 /// `messages` name becomes known to the codec or noted missing, asked for as the loop does
 /// (an outage waited out with backoff). Nothing to do without a registry.
-pub(super) async fn resolve_batch(
+pub async fn resolve_batch(
     decoder: &Decoder,
     messages: &[SourceMessage],
     backoff: (Duration, Duration),

@@ -18,10 +18,11 @@ use super::progress::{ReplayProgress, TopicProgress};
 use super::seek::{PartitionRange, partition_ranges};
 use super::summary::{KeyCounter, PartitionSummary, ReplaySummary, TopicSummary};
 use super::{LIVE_NAMESPACE, ReplayError, ReplayOptions, key_namespace};
+use crate::codec::Codec;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{
-    Decoder, RunError, Stage, decode, decoder_from_config, plan_settings, unix_ms,
+    Decoder, RunError, Stage, decode, decoder_from_config, plan_settings, resolve_batch, unix_ms,
 };
 use crate::plan::{EventBody, Planner};
 use crate::source::SourceMessage;
@@ -33,6 +34,9 @@ enum Engine {
     DryRun {
         decoder: Box<Decoder>,
         planner: Planner,
+        /// With a Schema Registry: how unseen ids are asked for (see [`resolve_batch`]).
+        registry_backoff: (Duration, Duration),
+        metrics: Metrics,
     },
     /// The live path, paced.
     Apply {
@@ -113,9 +117,18 @@ pub(super) async fn run(
         namespace.clone()
     };
     let engine = if options.dry_run {
+        let mut decoder = decoder_from_config(config).map_err(RunError::Schemas)?;
+        if decoder.registry.is_some() {
+            // Every id is the registry's; a dry run registers nothing (no enrichment written).
+            decoder.codec = Codec::registry_reader(config.limits.max_message_bytes as usize)
+                .map_err(|e| RunError::Schemas(e.to_string()))?;
+        }
+        let registry = &config.schemas.registry;
         Engine::DryRun {
-            decoder: Box::new(decoder_from_config(config).map_err(RunError::Schemas)?),
+            decoder: Box::new(decoder),
             planner: Planner::new(plan_settings(config, &namespace)),
+            registry_backoff: (registry.retry_backoff, registry.retry_backoff_max),
+            metrics,
         }
     } else {
         let mut stage =
@@ -338,7 +351,13 @@ impl Replay<'_> {
         let batch = std::mem::take(&mut self.batch);
         let now_ms = unix_ms(SystemTime::now());
         match &self.engine {
-            Engine::DryRun { decoder, planner } => {
+            Engine::DryRun {
+                decoder,
+                planner,
+                registry_backoff,
+                metrics,
+            } => {
+                resolve_batch(decoder, &batch, *registry_backoff, metrics).await;
                 let mut events = Vec::with_capacity(batch.len());
                 for record in &batch {
                     match decode(decoder, record, now_ms) {
