@@ -31,13 +31,7 @@ use crate::source::range::{End, PartitionEnd, RangeReader, Read, Span, Start};
 /// What batches go through.
 enum Engine {
     /// Decode and plan only.
-    DryRun {
-        decoder: Box<Decoder>,
-        planner: Planner,
-        /// With a Schema Registry: how unseen ids are asked for (see [`resolve_batch`]).
-        registry_backoff: (Duration, Duration),
-        metrics: Metrics,
-    },
+    DryRun(Box<DryRun>),
     /// The live path, paced.
     Apply {
         stage: Box<Stage>,
@@ -45,10 +39,19 @@ enum Engine {
     },
 }
 
+/// What a dry run decodes and plans with.
+struct DryRun {
+    decoder: Decoder,
+    planner: Planner,
+    /// With a Schema Registry: how unseen ids are asked for (see [`resolve_batch`]).
+    registry_backoff: (Duration, Duration),
+    metrics: Metrics,
+}
+
 impl Engine {
     fn decoder(&self) -> &Decoder {
         match self {
-            Engine::DryRun { decoder, .. } => decoder,
+            Engine::DryRun(dry) => &dry.decoder,
             Engine::Apply { stage, .. } => &stage.decoder,
         }
     }
@@ -124,12 +127,12 @@ pub(super) async fn run(
                 .map_err(|e| RunError::Schemas(e.to_string()))?;
         }
         let registry = &config.schemas.registry;
-        Engine::DryRun {
-            decoder: Box::new(decoder),
+        Engine::DryRun(Box::new(DryRun {
+            decoder,
             planner: Planner::new(plan_settings(config, &namespace)),
             registry_backoff: (registry.retry_backoff, registry.retry_backoff_max),
             metrics,
-        }
+        }))
     } else {
         let mut stage =
             Stage::from_config(config, &namespace, metrics, Some(shown_namespace.clone())).await?;
@@ -351,12 +354,13 @@ impl Replay<'_> {
         let batch = std::mem::take(&mut self.batch);
         let now_ms = unix_ms(SystemTime::now());
         match &self.engine {
-            Engine::DryRun {
-                decoder,
-                planner,
-                registry_backoff,
-                metrics,
-            } => {
+            Engine::DryRun(dry) => {
+                let DryRun {
+                    decoder,
+                    planner,
+                    registry_backoff,
+                    metrics,
+                } = &**dry;
                 resolve_batch(decoder, &batch, *registry_backoff, metrics).await;
                 let mut events = Vec::with_capacity(batch.len());
                 for record in &batch {
