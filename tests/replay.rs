@@ -13,7 +13,7 @@ mod common;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use common::keys::{differences, snapshot};
+use common::keys::{differences, keys_matching, snapshot};
 use common::worker::{
     assert_ground_truth, enrichment_counts, now_ms, read_all, start_stack, start_worker,
     test_config,
@@ -151,34 +151,15 @@ async fn run_replay_with(
 
 /// Tiles (hash fields) of every count and sum feature key under `prefix`.
 fn feature_tiles(stack: &LocalStack, prefix: &str) -> usize {
-    let cluster = &stack.cluster;
-    let pattern = format!("{prefix}ft:*");
-    let mut tiles = 0;
-    for master in cluster.masters() {
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = cluster
-                .query(
-                    master,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .unwrap();
-            for key in batch {
-                let fields: usize = cluster.query(master, redis::cmd("HLEN").arg(&key)).unwrap();
-                tiles += fields;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    tiles
+    keys_matching(stack, &format!("{prefix}ft:*"))
+        .into_iter()
+        .map(|(master, key)| {
+            stack
+                .cluster
+                .query::<usize>(master, redis::cmd("HLEN").arg(&key))
+                .unwrap()
+        })
+        .sum()
 }
 
 /// Keys of every master (all namespaces).

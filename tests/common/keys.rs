@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 
 use fds_testkit::demo::LocalStack;
 
-/// Every key `<prefix><kind>:*` on every master, prefix stripped, with its value (a hash as
-/// its sorted fields) and absolute expiry (`EXPIRETIME`, -1 = none).
-pub fn snapshot(stack: &LocalStack, prefix: &str, kind: &str) -> BTreeMap<String, (String, i64)> {
+/// Every key matching `pattern` (SCAN) on every master, with the master that holds it.
+pub fn keys_matching(stack: &LocalStack, pattern: &str) -> Vec<(usize, String)> {
     let cluster = &stack.cluster;
-    let pattern = format!("{prefix}{kind}:*");
-    let mut keys = BTreeMap::new();
+    let mut keys = Vec::new();
     for master in cluster.masters() {
         let mut cursor = 0u64;
         loop {
@@ -20,36 +18,45 @@ pub fn snapshot(stack: &LocalStack, prefix: &str, kind: &str) -> BTreeMap<String
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
-                        .arg(&pattern)
+                        .arg(pattern)
                         .arg("COUNT")
                         .arg(1000),
                 )
                 .unwrap();
-            for key in batch {
-                let kind: String = cluster.query(master, redis::cmd("TYPE").arg(&key)).unwrap();
-                let value = match kind.as_str() {
-                    "string" => cluster
-                        .query::<String>(master, redis::cmd("GET").arg(&key))
-                        .unwrap(),
-                    "hash" => {
-                        let fields: BTreeMap<String, String> = cluster
-                            .query(master, redis::cmd("HGETALL").arg(&key))
-                            .unwrap();
-                        format!("{fields:?}")
-                    }
-                    other => panic!("{key}: unexpected type {other}"),
-                };
-                let expire_at: i64 = cluster
-                    .query(master, redis::cmd("EXPIRETIME").arg(&key))
-                    .unwrap();
-                let stripped = key.strip_prefix(prefix).unwrap().to_owned();
-                keys.insert(stripped, (value, expire_at));
-            }
+            keys.extend(batch.into_iter().map(|key| (master, key)));
             if next == 0 {
                 break;
             }
             cursor = next;
         }
+    }
+    keys
+}
+
+/// Every key `<prefix><kind>:*` on every master, prefix stripped, with its value (a hash as
+/// its sorted fields) and absolute expiry (`EXPIRETIME`, -1 = none).
+pub fn snapshot(stack: &LocalStack, prefix: &str, kind: &str) -> BTreeMap<String, (String, i64)> {
+    let cluster = &stack.cluster;
+    let mut keys = BTreeMap::new();
+    for (master, key) in keys_matching(stack, &format!("{prefix}{kind}:*")) {
+        let kind: String = cluster.query(master, redis::cmd("TYPE").arg(&key)).unwrap();
+        let value = match kind.as_str() {
+            "string" => cluster
+                .query::<String>(master, redis::cmd("GET").arg(&key))
+                .unwrap(),
+            "hash" => {
+                let fields: BTreeMap<String, String> = cluster
+                    .query(master, redis::cmd("HGETALL").arg(&key))
+                    .unwrap();
+                format!("{fields:?}")
+            }
+            other => panic!("{key}: unexpected type {other}"),
+        };
+        let expire_at: i64 = cluster
+            .query(master, redis::cmd("EXPIRETIME").arg(&key))
+            .unwrap();
+        let stripped = key.strip_prefix(prefix).unwrap().to_owned();
+        keys.insert(stripped, (value, expire_at));
     }
     keys
 }
