@@ -170,8 +170,16 @@ where
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(dispatch(cli.command, config))
+    let result = runtime.block_on(dispatch(cli.command, config));
+    // A blocking thread stuck in librdkafka (a transaction call past its own timeout, given
+    // up by the run) must not keep the process: dropping the runtime would wait for it forever.
+    runtime.shutdown_timeout(BLOCKING_THREADS_GRACE);
+    result
 }
+
+/// How long the process waits at exit for blocking threads still running (a producer being
+/// dropped, a transaction call given up).
+const BLOCKING_THREADS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs a subcommand with the loaded configuration.
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {

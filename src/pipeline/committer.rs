@@ -30,7 +30,7 @@ use crate::retry::{Backoff, Budget};
 use crate::sink::retry::{INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::sink::{
     DeadLetterReason, Outgoing, PublishError, SinkError, TransactionFailure, TransactionOffsets,
-    TransactionalSink,
+    TransactionalSink, commit_bound, init_bound,
 };
 use crate::source::Ownership;
 
@@ -55,6 +55,9 @@ pub(super) struct Committer {
     interval: Duration,
     next_at: Instant,
     in_flight: Option<JoinHandle<Attempt>>,
+    /// The longest the transaction in flight can take while librdkafka keeps its own timeouts
+    /// ([`commit_bound`], and [`init_bound`] if it starts a new producer), and its start.
+    bound: (Duration, Instant),
     backoff: Backoff,
     /// Set while transactions fail: the budget of consecutive failures.
     failing: Option<Budget>,
@@ -84,6 +87,7 @@ impl Committer {
             interval: kafka.transactions.interval,
             next_at: Instant::now(),
             in_flight: None,
+            bound: (Duration::ZERO, Instant::now()),
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
             failing: None,
             retry_budget: kafka.produce_retry_budget,
@@ -118,6 +122,12 @@ impl Committer {
         self.next_at = Instant::now() + self.interval;
         let sink = Arc::clone(&self.sink);
         let reinit = self.reinit.then(|| self.kafka.clone());
+        let timeout = self.kafka.transactions.timeout;
+        let init = match self.reinit {
+            true => init_bound(timeout, self.retry_budget),
+            false => Duration::ZERO,
+        };
+        self.bound = (commit_bound(timeout) + init, Instant::now());
         let ownership = Arc::clone(&self.ownership);
         // The thread's logs belong to the run's span (a test's worker, say).
         let span = tracing::Span::current();
@@ -166,15 +176,20 @@ impl Committer {
         }));
     }
 
-    /// Waits for the transaction in flight (pending forever if none).
-    pub(super) async fn finished(&mut self) -> Attempt {
-        match &mut self.in_flight {
-            Some(handle) => {
-                let attempt = handle.await;
-                self.in_flight = None;
-                attempt.expect("the transaction thread does not panic")
-            }
-            None => std::future::pending().await,
+    /// Waits for the transaction in flight (pending forever if none); an error if its thread
+    /// is still running past its bound: blocked in librdkafka (as in confluentinc/librdkafka#5456),
+    /// with an outcome nobody can know — the run stops, and a restart resumes from the offsets
+    /// the brokers hold. (The thread is left to finish on its own.)
+    pub(super) async fn finished(&mut self) -> Result<Attempt, RunError> {
+        let Some(handle) = &mut self.in_flight else {
+            return std::future::pending().await;
+        };
+        let (bound, started) = self.bound;
+        let attempt = tokio::time::timeout_at(started + bound, handle).await;
+        self.in_flight = None;
+        match attempt {
+            Ok(attempt) => Ok(attempt.expect("the transaction thread does not panic")),
+            Err(_) => Err(stalled(self.sink.transactional_id(), bound)),
         }
     }
 
@@ -280,6 +295,16 @@ impl Committer {
     }
 }
 
+/// The transaction of `transactional_id` was still running after `bound`.
+fn stalled(transactional_id: &str, bound: Duration) -> RunError {
+    let error = RunError::TransactionStalled {
+        transactional_id: transactional_id.to_owned(),
+        bound,
+    };
+    tracing::error!(%error, "stopping");
+    error
+}
+
 /// Counts a committed transaction's records as delivered: (enrichment records, dead letters).
 fn count_committed(stage: &Stage, txn: &Transaction) -> (u64, u64) {
     let (mut enriched, mut dead_lettered) = (0, 0);
@@ -371,12 +396,16 @@ pub async fn commit_with_retry(
     loop {
         budget.attempt();
         let (sink, offsets, records) = (Arc::clone(sink), offsets.clone(), txn.records);
-        let (records, result) = tokio::task::spawn_blocking(move || {
+        let transactional_id = sink.transactional_id().to_owned();
+        let bound = commit_bound(sink.timeout());
+        let attempt = tokio::task::spawn_blocking(move || {
             let result = sink.commit(&records, offsets);
             (records, result)
-        })
-        .await
-        .expect("the transaction thread does not panic");
+        });
+        let (records, result) = tokio::time::timeout(bound, attempt)
+            .await
+            .map_err(|_| stalled(&transactional_id, bound))?
+            .expect("the transaction thread does not panic");
         txn.records = records;
         let failure = match result {
             Ok(()) => {

@@ -83,6 +83,21 @@ pub enum RunError {
     /// committed transaction is visible; a restart resumes from there.
     #[error("{0}")]
     Transaction(Box<TransactionFailure>),
+    /// Exactly-once delivery: a transaction's thread did not return within the longest it can
+    /// take while librdkafka keeps its own timeouts (blocked in librdkafka, as in
+    /// confluentinc/librdkafka#5456). Its outcome is unknown; a restart resumes from the
+    /// offsets the brokers hold.
+    #[error(
+        "kafka transaction `{transactional_id}` still running after {bound:?}, the longest it \
+         can take: librdkafka is blocked past its own timeouts; a restart resumes from the \
+         committed offsets"
+    )]
+    TransactionStalled {
+        /// The producer's transactional id.
+        transactional_id: String,
+        /// The longest the transaction could take ([`crate::sink::commit_bound`]).
+        bound: Duration,
+    },
 }
 
 impl From<PublishError> for RunError {
@@ -323,7 +338,9 @@ async fn registry_answer(resolver: &mut Option<Resolver>) -> resolve::Fetched {
 }
 
 /// Waits for the transaction in flight, if there is a committer and one is in flight.
-async fn finished_transaction(committer: &mut Option<Committer>) -> committer::Attempt {
+async fn finished_transaction(
+    committer: &mut Option<Committer>,
+) -> Result<committer::Attempt, RunError> {
     match committer {
         Some(committer) if committer.in_flight() => committer.finished().await,
         _ => std::future::pending().await,
@@ -589,11 +606,13 @@ impl Loop {
     }
 
     /// Exactly once: books a finished transaction; a failure that ends the run stops it.
-    fn settle(&mut self, attempt: committer::Attempt) {
+    fn settle(&mut self, attempt: Result<committer::Attempt, RunError>) {
         let Some(committer) = &mut self.committer else {
             return;
         };
-        match committer.settle(&self.stage, attempt, &mut self.summary) {
+        let settled =
+            attempt.and_then(|attempt| committer.settle(&self.stage, attempt, &mut self.summary));
+        match settled {
             // Also in the consumer's offset store (never committed from there: auto-commit is
             // off), so its statistics, and the consumer-lag gauges, see the committed position.
             Ok(committed) if committed.count() > 0 => {

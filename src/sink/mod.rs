@@ -18,4 +18,6 @@ pub mod transaction;
 pub use dead_letter::{DeadLetterKind, DeadLetterReason, dead_letter_headers};
 pub use error::{PublishError, SinkError, SinkErrorKind};
 pub use producer::{Sink, producer_config};
-pub use transaction::{Outgoing, TransactionFailure, TransactionOffsets, TransactionalSink};
+pub use transaction::{
+    Outgoing, TransactionFailure, TransactionOffsets, TransactionalSink, commit_bound, init_bound,
+};

@@ -143,9 +143,13 @@ impl TransactionalSink {
         // time out, retriably ("retry call to resume"): called again within the budget.
         let give_up_at = Instant::now() + kafka.produce_retry_budget;
         loop {
-            match producer.init_transactions(timeout) {
-                Ok(()) => break,
-                Err(KafkaError::Transaction(error))
+            let registering = producer.clone();
+            let registered = bounded("fds-txn-init", timeout + CALL_GRACE, move || {
+                registering.init_transactions(timeout)
+            });
+            match registered {
+                Some(Ok(())) => break,
+                Some(Err(KafkaError::Transaction(error)))
                     if error.is_retriable() && Instant::now() < give_up_at =>
                 {
                     tracing::warn!(
@@ -154,7 +158,15 @@ impl TransactionalSink {
                         "the transaction coordinator is not ready: registering again"
                     );
                 }
-                Err(error) => return Err(failure(error)),
+                Some(Err(error)) => return Err(failure(error)),
+                // Blocked in librdkafka past its timeout (the bug class of #5456): this
+                // producer is given up; the caller may start another one.
+                None => {
+                    return Err(stuck(
+                        &transactional_id,
+                        "init_transactions (confluentinc/librdkafka#5456)",
+                    ));
+                }
             }
         }
         tracing::info!(transactional_id, "transactional producer ready");
@@ -170,6 +182,11 @@ impl TransactionalSink {
     /// The transactional id.
     pub fn transactional_id(&self) -> &str {
         &self.transactional_id
+    }
+
+    /// The transaction timeout (`kafka.transactions.timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Writes `records` and (if given, non-empty) `offsets` for the group of `group` in one
@@ -272,48 +289,26 @@ impl TransactionalSink {
     }
 
     /// `send_offsets_to_transaction`, bounded: librdkafka can block in it past its timeout
-    /// when the group coordinator goes away (confluentinc/librdkafka#5456, #5511), so it runs
-    /// on a thread of its own, waited for `timeout` and a grace. `Err(None)`: it did not
-    /// return (the thread and its producer are left to finish on their own).
+    /// when the group coordinator goes away (confluentinc/librdkafka#5456, #5511). `Err(None)`:
+    /// it did not return (see [`bounded`]).
     fn send_offsets(
         &self,
         offsets: Arc<TransactionOffsets>,
         timeout: Duration,
     ) -> Result<(), Option<KafkaError>> {
         let producer = self.producer.clone();
-        let (sent, result) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("fds-txn-offsets".into())
-            .spawn(move || {
-                let (list, group) = &*offsets;
-                let _ = sent.send(producer.send_offsets_to_transaction(list, group, timeout));
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start the offsets thread");
-            return Err(None);
-        }
-        match result.recv_timeout(timeout + SEND_OFFSETS_GRACE) {
-            Ok(result) => result.map_err(Some),
-            Err(_) => Err(None),
-        }
+        bounded("fds-txn-offsets", timeout + CALL_GRACE, move || {
+            let (list, group) = &*offsets;
+            producer.send_offsets_to_transaction(list, group, timeout)
+        })
+        .ok_or(None)?
+        .map_err(Some)
     }
 
     /// The producer is stuck in librdkafka's `call`: give it up (fatal: the caller starts a new
     /// producer with the same id, whose new epoch fences this one).
     fn stuck(&self, call: &str) -> Box<TransactionFailure> {
-        tracing::error!(
-            transactional_id = %self.transactional_id,
-            "{call} did not complete within the transaction timeout: giving this producer up"
-        );
-        Box::new(TransactionFailure {
-            transactional_id: self.transactional_id.clone(),
-            error: SinkError {
-                kind: SinkErrorKind::Fatal,
-                error: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
-            },
-            refused: Vec::new(),
-            outcome_unknown: false,
-        })
+        stuck(&self.transactional_id, call)
     }
 
     fn enqueue(&self, record: &Outgoing, deadline: Instant) -> Result<DeliveryFuture, KafkaError> {
@@ -411,13 +406,70 @@ impl TransactionalSink {
     }
 }
 
+/// Producer `transactional_id` is stuck in librdkafka's `call`: a fatal failure, so that the
+/// caller gives the producer up.
+fn stuck(transactional_id: &str, call: &str) -> Box<TransactionFailure> {
+    tracing::error!(
+        transactional_id,
+        "{call} did not complete within the transaction timeout: giving this producer up"
+    );
+    Box::new(TransactionFailure {
+        transactional_id: transactional_id.to_owned(),
+        error: SinkError {
+            kind: SinkErrorKind::Fatal,
+            error: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
+        },
+        refused: Vec::new(),
+        outcome_unknown: false,
+    })
+}
+
+/// Runs librdkafka's blocking transaction `call` on a thread of its own (named `name`) and
+/// waits for it up to `wait` (its own timeout and [`CALL_GRACE`]): `None` if it did not return
+/// by then — the thread, and the producer it holds, are left to finish on their own.
+fn bounded<T: Send + 'static>(
+    name: &str,
+    wait: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (sent, result) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = sent.send(call());
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, name, "cannot start a transaction call's thread");
+        return None;
+    }
+    result.recv_timeout(wait).ok()
+}
+
+/// The longest one [`TransactionalSink::commit`] takes while librdkafka keeps its own
+/// timeouts (`timeout`: the transaction timeout): a pending abort, begin and enqueue within
+/// the timeout, the offsets (bounded, with [`CALL_GRACE`]), the commit answered or unknown
+/// by twice the timeout, an abort after a failure, and a second for the deliveries. A commit
+/// thread still running past this (and [`STALL_SLACK`]) is blocked in librdkafka.
+pub fn commit_bound(timeout: Duration) -> Duration {
+    4 * timeout + CALL_GRACE + Duration::from_secs(1) + STALL_SLACK
+}
+
+/// The longest [`TransactionalSink::new`] takes: `init_transactions` (each call bounded)
+/// called again within `retry_budget`.
+pub fn init_bound(timeout: Duration, retry_budget: Duration) -> Duration {
+    retry_budget + timeout + CALL_GRACE + STALL_SLACK
+}
+
+/// Scheduling slack on top of the computed bounds (a loaded machine's threads run late).
+const STALL_SLACK: Duration = Duration::from_secs(10);
+
 /// librdkafka's verdict (a fatal transactional error), or a code that is always fatal.
 fn is_fatal(error: &KafkaError) -> bool {
     SinkErrorKind::of(error) == SinkErrorKind::Fatal
 }
 
-/// How long past its own timeout a `send_offsets_to_transaction` is waited for.
-const SEND_OFFSETS_GRACE: Duration = Duration::from_secs(5);
+/// How long past its own timeout a bounded transaction call is waited for.
+const CALL_GRACE: Duration = Duration::from_secs(5);
 
 fn remaining(deadline: Instant) -> Duration {
     deadline
@@ -460,4 +512,37 @@ pub(crate) fn dead_letter_record<'a>(
 /// Milliseconds, for timing fields.
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounded_call_that_returns_in_time_gives_its_result() {
+        assert_eq!(bounded("t-quick", Duration::from_secs(30), || 7), Some(7));
+    }
+
+    #[test]
+    fn a_bounded_call_blocked_past_its_wait_is_given_up_and_left_running() {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        // (Were it waited for, the test would hang: it is released only afterwards.)
+        let given_up = bounded("t-blocked", Duration::from_millis(50), move || {
+            // Blocked until released: as librdkafka's call waiting for a coordinator.
+            let _ = blocked.recv();
+            7
+        });
+        assert_eq!(given_up, None);
+        drop(release);
+    }
+
+    #[test]
+    fn the_bounds_cover_every_timed_step_of_an_attempt() {
+        let timeout = Duration::from_secs(10);
+        // A pending abort, begin + enqueue, the offsets, the commit up to twice the timeout,
+        // an abort after a failure: 4 timeouts, the offsets' grace, the deliveries' second.
+        assert!(commit_bound(timeout) >= 4 * timeout + CALL_GRACE + Duration::from_secs(1));
+        let budget = Duration::from_secs(300);
+        assert!(init_bound(timeout, budget) >= budget + timeout + CALL_GRACE);
+    }
 }
