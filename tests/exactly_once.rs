@@ -177,18 +177,18 @@ fn repeated_by_partition(stack: &LocalStack, config: &Config) -> String {
 }
 
 /// A worker `kill -9`ed with ~600 transactions enriched, while traffic flows; the same worker
-/// restarted. Returns the repeated transactions and extra records.
-async fn crash_and_restart(delivery: Delivery, seed: u64) -> (usize, usize) {
+/// restarted, both with `env` on top. Returns the repeated transactions and extra records.
+async fn crash_and_restart(delivery: Delivery, seed: u64, env: &[(&str, &str)]) -> (usize, usize) {
     let stack = start_stack().await;
     let config = test_config(&stack);
     let traffic = traffic(&config, TRANSACTIONS, seed, Duration::from_secs(10));
     let publishing = publish_in_background(&stack, &config, &traffic, RATE);
     let id = common::random_name("worker");
-    let mut first = WorkerProcess::spawn(&stack, &config, delivery, &id, &[]);
+    let mut first = WorkerProcess::spawn(&stack, &config, delivery, &id, env);
     wait_enriched(&stack, &config, 600).await;
     first.signal(Signal::SIGKILL); // mid-batch: nothing drains, nothing commits
     first.wait_exit(Duration::from_secs(10));
-    let second = WorkerProcess::spawn(&stack, &config, delivery, &id, &[]);
+    let second = WorkerProcess::spawn(&stack, &config, delivery, &id, env);
     publishing.await.unwrap();
     let result = ledger(&stack, &config, &traffic).await;
     let status = tokio::task::spawn_blocking(move || second.terminate())
@@ -207,7 +207,7 @@ async fn crash_and_restart(delivery: Delivery, seed: u64) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_and_restarted_commits_each_enrichment_exactly_once() {
-    let (repeated, _) = crash_and_restart(Delivery::ExactlyOnce, 31).await;
+    let (repeated, _) = crash_and_restart(Delivery::ExactlyOnce, 31, &[]).await;
     assert_eq!(
         repeated, 0,
         "exactly one committed enrichment per transaction"
@@ -216,9 +216,16 @@ async fn a_worker_killed_mid_batch_and_restarted_commits_each_enrichment_exactly
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_delivery_publishes_duplicates_after_the_same_crash() {
-    // The stored offsets of the last second (auto-commit interval) die with the process: the
-    // restart redoes those records and publishes their enrichment again.
-    let (repeated, extra) = crash_and_restart(Delivery::AtLeastOnce, 31).await;
+    // The offsets stored since the last auto-commit die with the process: the restart redoes
+    // those records and publishes their enrichment again. With the default interval (1 s) that
+    // is the last second's records — or none, if the kill falls just after a commit while the
+    // worker waits; a minute's interval puts the crash between two commits
+    // for sure, so the duplicates measured are the mode's, not the timer's luck.
+    let interval = [(
+        "FDS_KAFKA__CONSUMER_OPTIONS",
+        r#"{"auto.commit.interval.ms"="60000"}"#,
+    )];
+    let (repeated, extra) = crash_and_restart(Delivery::AtLeastOnce, 31, &interval).await;
     assert!(
         repeated > 0 && extra >= repeated,
         "at-least-once: the crash is visible downstream ({repeated} repeated)"
