@@ -32,8 +32,13 @@ pub struct Health {
 #[derive(Debug, Clone, Copy)]
 struct Suspect {
     next_probe: Instant,
-    probing: bool,
+    /// Since when a probe is out, if one is.
+    probing: Option<Instant>,
 }
+
+/// A probe out for longer than this is taken as lost (its unit gone without an answer), and
+/// the next unit probes instead: a node must never wait on a probe that will not come back.
+pub const PROBE_LOST_AFTER: Duration = Duration::from_secs(30);
 
 /// How often a suspect node is probed. Every request to a dead node makes redis-rs refresh
 /// its whole slot map under a lock that stalls requests to healthy nodes, so requests to a
@@ -114,57 +119,61 @@ impl Health {
         owners.refreshed = None;
     }
 
-    /// A unit on `slot` succeeded.
-    pub fn record_success(&self, slot: Slot) {
+    /// A unit's attempt on `domain` (what [`Health::may_attempt`] gave it) succeeded.
+    pub fn record_success(&self, domain: &Arc<str>) {
         self.last_success_nanos
             .fetch_max(self.nanos(Instant::now()), Ordering::Relaxed);
-        let domain = self.domain(slot);
         self.suspects
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&domain);
+            .remove(domain);
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        if failing.remove(&domain) {
+        if failing.remove(domain) {
             tracing::info!(node = %domain, "node recovered");
         }
     }
 
     /// May a unit on `slot` send a request now? Always, unless its node is suspect; then only
-    /// the one unit that takes the next probe turn.
-    pub fn may_attempt(&self, slot: Slot) -> bool {
+    /// the one unit that takes the next probe turn. `Some(domain)`: yes, to the node `domain`,
+    /// which the attempt's outcome is to be booked against (its slot may move to another node
+    /// meanwhile — a `MOVED` during a migration — and a probe booked against the new node would
+    /// leave the old one waiting for it forever).
+    pub fn may_attempt(&self, slot: Slot) -> Option<Arc<str>> {
         let domain = self.domain(slot);
         let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
         let Some(suspect) = suspects.get_mut(&domain) else {
-            return true;
+            return Some(domain);
         };
-        if suspect.probing || Instant::now() < suspect.next_probe {
-            return false;
+        let now = Instant::now();
+        let probe_out = suspect
+            .probing
+            .is_some_and(|since| now.duration_since(since) < PROBE_LOST_AFTER);
+        if probe_out || now < suspect.next_probe {
+            return None;
         }
-        suspect.probing = true;
-        true
+        suspect.probing = Some(now);
+        Some(domain)
     }
 
-    /// A request to `slot`'s node failed in a way that says the node is unreachable.
-    pub fn mark_suspect(&self, slot: Slot) {
-        let domain = self.domain(slot);
+    /// A request to `domain` failed in a way that says the node is unreachable.
+    pub fn mark_suspect(&self, domain: &Arc<str>) {
         let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
         suspects.insert(
-            domain,
+            Arc::clone(domain),
             Suspect {
                 next_probe: Instant::now() + PROBE_INTERVAL,
-                probing: false,
+                probing: None,
             },
         );
     }
 
-    /// A probe of a suspect node failed in a way that does not say it is unreachable (it
+    /// A probe of suspect `domain` failed in a way that does not say it is unreachable (it
     /// answered `LOADING`, `CLUSTERDOWN` …): the next probe is due after the interval, as for
     /// any failed probe. (Without this the node would stay "being probed" forever.)
-    pub fn end_probe(&self, slot: Slot) {
-        let domain = self.domain(slot);
+    pub fn end_probe(&self, domain: &Arc<str>) {
         let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(suspect) = suspects.get_mut(&domain) {
-            suspect.probing = false;
+        if let Some(suspect) = suspects.get_mut(domain) {
+            suspect.probing = None;
             suspect.next_probe = Instant::now() + PROBE_INTERVAL;
         }
     }
@@ -219,7 +228,8 @@ mod tests {
         health.mark_failing(5);
         assert!(health.is_failing(99), "same node");
         assert!(!health.is_failing(200));
-        health.record_success(42);
+        let attempt = health.may_attempt(42).expect("not suspect");
+        health.record_success(&attempt);
         assert!(!health.is_failing(5));
     }
 
@@ -227,34 +237,73 @@ mod tests {
     fn a_suspect_node_gets_one_probe_per_interval() {
         let health = Health::new();
         health.set_owners(&[(0, 16383, "a:1".into())]);
-        assert!(health.may_attempt(1));
-        health.mark_suspect(1);
-        assert!(!health.may_attempt(2), "no request right after a failure");
-        std::thread::sleep(PROBE_INTERVAL);
-        assert!(health.may_attempt(3), "one probe");
-        assert!(!health.may_attempt(4), "only one probe at a time");
-        health.end_probe(3);
+        let node = health.may_attempt(1).expect("not suspect yet");
+        health.mark_suspect(&node);
         assert!(
-            !health.may_attempt(4),
+            health.may_attempt(2).is_none(),
+            "no request right after a failure"
+        );
+        std::thread::sleep(PROBE_INTERVAL);
+        let probe = health.may_attempt(3).expect("one probe");
+        assert!(health.may_attempt(4).is_none(), "only one probe at a time");
+        health.end_probe(&probe);
+        assert!(
+            health.may_attempt(4).is_none(),
             "a failed probe waits for the interval"
         );
         std::thread::sleep(PROBE_INTERVAL);
-        assert!(health.may_attempt(4), "then probes again");
-        health.record_success(3);
-        assert!(health.may_attempt(5));
+        let probe = health.may_attempt(4).expect("then probes again");
+        health.record_success(&probe);
+        assert!(health.may_attempt(5).is_some());
+    }
+
+    #[test]
+    fn a_probe_whose_slot_moved_meanwhile_still_ends_the_probe_of_the_node_it_went_to() {
+        // Seen in a soak: a probe of a suspect node took a slot that a migration then moved
+        // (MOVED); its success was booked against the new owner, and the old node's other
+        // slots waited "for its next probe" for the rest of the run.
+        let health = Health::new();
+        health.set_owners(&[(0, 100, "a:1".into()), (101, 16383, "b:2".into())]);
+        let node = health.may_attempt(7).expect("not suspect yet");
+        health.mark_suspect(&node);
+        std::thread::sleep(PROBE_INTERVAL);
+        let probe = health.may_attempt(7).expect("the probe");
+        health.set_owner(7, &Arc::from("b:2"));
+        health.record_success(&probe);
+        assert_eq!(
+            health.may_attempt(8).as_deref(),
+            Some("a:1"),
+            "a:1 answered its probe: its slots go on"
+        );
+    }
+
+    #[test]
+    fn a_probe_that_never_comes_back_is_taken_as_lost_and_another_unit_probes() {
+        let health = Health::new();
+        health.set_owners(&[(0, 16383, "a:1".into())]);
+        let node = health.may_attempt(1).expect("not suspect yet");
+        health.mark_suspect(&node);
+        {
+            let mut suspects = health.suspects.lock().unwrap();
+            let suspect = suspects.get_mut(&node).unwrap();
+            // A probe out for longer than PROBE_LOST_AFTER (its unit dropped unanswered).
+            suspect.next_probe = Instant::now();
+            suspect.probing = Instant::now().checked_sub(PROBE_LOST_AFTER);
+        }
+        assert!(health.may_attempt(2).is_some(), "a new probe");
     }
 
     #[test]
     fn a_cluster_down_heard_after_the_last_success_is_reported() {
         let health = Health::new();
         std::thread::sleep(Duration::from_millis(2));
-        health.record_success(1);
+        health.record_success(&Arc::from("a:1"));
         assert!(!health.cluster_down_reported());
         std::thread::sleep(Duration::from_millis(2));
         health.record_cluster_down();
         assert!(health.cluster_down_reported());
         std::thread::sleep(Duration::from_millis(2));
-        health.record_success(2);
+        health.record_success(&Arc::from("a:1"));
         assert!(
             !health.cluster_down_reported(),
             "a later success means it is back"

@@ -260,8 +260,9 @@ impl Store {
         let mut retry = UnitRetry::new(&inner.settings.retry);
         let mut last_kind = FailureKind::Connection;
         loop {
+            // The node the attempt goes to (its outcome is booked there), if it may go.
             let attempted = inner.health.may_attempt(unit.slot);
-            let attempt = if attempted {
+            let attempt = if attempted.is_some() {
                 retry.attempt();
                 let _permit = inner
                     .inflight
@@ -277,17 +278,19 @@ impl Store {
             };
             let error = match attempt {
                 Ok(answer) => {
-                    inner.health.record_success(unit.slot);
+                    if let Some(node) = &attempted {
+                        inner.health.record_success(node);
+                    }
                     return Ok(answer);
                 }
                 Err(error) => error,
             };
             last_kind = error.kind;
-            if attempted {
+            if let Some(node) = &attempted {
                 if error.kind.node_unreachable() {
-                    inner.health.mark_suspect(unit.slot);
+                    inner.health.mark_suspect(node);
                 } else {
-                    inner.health.end_probe(unit.slot);
+                    inner.health.end_probe(node);
                 }
             }
             retry.failed(SystemTime::now());
