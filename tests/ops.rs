@@ -683,25 +683,28 @@ fn exported(line: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_keep_leaves_a_stack_the_printed_ops_commands_work_against() {
     // librdkafka's mock cluster: the README's main command, on a machine without Java.
-    demo_keep("mock").await;
+    demo_keep("mock", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_on_apache_kafka_keeps_three_brokers_the_printed_ops_commands_work_against() {
-    demo_keep("apache").await;
+async fn demo_on_apache_kafka_with_a_registry_keeps_a_stack_the_printed_ops_commands_work_against()
+{
+    demo_keep("apache", true).await;
 }
 
-/// `fds-worker demo --kafka <kafka> --keep`: the demo's ground truth holds, and the ops
-/// commands work against the stack it leaves (cluster status, a listed subject's check, a
-/// verdict published now and applied by the demo's worker); Ctrl-C ends it with exit 0.
-async fn demo_keep(kafka: &str) {
+/// `fds-worker demo --kafka <kafka> [--registry] --keep`: the demo's ground truth holds, and the
+/// ops commands work against the stack it leaves (cluster status, a listed subject's check, a
+/// verdict published now and applied by the demo's worker; with the registry, the three
+/// subjects registered and a `tail` decoding by the registry's ids); Ctrl-C ends it with exit 0.
+async fn demo_keep(kafka: &str, registry: bool) {
     let _serial = SERIAL.lock().await;
-    let demo = Process::spawn(
-        &[
-            "demo", "--kafka", kafka, "--count", "400", "--rate", "2000", "--keep",
-        ],
-        &[("FDS_METRICS__LISTEN", "127.0.0.1:0")],
-    );
+    let mut args = vec![
+        "demo", "--kafka", kafka, "--count", "400", "--rate", "2000", "--keep",
+    ];
+    if registry {
+        args.push("--registry");
+    }
+    let demo = Process::spawn(&args, &[("FDS_METRICS__LISTEN", "127.0.0.1:0")]);
     let kafka = kafka.to_owned();
     let (mut demo, export) = blocking(move || {
         // Three JVM brokers to start first on Apache Kafka.
@@ -728,12 +731,27 @@ async fn demo_keep(kafka: &str) {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{name} in {export}"))
     };
-    let target = CliTarget {
+    let mut target = CliTarget {
         env: vec![
             ("FDS_REDIS__NODES", value_of("FDS_REDIS__NODES")),
             ("FDS_KAFKA__BROKERS", value_of("FDS_KAFKA__BROKERS")),
         ],
     };
+    if registry {
+        let subjects = output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("schema registry subjects: "))
+            .unwrap_or_else(|| panic!("the registry's subjects: {output}"));
+        for subject in [
+            "transactions-value",
+            "fraud-verdicts-value",
+            "transactions-enriched-value",
+        ] {
+            assert!(subjects.contains(subject), "{subject} in {subjects}");
+        }
+        let url = value_of("FDS_SCHEMAS__REGISTRY__URLS");
+        target.env.push(("FDS_SCHEMAS__REGISTRY__URLS", url));
+    }
 
     let status = run_cli(&target, &["cluster", "status"]).await;
     assert!(status.starts_with("cluster_state: ok"), "{status}");
@@ -757,6 +775,15 @@ async fn demo_keep(kafka: &str) {
     );
     let shown = wait_listed(&target, "ip", ip, true).await;
     assert_eq!(shown["threat_level"], "FRAUD");
+    if registry {
+        // The enrichment records carry the registry's id: a tail resolves it there.
+        let tailed = run_cli(&target, &["tail", "--from-beginning", "--count", "2"]).await;
+        assert_eq!(tailed.lines().count(), 2, "{tailed}");
+        for line in tailed.lines() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("JSON records");
+            assert!(record["event_id"].is_string(), "{record}");
+        }
+    }
 
     demo.signal("INT");
     let status = blocking(move || demo.wait(WAIT)).await;

@@ -250,6 +250,15 @@ def check_compose(config_json, worker_bin):
                 problem(f"compose: worker redis.nodes {seeds} are not the Redis services {redis_nodes}")
             if effective["kafka"]["brokers"].split(":")[0] not in services:
                 problem(f"compose: worker kafka.brokers {effective['kafka']['brokers']} is not a service")
+        if printed:
+            # The Schema Registry the worker and the generator use is a service they wait for.
+            effective = printed_config(printed)
+            for url in effective["schemas"]["registry"].get("urls", []):
+                host = url.split("//")[1].split("/")[0].split(":")[0]
+                if host not in services:
+                    problem(f"compose: {name}: schemas.registry url {url} is not a service")
+                elif svc.get("depends_on", {}).get(host, {}).get("condition") != "service_healthy":
+                    problem(f"compose: {name} must wait for {host} to be healthy")
 
 
 def check_dockerfile(dockerfile, dockerignore):

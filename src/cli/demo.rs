@@ -22,6 +22,7 @@ Examples:
   fds-worker demo                        20,000 transactions at 2,000/s
   fds-worker demo --count 100000 --rate 10000
   fds-worker demo --kafka apache         on 3 Apache Kafka brokers (needs Java; jars fetched once)
+  fds-worker demo --kafka apache --registry   and a Schema Registry (Apicurio) for the schema ids
   fds-worker demo --keep                 then try the ops commands it prints against the stack
 
 While it runs, the worker serves /metrics, /healthz and /readyz on metrics.listen (default
@@ -45,6 +46,13 @@ pub struct DemoArgs {
     /// `scripts/kafka-jars.sh` or `LOCALSTACK_KAFKA_JARS`).
     #[arg(long, value_enum, default_value_t = KafkaKind::Mock)]
     pub kafka: KafkaKind,
+    /// Also run a Schema Registry (the local Apicurio Registry, Confluent-compatible API; needs
+    /// Java, built once by `scripts/apicurio-registry.sh` or `LOCALSTACK_APICURIO_JAR`): the
+    /// demo's producer registers the schemas under the topics' subjects and writes the
+    /// registry's ids, the worker resolves them there and writes its enrichment under the
+    /// registry's id.
+    #[arg(long)]
+    pub registry: bool,
     /// Give up waiting for the worker after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,

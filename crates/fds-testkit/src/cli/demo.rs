@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::demo::{LocalStack, Progress, wait_until_finished};
-use crate::localstack::ClusterOptions;
+use crate::localstack::{Apicurio, ClusterOptions};
 use fds_worker::cli::demo::{DemoArgs, KafkaKind};
 use fds_worker::cli::generate::{GenerateArgs, traffic_settings};
 use fds_worker::cli::run::Service;
@@ -16,7 +16,7 @@ use fds_worker::config::Config;
 use fds_worker::event::VerdictAction;
 use fds_worker::generate::{GeneratedEvent, GroundTruth, generate, produce, verify};
 use fds_worker::metrics::Metrics;
-use fds_worker::pipeline::{decoder_from_config, plan_settings};
+use fds_worker::pipeline::{plan_settings, producer_codec};
 use fds_worker::slot::keys::{Entity, KeyBuilder};
 
 /// Runs the demo.
@@ -37,7 +37,21 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         stack.cluster.seed_urls().join(" "),
         stack.kafka.bootstrap_servers()
     );
-    let config = stack.config(config, "fds-demo");
+    let registry = if args.registry {
+        println!("starting a Schema Registry (Apicurio, Confluent-compatible API)…");
+        Some(
+            tokio::task::spawn_blocking(Apicurio::start)
+                .await?
+                .context("starting the Schema Registry")?,
+        )
+    } else {
+        None
+    };
+    let mut config = stack.config(config, "fds-demo");
+    if let Some(registry) = &registry {
+        config.schemas.registry.urls = vec![registry.ccompat_url()];
+        println!("  schema registry: {}", registry.ccompat_url());
+    }
 
     let generate_args = GenerateArgs {
         count: args.count,
@@ -75,9 +89,14 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
         "publishing {} transactions + {} verdicts at {}/s; running the worker…",
         traffic.truth.transactions, traffic.truth.verdicts, args.rate
     );
-    let codec = decoder_from_config(&config)
-        .map_err(anyhow::Error::msg)?
-        .codec;
+    // With a registry: the schemas registered under the topics' subjects, written with the
+    // registry's ids (as `generate` and `blacklist add` do).
+    let codec = producer_codec(
+        &config,
+        &config.kafka.transactions_topic,
+        &config.kafka.verdict_topics[0],
+    )
+    .await?;
     let producer = stack.producer()?;
     let events = traffic.events.clone();
     let topics = (
@@ -170,6 +189,12 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
             f.threshold.unwrap_or_default()
         );
     }
+    if let Some(registry) = &registry {
+        println!(
+            "  schema registry subjects: {}",
+            registry_subjects(registry).context("listing the registry's subjects")?
+        );
+    }
     if report.is_exact() {
         println!("OK: every counter equals the ground truth.");
     } else {
@@ -180,6 +205,7 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
     if args.keep {
         print_try_it(
             &stack,
+            registry.as_ref(),
             &config,
             metrics_addr,
             &traffic.events,
@@ -199,6 +225,7 @@ pub async fn run(args: DemoArgs, config: Config) -> anyhow::Result<()> {
 /// commands to try with ids from the generated traffic.
 fn print_try_it(
     stack: &LocalStack,
+    registry: Option<&Apicurio>,
     config: &Config,
     metrics_addr: std::net::SocketAddr,
     events: &[GeneratedEvent],
@@ -225,9 +252,12 @@ fn print_try_it(
         .ok()
         .and_then(|exe| Some(format!("PATH={}:$PATH ", exe.parent()?.display())))
         .unwrap_or_default();
+    let registry = registry
+        .map(|r| format!(" FDS_SCHEMAS__REGISTRY__URLS={}", r.ccompat_url()))
+        .unwrap_or_default();
     println!(
         "\nThe stack and the worker keep running until Ctrl-C. In another terminal:\n  \
-         export {path}FDS_REDIS__NODES={} FDS_KAFKA__BROKERS={}\n  \
+         export {path}FDS_REDIS__NODES={} FDS_KAFKA__BROKERS={}{registry}\n  \
          fds-worker cluster status",
         stack.cluster.seed_urls().join(","),
         stack.kafka.bootstrap_servers()
@@ -248,4 +278,30 @@ fn print_try_it(
         println!("  fds-worker tail --user '{user}' --from-beginning --count 3");
     }
     println!("  curl -s http://{}/metrics | grep '^fds_'", metrics_addr);
+}
+
+/// The registry's subjects, each with its versions' count (`GET /subjects`, then
+/// `GET /subjects/{subject}/versions`), as one line.
+fn registry_subjects(registry: &Apicurio) -> anyhow::Result<String> {
+    let get = |path: &str| -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", registry.ccompat_url());
+        let text = ureq::get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?
+            .body_mut()
+            .read_to_string()?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let subjects = get("/subjects")?;
+    let mut listed = Vec::new();
+    for subject in subjects.as_array().into_iter().flatten() {
+        let name = subject.as_str().unwrap_or_default();
+        let versions = get(&format!("/subjects/{name}/versions"))?;
+        let count = versions.as_array().map_or(0, Vec::len);
+        listed.push(format!(
+            "{name} ({count} version{})",
+            if count == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(listed.join(", "))
 }

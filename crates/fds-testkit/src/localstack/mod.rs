@@ -20,7 +20,7 @@
 //! | `ports.rs` | loopback port reservation that is safe across threads and processes |
 //! | `tls.rs` | [`TestPki`]: a throw-away CA and certificates (rcgen) for TLS clusters |
 //! | `apache_kafka/` | [`ApacheKafka`]: broker processes, listeners (TLS, SASL, mTLS), faults, ACLs |
-//! | `apicurio/` | [`Apicurio`]: a real Apicurio Registry 3.x (Confluent-compatible API), its process and faults |
+//! | `apicurio/` | [`Apicurio`]: a real Apicurio Registry 2.4 (Confluent-compatible API), its process and faults |
 //! | `any_kafka.rs` | [`Kafka`]: either of the two behind one set of calls |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
 //!
