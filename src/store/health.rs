@@ -233,12 +233,18 @@ mod tests {
         assert!(!health.is_failing(5));
     }
 
+    /// The node of `slot`, tried once and failed: suspect.
+    fn suspect(health: &Health, slot: Slot) -> Arc<str> {
+        let node = health.may_attempt(slot).expect("not suspect yet");
+        health.mark_suspect(&node);
+        node
+    }
+
     #[test]
     fn a_suspect_node_gets_one_probe_per_interval() {
         let health = Health::new();
         health.set_owners(&[(0, 16383, "a:1".into())]);
-        let node = health.may_attempt(1).expect("not suspect yet");
-        health.mark_suspect(&node);
+        suspect(&health, 1);
         assert!(
             health.may_attempt(2).is_none(),
             "no request right after a failure"
@@ -264,8 +270,7 @@ mod tests {
         // slots waited "for its next probe" for the rest of the run.
         let health = Health::new();
         health.set_owners(&[(0, 100, "a:1".into()), (101, 16383, "b:2".into())]);
-        let node = health.may_attempt(7).expect("not suspect yet");
-        health.mark_suspect(&node);
+        suspect(&health, 7);
         std::thread::sleep(PROBE_INTERVAL);
         let probe = health.may_attempt(7).expect("the probe");
         health.set_owner(7, &Arc::from("b:2"));
@@ -281,16 +286,17 @@ mod tests {
     fn a_probe_that_never_comes_back_is_taken_as_lost_and_another_unit_probes() {
         let health = Health::new();
         health.set_owners(&[(0, 16383, "a:1".into())]);
-        let node = health.may_attempt(1).expect("not suspect yet");
-        health.mark_suspect(&node);
+        let node = suspect(&health, 1);
+        std::thread::sleep(PROBE_INTERVAL);
+        let _lost = health.may_attempt(2).expect("a probe, never answered");
+        assert!(health.may_attempt(3).is_none(), "while it is out, no other");
         {
+            // The probe has been out for PROBE_LOST_AFTER (its unit dropped unanswered).
             let mut suspects = health.suspects.lock().unwrap();
-            let suspect = suspects.get_mut(&node).unwrap();
-            // A probe out for longer than PROBE_LOST_AFTER (its unit dropped unanswered).
-            suspect.next_probe = Instant::now();
-            suspect.probing = Instant::now().checked_sub(PROBE_LOST_AFTER);
+            let out = suspects.get_mut(&node).unwrap().probing.as_mut().unwrap();
+            *out -= PROBE_LOST_AFTER;
         }
-        assert!(health.may_attempt(2).is_some(), "a new probe");
+        assert!(health.may_attempt(3).is_some(), "a new probe");
     }
 
     #[test]
