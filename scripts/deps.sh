@@ -2,7 +2,8 @@
 # Installs what building and testing fds-worker needs on Debian, if it is missing:
 # redis-server/redis-cli (the real 6-node test cluster), cmake + a C toolchain (librdkafka is
 # built statically), OpenSSL and SASL headers (Kafka TLS/SASL); then Java, Maven and the Apache
-# Kafka broker jars the tests run the local Kafka cluster from (scripts/kafka-jars.sh).
+# Kafka broker jars the tests run the local Kafka cluster from (scripts/kafka-jars.sh); nftables
+# for the soak's network partition.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -18,6 +19,8 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
   || need+=(libcurl4-openssl-dev)
 # c++: libFuzzer (scripts/fuzz.sh). (The TLS tests' certificates are made in-process by rcgen.)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
+# nft: the soak's partition between the workers and one Redis node (localstack/network_cut.rs).
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 # The soak's timeline chart draws its text with DejaVu Sans (crates/fds-testkit/src/soak/report.rs).
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # pip: fastavro, the second Avro implementation the codec test checks schema evolution with.

@@ -156,39 +156,7 @@ async fn s4_a_whole_shard_lost_without_full_coverage_dead_letters_it_and_redrive
         stack.cluster.restart(replica).unwrap();
         stack.cluster.wait_for_state_ok(WAIT).unwrap();
     });
-    for topic in [
-        dlq.clone(),
-        s.config.kafka.dlq_topic(&s.config.kafka.verdict_topics[0]),
-    ] {
-        let options = RedriveOptions {
-            topic,
-            filters: Vec::new(),
-            batch_size: 200,
-        };
-        let summary = redrive(&s.config, &options, Metrics::unregistered(), |_, _| {})
-            .await
-            .expect("redrive");
-        assert_eq!(summary.dead_lettered_again, 0, "{summary:?}");
-    }
-    let report = verification(&s.stack, &s.traffic).await;
-    println!(
-        "[shard lost, after redrive] lost {} double-counted {}",
-        report.lost_increments(),
-        report.doubled_increments()
-    );
-    assert!(
-        report.is_exact(),
-        "after redrive: lost {:?} doubled {:?} blacklist {:?}",
-        &report.lost[..report.lost.len().min(3)],
-        &report.doubled[..report.doubled.len().min(3)],
-        report.blacklist_problems
-    );
-    let enriched = enrichment_counts(&s.stack, &s.config);
-    assert_eq!(
-        enriched.len(),
-        s.traffic.truth.transactions,
-        "every transaction enriched after redrive"
-    );
+    redrive_to_ground_truth(&s, "shard lost").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,6 +309,45 @@ async fn s7_worker_process_killed_mid_batch_and_restarted() {
         "lost {:?} doubled {:?}",
         report.lost.first(),
         report.doubled.first()
+    );
+}
+
+/// Redrives both dead-letter topics of `s` (the cause healed) and asserts the ground truth:
+/// nothing dead-lettered again, Redis exact, every transaction enriched.
+async fn redrive_to_ground_truth(s: &Scenario, name: &str) {
+    let dlq = s.config.kafka.dlq_topic(&s.config.kafka.transactions_topic);
+    for topic in [
+        dlq,
+        s.config.kafka.dlq_topic(&s.config.kafka.verdict_topics[0]),
+    ] {
+        let options = RedriveOptions {
+            topic,
+            filters: Vec::new(),
+            batch_size: 200,
+        };
+        let summary = redrive(&s.config, &options, Metrics::unregistered(), |_, _| {})
+            .await
+            .expect("redrive");
+        assert_eq!(summary.dead_lettered_again, 0, "{summary:?}");
+    }
+    let report = verification(&s.stack, &s.traffic).await;
+    println!(
+        "[{name}, after redrive] lost {} double-counted {}",
+        report.lost_increments(),
+        report.doubled_increments()
+    );
+    assert!(
+        report.is_exact(),
+        "{name}, after redrive: lost {:?} doubled {:?} blacklist {:?}",
+        &report.lost[..report.lost.len().min(3)],
+        &report.doubled[..report.doubled.len().min(3)],
+        report.blacklist_problems
+    );
+    let enriched = enrichment_counts(&s.stack, &s.config);
+    assert_eq!(
+        enriched.len(),
+        s.traffic.truth.transactions,
+        "every transaction enriched after redrive"
     );
 }
 
@@ -566,4 +573,267 @@ async fn s9_poison_oversized_and_injected_records_are_dead_lettered_and_the_rest
         report.doubled_increments()
     );
     assert!(report.is_exact());
+}
+
+/// The `maxmemory` of every master, set to `value` (`"1"`: full at once; `"0"`: no limit).
+fn set_maxmemory(stack: &LocalStack, masters: &[usize], value: &str) {
+    for &node in masters {
+        let _: () = stack
+            .cluster
+            .query(
+                node,
+                redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(value),
+            )
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_a_master_out_of_memory_under_noeviction_backs_off_for_the_budget_then_dead_letters() {
+    let _serial = SERIAL.lock().await;
+    // Redis's default policy, noeviction: a full node answers every write `OOM`.
+    let mut s = Scenario::start("master OOM", ClusterOptions::default(), |_| {}, 20).await;
+    s.wait_finished(800).await;
+    let (master, _) = a_shard(&s.stack);
+    let budget = s.config.redis.retry.budget;
+    set_maxmemory(&s.stack, &[master], "1");
+    let full_since = std::time::Instant::now();
+    // Backpressure, not a flood: the full node's units are retried for the budget first.
+    common::wait_until_async(
+        "the full master's events dead-lettered",
+        WAIT,
+        Duration::from_millis(50),
+        || async {
+            match s.worker().progress(&s.config).dead_lettered {
+                0 => Err("none yet".to_owned()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    let first_letter_after = full_since.elapsed();
+    // A unit's budget starts at its first failed attempt, after the fill; the batch may have
+    // been read up to a linger before it (slack: 1 s).
+    assert!(
+        first_letter_after + Duration::from_secs(1) >= budget,
+        "the first dead letter {first_letter_after:?} after the node filled, within the \
+         retry budget {budget:?}"
+    );
+    // Full for 2 s more, then memory is added back; the rest of the traffic is applied.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    set_maxmemory(&s.stack, &[master], "0");
+    let (progress, stall) = s.finish().await;
+    assert!(progress.enriched > 0, "the other masters' events enriched");
+    let dlq = s.config.kafka.dlq_topic(&s.config.kafka.transactions_topic);
+    let master_port = s.stack.cluster.port(master).unwrap();
+    for letter in read_all(&s.stack, &dlq) {
+        assert_eq!(
+            letter.header(header::KIND),
+            Some("oom"),
+            "dead-lettered as oom"
+        );
+        assert_eq!(
+            letter.header(header::NODE),
+            Some(format!("127.0.0.1:{master_port}").as_str()),
+            "only the full master's slots"
+        );
+    }
+    println!(
+        "[master OOM] first dead letter {:.1}s after the node filled (budget {budget:?})",
+        first_letter_after.as_secs_f64()
+    );
+    s.ledger(progress, stall, false).await;
+    redrive_to_ground_truth(&s, "master OOM").await;
+}
+
+/// Keys a node evicted, collected from its keyspace notifications (`__keyevent@0__:evicted`,
+/// with `notify-keyspace-events Ee`) on a thread per node until dropped.
+struct EvictionLog {
+    keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl EvictionLog {
+    fn start(stack: &LocalStack, nodes: &[usize]) -> EvictionLog {
+        use std::sync::atomic::Ordering;
+        let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for &node in nodes {
+            let mut connection = stack.cluster.connection(node).unwrap();
+            let (keys, stop) = (keys.clone(), stop.clone());
+            let (subscribed, ready) = std::sync::mpsc::channel();
+            threads.push(std::thread::spawn(move || {
+                let mut pubsub = connection.as_pubsub();
+                pubsub.subscribe("__keyevent@0__:evicted").unwrap();
+                pubsub
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                subscribed.send(()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    match pubsub.get_message() {
+                        Ok(message) => keys.lock().unwrap().push(message.get_payload().unwrap()),
+                        Err(e) if e.is_timeout() => {}
+                        Err(e) => panic!("eviction notifications: {e}"),
+                    }
+                }
+            }));
+            ready.recv().unwrap();
+        }
+        EvictionLog {
+            keys,
+            stop,
+            threads,
+        }
+    }
+
+    /// Stops listening; every evicted key.
+    fn finish(self) -> std::collections::HashSet<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        let keys = self.keys.lock().unwrap();
+        keys.iter().cloned().collect()
+    }
+}
+
+/// What a key holds, by its prefix (README "Key schema"): `ao` apply-once marks, `ft` count and
+/// sum tiles, `fd` distinct tiles, `bl` blacklist entries.
+fn key_type(key: &str) -> &str {
+    key.split_once(":{").map_or(key, |(prefix, _)| prefix)
+}
+
+/// The hash tag of a key (`{…}` included).
+fn hash_tag(key: &str) -> &str {
+    match (key.find('{'), key.find('}')) {
+        (Some(open), Some(close)) if close > open => &key[open..=close],
+        _ => key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_memory_full_under_volatile_lru_evicts_tiles_and_marks_and_the_ledger_counts_the_damage()
+ {
+    let _serial = SERIAL.lock().await;
+    let options = ClusterOptions {
+        extra_config: vec![
+            ("maxmemory-policy".into(), "volatile-lru".into()),
+            ("notify-keyspace-events".into(), "Ee".into()),
+        ],
+        ..ClusterOptions::default()
+    };
+    let mut s = Scenario::start("volatile-lru at the limit", options, |_| {}, 21).await;
+    s.wait_finished(800).await;
+    let masters = s.stack.cluster.masters();
+    let evictions = EvictionLog::start(&s.stack, &masters);
+    // Each master's limit just above what it holds now: the rest of the traffic evicts.
+    for &node in &masters {
+        let info: String = s
+            .stack
+            .cluster
+            .query(node, redis::cmd("INFO").arg("memory"))
+            .unwrap();
+        let used: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("INFO used_memory");
+        let limit = (used + 256 * 1024).to_string();
+        set_maxmemory(&s.stack, &[node], &limit);
+    }
+    let (progress, stall) = s.finish().await;
+    set_maxmemory(&s.stack, &masters, "0");
+    let evicted = evictions.finish();
+    let mut by_type = std::collections::BTreeMap::<&str, usize>::new();
+    for key in &evicted {
+        *by_type.entry(key_type(key)).or_default() += 1;
+    }
+    println!(
+        "[volatile-lru] events {} enriched {} dead-lettered {} longest stall {:.1}s; evicted {} \
+         keys, by type {by_type:?}",
+        s.traffic.events.len(),
+        progress.enriched,
+        progress.dead_lettered,
+        stall.as_secs_f64(),
+        evicted.len()
+    );
+    assert!(!evicted.is_empty(), "the limit made the masters evict");
+    assert_eq!(
+        progress.dead_lettered, 0,
+        "volatile-lru evicts instead of refusing"
+    );
+
+    // The operator sees it: `cluster status` names the evicting nodes.
+    let env = s.stack.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut status = Process::spawn(&["cluster", "status"], &env);
+    status.wait(WAIT);
+    let output = status.output().join("\n");
+    assert!(
+        output.contains("keys evicted (maxmemory-policy volatile-lru)"),
+        "cluster status warns of the evictions:\n{output}"
+    );
+
+    // The damage, as the ledger sees it: every lost increment is a tile (or entry) Redis
+    // evicted — the worker itself lost nothing.
+    let explained_by_eviction = |key: &str| {
+        let hash = key.rsplit_once(' ').map_or(key, |(hash, _)| hash);
+        evicted.contains(hash)
+    };
+    let after_run = verification(&s.stack, &s.traffic).await;
+    assert!(after_run.doubled.is_empty(), "nothing redelivered yet");
+    for lost in &after_run.lost {
+        assert!(
+            explained_by_eviction(&lost.key),
+            "lost, not evicted: {lost:?}"
+        );
+    }
+    for problem in &after_run.blacklist_problems {
+        let key = problem.split(": ").next().unwrap();
+        assert!(evicted.contains(key), "blacklist {problem}, not evicted");
+    }
+
+    // A redelivery of everything (a new consumer group reading the topics from the start, as
+    // after a lost offset commit): an event whose entity lost its apply-once mark counts again.
+    let mut again = s.config.clone();
+    again.kafka.group_id = common::random_name("group");
+    again.kafka.transactions.id = common::random_name(&format!("{}-worker", again.kafka.group_id));
+    let worker = start_worker(&again);
+    worker
+        .wait_finished(&again, s.traffic.events.len() as u64, WAIT)
+        .await;
+    worker.stop().await;
+    let after_redelivery = verification(&s.stack, &s.traffic).await;
+    let evicted_marks: std::collections::HashSet<&str> = evicted
+        .iter()
+        .filter(|k| key_type(k) == "ao")
+        .map(|k| hash_tag(k))
+        .collect();
+    for lost in &after_redelivery.lost {
+        assert!(
+            explained_by_eviction(&lost.key),
+            "lost, not evicted: {lost:?}"
+        );
+    }
+    for doubled in &after_redelivery.doubled {
+        assert!(
+            evicted_marks.contains(hash_tag(&doubled.key)),
+            "counted twice although its apply-once mark was kept: {doubled:?}"
+        );
+    }
+    println!(
+        "[volatile-lru] after the run: {} counters lost ({} increments), {} blacklist entries \
+         wrong; after a full redelivery: {} lost ({} increments), {} counted twice ({} \
+         increments), of {} counters",
+        after_run.lost.len(),
+        after_run.lost_increments(),
+        after_run.blacklist_problems.len(),
+        after_redelivery.lost.len(),
+        after_redelivery.lost_increments(),
+        after_redelivery.doubled.len(),
+        after_redelivery.doubled_increments(),
+        after_redelivery.counters
+    );
 }

@@ -23,6 +23,7 @@
 //! | `apicurio/` | [`Apicurio`]: a real Apicurio Registry 2.4 (Confluent-compatible API), its process and faults |
 //! | `any_kafka.rs` | [`Kafka`]: either of the two behind one set of calls |
 //! | `kafka.rs` | [`MockKafka`]: the mock cluster on an owner thread, topics, fault injection |
+//! | `network_cut.rs` | [`NetworkCut`]: an nftables partition between one uid's processes and some ports |
 //!
 //! # Sync API
 //! Everything here is synchronous (it sleeps and blocks on processes and sockets). From async
@@ -45,6 +46,7 @@ mod any_kafka;
 pub mod apache_kafka;
 pub mod apicurio;
 pub mod kafka;
+pub mod network_cut;
 mod node;
 mod ports;
 pub mod redis_cluster;
@@ -56,6 +58,7 @@ pub use apicurio::Apicurio;
 /// The parsed `CLUSTER NODES` the stack's health checks read ([`fds_worker::store::admin`]).
 pub use fds_worker::store::admin::{NodeView, Role, Topology};
 pub use kafka::{MockKafka, STANDARD_TOPICS};
+pub use network_cut::{CUT_UID, NetworkCut};
 pub use redis_cluster::{ClusterOptions, RedisCluster, cluster_create_with_replicas};
 pub use tls::{ClusterTls, TestPki};
 

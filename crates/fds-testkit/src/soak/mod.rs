@@ -28,7 +28,7 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 
 use crate::demo::{KafkaSetup, LocalStack};
-use crate::localstack::{Apicurio, ClusterOptions, KafkaOptions};
+use crate::localstack::{Apicurio, CUT_UID, ClusterOptions, KafkaOptions, NetworkCut};
 use ledger::Ledger;
 use nemesis::{FaultRecord, Nemesis};
 use timeline::{LagProbe, LatencyTail, Sample};
@@ -83,6 +83,8 @@ pub struct SoakReport {
     pub events: usize,
     /// Every fault, in order.
     pub faults: Vec<FaultRecord>,
+    /// Faults of the catalog this run could not inject, each with the reason.
+    pub unavailable: Vec<String>,
     /// Time from the end of the traffic to every record finished (s).
     pub drain_s: f64,
     /// The end check.
@@ -152,6 +154,16 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
 
     let env = vec![("FDS_METRICS__LISTEN".to_owned(), "127.0.0.1:0".to_owned())];
     let mut workers = WorkerGroup::new(&options.binary, &config_file, env, &options.report_dir);
+    let mut unavailable = Vec::new();
+    let cut = match partition_workers(&mut workers) {
+        Ok(cut) => Some(Arc::new(cut)),
+        Err(e) => {
+            let why = format!("RedisPartition: {e:#}");
+            eprintln!("soak: no partition fault in this run ({why})");
+            unavailable.push(why);
+            None
+        }
+    };
     for _ in 0..options.workers {
         workers.add()?;
     }
@@ -198,6 +210,7 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
         config.kafka.session_timeout,
         options.workers + 1,
         registry.clone(),
+        cut,
     );
     let stack = Arc::new(stack);
     let workers = Arc::new(Mutex::new(workers));
@@ -333,6 +346,7 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
         rate: options.rate,
         events: traffic.events.len(),
         faults,
+        unavailable,
         drain_s,
         ledger,
         p99_ms,
@@ -361,6 +375,15 @@ fn soak_config(stack: &LocalStack, base: Config, group: &str, duration: Duration
         config.schemas.base_dir = std::env::current_dir().ok();
     }
     config
+}
+
+/// The partition fault's means: an nftables cut for [`CUT_UID`], with the workers running as
+/// that uid. An error (no nftables, not root, a binary that uid cannot run) says why the soak
+/// runs without it.
+fn partition_workers(workers: &mut WorkerGroup) -> anyhow::Result<NetworkCut> {
+    let cut = NetworkCut::new(CUT_UID)?;
+    workers.run_as(cut.uid())?;
+    Ok(cut)
 }
 
 /// The nemesis's thread: a step every 250 ms (workers that exited on their own are started

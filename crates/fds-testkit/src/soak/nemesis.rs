@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::workers::WorkerGroup;
 use crate::demo::LocalStack;
-use crate::localstack::Apicurio;
+use crate::localstack::{Apicurio, NetworkCut};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +31,13 @@ pub enum FaultKind {
     RedisManualFailover,
     /// Slots moved from one master to another (`redis-cli --cluster reshard`: MOVED and ASK).
     RedisSlotMigration,
+    /// A partition between the workers and one Redis master ([`NetworkCut`]: what the
+    /// workers send to its port is dropped; the cluster sees nothing and keeps it master);
+    /// healed by lifting it. Only where nftables can be used.
+    RedisPartition,
+    /// A master out of memory under `noeviction` (`CONFIG SET maxmemory 1`: every write is
+    /// answered `OOM`, as a full node answers); healed by restoring its `maxmemory`.
+    RedisMemoryFull,
     /// `kill -9` a broker; healed by restarting it with its data.
     BrokerKill,
     /// `SIGSTOP` a broker past the controller's session timeout, then `SIGCONT`.
@@ -51,11 +58,13 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    const REDIS: [FaultKind; 4] = [
+    const REDIS: [FaultKind; 6] = [
         FaultKind::RedisMasterKill,
         FaultKind::RedisMasterPause,
         FaultKind::RedisManualFailover,
         FaultKind::RedisSlotMigration,
+        FaultKind::RedisPartition,
+        FaultKind::RedisMemoryFull,
     ];
     const BROKER: [FaultKind; 3] = [
         FaultKind::BrokerKill,
@@ -108,6 +117,9 @@ struct Active {
 enum Heal {
     RestartRedis(usize),
     ResumeRedis(usize),
+    Reconnect(u16),
+    /// The node and the `maxmemory` it had.
+    RestoreMaxmemory(usize, String),
     RestartBroker(i32),
     ResumeBroker(i32),
     StartWorker(usize),
@@ -131,13 +143,16 @@ pub struct Nemesis {
     max_workers: usize,
     /// The Schema Registry, if the soak runs one.
     registry: Option<Arc<Apicurio>>,
+    /// The partition between the workers and a Redis node, where nftables can make one.
+    cut: Option<Arc<NetworkCut>>,
 }
 
 impl Nemesis {
     /// A nemesis drawing from `rng`, a fault every `mean_gap` on average (uniform in
     /// 0.5–1.5 × `mean_gap`), the first after one gap. Pauses outlast `node_timeout` (Redis) and
     /// `session_timeout` (workers); at most `max_workers` workers run at once; `registry`, if
-    /// any, is frozen at times.
+    /// any, is frozen at times; `cut`, if any, partitions the workers from a Redis master.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the soak's stack
     pub fn new(
         rng: ChaCha8Rng,
         mean_gap: Duration,
@@ -145,6 +160,7 @@ impl Nemesis {
         session_timeout: Duration,
         max_workers: usize,
         registry: Option<Arc<Apicurio>>,
+        cut: Option<Arc<NetworkCut>>,
     ) -> Nemesis {
         let mut nemesis = Nemesis {
             rng,
@@ -156,6 +172,7 @@ impl Nemesis {
             session_timeout,
             max_workers,
             registry,
+            cut,
         };
         nemesis.next_at_s = nemesis.gap();
         nemesis
@@ -179,7 +196,7 @@ impl Nemesis {
             .partition(|a| a.heal_at_s <= now_s || !inject);
         self.active = later;
         for active in due {
-            if heal(&active.heal, stack, workers, self.registry.as_deref())? {
+            if heal(&active.heal, stack, workers, self)? {
                 self.faults[active.record].healed_s = Some(now_s);
             } else {
                 // Not yet possible (a stopped worker still drains): next step.
@@ -223,7 +240,11 @@ impl Nemesis {
         let kafka = stack.kafka.apache().expect("the soak runs on Apache Kafka");
         let mut allowed: Vec<FaultKind> = Vec::new();
         if !self.busy(Class::Redis) && redis_whole(stack) {
-            allowed.extend(FaultKind::REDIS);
+            allowed.extend(
+                FaultKind::REDIS
+                    .into_iter()
+                    .filter(|k| *k != FaultKind::RedisPartition || self.cut.is_some()),
+            );
         }
         if !self.busy(Class::Broker) && kafka.wait_healthy(Duration::from_millis(500)).is_ok() {
             allowed.extend(FaultKind::BROKER);
@@ -311,6 +332,23 @@ impl Nemesis {
                     1.0,
                 )
             }
+            FaultKind::RedisPartition => {
+                let node = self.pick(&cluster.masters());
+                let port = cluster.port(node)?;
+                let cut = self.cut.as_ref().expect("a partition fault has a cut");
+                cut.cut(port)?;
+                (redis_name(node), Heal::Reconnect(port), hold)
+            }
+            FaultKind::RedisMemoryFull => {
+                let node = self.pick(&cluster.masters());
+                let (_, before): (String, String) =
+                    cluster.query(node, redis::cmd("CONFIG").arg("GET").arg("maxmemory"))?;
+                let _: () = cluster.query(
+                    node,
+                    redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1),
+                )?;
+                (redis_name(node), Heal::RestoreMaxmemory(node, before), hold)
+            }
             FaultKind::BrokerKill => {
                 let id = self.rng.random_range(1..=kafka.broker_count());
                 kafka.kill(id)?;
@@ -374,19 +412,30 @@ fn heal(
     heal: &Heal,
     stack: &LocalStack,
     workers: &Mutex<WorkerGroup>,
-    registry: Option<&Apicurio>,
+    nemesis: &Nemesis,
 ) -> anyhow::Result<bool> {
     let kafka = stack.kafka.apache().expect("Apache Kafka");
     match heal {
         Heal::RestartRedis(node) => stack.cluster.restart(*node)?,
         Heal::ResumeRedis(node) => stack.cluster.resume(*node)?,
+        Heal::Reconnect(port) => {
+            if let Some(cut) = &nemesis.cut {
+                cut.heal(*port)?;
+            }
+        }
+        Heal::RestoreMaxmemory(node, before) => {
+            let _: () = stack.cluster.query(
+                *node,
+                redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(before),
+            )?;
+        }
         Heal::RestartBroker(id) => kafka.restart(*id)?,
         Heal::ResumeBroker(id) => kafka.resume(*id)?,
         Heal::StartWorker(index) => return lock(workers).start(*index),
         Heal::ResumeWorker(index) => lock(workers).pause(*index, false),
         Heal::StopWorker(index) => lock(workers).retire(*index),
         Heal::ResumeRegistry => {
-            if let Some(registry) = registry {
+            if let Some(registry) = &nemesis.registry {
                 registry.resume()?;
             }
         }

@@ -41,7 +41,9 @@ fn color(kind: FaultKind) -> RGBColor {
         FaultKind::RedisMasterKill
         | FaultKind::RedisMasterPause
         | FaultKind::RedisManualFailover
-        | FaultKind::RedisSlotMigration => RGBColor(220, 60, 60),
+        | FaultKind::RedisSlotMigration
+        | FaultKind::RedisPartition
+        | FaultKind::RedisMemoryFull => RGBColor(220, 60, 60),
         FaultKind::BrokerKill | FaultKind::BrokerPause | FaultKind::BrokerRestart => {
             RGBColor(60, 110, 220)
         }
@@ -169,6 +171,9 @@ pub fn summary(report: &SoakReport) -> String {
         ledger.blacklist_problems.len(),
         ledger.expiry_moved_later,
     );
+    for fault in &report.unavailable {
+        out.push_str(&format!("\nnot injected in this run: {fault}"));
+    }
     if report.violations.is_empty() {
         out.push_str("\nevery promise kept");
     }

@@ -2,6 +2,7 @@
 //! each under a transactional id of its own, that the nemesis kills, stops, pauses, restarts,
 //! adds and removes. Every incarnation logs to its own file and has its RSS sampled.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct WorkerGroup {
     config_file: PathBuf,
     env: Vec<(String, String)>,
     log_dir: PathBuf,
+    /// The uid (and gid) the workers run as, if not the soak's own ([`WorkerGroup::run_as`]).
+    uid: Option<u32>,
     /// Per worker slot: its id, its running incarnation (`None` while it is down), and
     /// whether it left the group for good (a joined worker that left again).
     slots: Vec<(String, Option<Incarnation>, bool)>,
@@ -75,6 +78,7 @@ impl WorkerGroup {
             config_file: config_file.to_owned(),
             env,
             log_dir: log_dir.to_owned(),
+            uid: None,
             slots: Vec::new(),
             exited: Vec::new(),
             exits_on_their_own: 0,
@@ -82,6 +86,27 @@ impl WorkerGroup {
             started_total: 0,
             ended: Vec::new(),
         }
+    }
+
+    /// Workers started from now on run as `uid` (and a gid of the same number): the uid a
+    /// [`NetworkCut`](crate::localstack::NetworkCut) partitions. Checks first that a process of
+    /// that uid can run the binary (`--version`); an error says why not.
+    pub fn run_as(&mut self, uid: u32) -> anyhow::Result<()> {
+        let status = Command::new(&self.binary)
+            .arg("--version")
+            .uid(uid)
+            .gid(uid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("running {} as uid {uid}", self.binary.display()))?;
+        anyhow::ensure!(
+            status.success(),
+            "{} --version as uid {uid}: {status}",
+            self.binary.display()
+        );
+        self.uid = Some(uid);
+        Ok(())
     }
 
     /// Adds a worker slot and starts it; returns its index.
@@ -108,7 +133,11 @@ impl WorkerGroup {
             .join(format!("{id}.{}.log", self.started_total));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(uid) = self.uid {
+            command.uid(uid).gid(uid);
+        }
+        let child = command
             .arg("--config")
             .arg(&self.config_file)
             .arg("run")
