@@ -285,7 +285,7 @@ EOF
   done
   out="$(as_admin FLUSHALL)"
   case "$out" in *"unknown command"*) ;; *) echo "FLUSHALL is not disabled for the admin: $out"; return 1 ;; esac
-  [ "$(as_admin CONFIG GET maxmemory-policy | tail -1)" = "volatile-lru" ] || { echo "maxmemory-policy is not volatile-lru"; return 1; }
+  [ "$(as_admin CONFIG GET maxmemory-policy | tail -1)" = "noeviction" ] || { echo "maxmemory-policy is not noeviction"; return 1; }
   # The worker's own cluster monitor, as the ACL user.
   FDS_REDIS__NODES="redis://$first" FDS_REDIS__USERNAME=fds-worker FDS_REDIS__PASSWORD=worker-pw \
     timeout 60 "$worker_bin" cluster status >"$work/status.txt" 2>&1 || { cat "$work/status.txt"; return 1; }

@@ -112,6 +112,11 @@ impl Budget {
         self.started = Instant::now();
         self.attempts = 0;
     }
+
+    /// Starts the time limit again from now, keeping the attempts counted.
+    pub fn restart_clock(&mut self) {
+        self.started = Instant::now();
+    }
 }
 
 #[cfg(test)]

@@ -123,8 +123,9 @@ pub struct RedisTls {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisRetry {
-    /// How long one slot's unit may keep failing before its events go to the DLQ. Must outlast
-    /// a failover: ≈ 2 × `cluster-node-timeout` (5 s) + 2 s. Default: `12s`.
+    /// How long one slot's unit may keep failing (from its first failure) before its events
+    /// go to the DLQ. Must outlast a failover: ≈ 2 × `cluster-node-timeout` (5 s) + 2 s.
+    /// Default: `12s`.
     #[serde(with = "de::duration")]
     pub budget: Duration,
     /// Most attempts of one unit within the budget. Default: `60`.

@@ -1,9 +1,11 @@
 //! The retry state of one unit: its attempts, first and last failure, backoff and budget.
 //!
 //! [`UnitRetry`] only counts and decides; [`Store::execute`](super::Store::execute) does the
-//! I/O (the attempt, the outage check, the sleep). The budget starts when the unit does and
-//! starts again each time the whole cluster is found down: a unit waits through an outage, then
-//! gets a full budget once the cluster is back.
+//! I/O (the attempt, the outage check, the sleep). The budget's clock starts at the unit's
+//! first failure — it measures how long the slot stays unavailable, not how long the unit
+//! queued before its first attempt (behind the slot's earlier units and the in-flight bound,
+//! seconds to tens of seconds in a backlog) — and starts again each time the whole cluster is
+//! found down: a unit waits through an outage, then gets a full budget once the cluster is back.
 
 use std::time::{Duration, SystemTime};
 
@@ -77,8 +79,12 @@ impl UnitRetry {
     }
 
     /// The unit (or its wait for a probe turn) failed at `at` (wall-clock time, for the
-    /// dead-letter headers).
+    /// dead-letter headers). The first failure starts the budget's clock (keeping the attempts
+    /// counted so far).
     pub fn failed(&mut self, at: SystemTime) {
+        if self.first_failure.is_none() {
+            self.budget.restart_clock();
+        }
         self.first_failure.get_or_insert(at);
         self.last_failure = Some(at);
     }
@@ -162,6 +168,27 @@ mod tests {
         assert!(!retry.over_budget());
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(retry.over_budget());
+    }
+
+    /// The soak's dead letters (seed 20261201): in a backlog a unit waited ~30 s behind the
+    /// in-flight bound, then met a 2-s failover, and was out of budget at its first failure.
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_counts_from_the_first_failure_not_from_the_queue() {
+        let mut retry = UnitRetry::new(&policy());
+        tokio::time::advance(Duration::from_secs(30)).await; // queued, then sent
+        retry.attempt();
+        retry.failed(SystemTime::now());
+        assert!(
+            !retry.over_budget(),
+            "the clock starts at the first failure"
+        );
+        tokio::time::advance(Duration::from_millis(11_999)).await;
+        retry.attempt();
+        retry.failed(SystemTime::now());
+        assert!(!retry.over_budget());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(retry.over_budget(), "12 s after the first failure");
+        assert_eq!(retry.attempts(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -147,19 +147,24 @@ impl BrokerNode {
 
     /// Starts the broker process (the node must be stopped).
     pub(crate) fn spawn(&mut self, jar_dir: &Path, heap_mb: u32) -> Result<()> {
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             format!("-Xms{heap_mb}m").into(),
             format!("-Xmx{heap_mb}m").into(),
             "-XX:+UseG1GC".into(),
             "-XX:MaxGCPauseMillis=20".into(),
             "-XX:+ExitOnOutOfMemoryError".into(),
+        ];
+        if let Ok(extra) = std::env::var("LOCALSTACK_KAFKA_JVM_OPTS") {
+            args.extend(extra.split_whitespace().map(OsString::from));
+        }
+        args.extend::<Vec<OsString>>(vec![
             "-Djava.awt.headless=true".into(),
             format!("-Dlog4j2.configurationFile={}", self.log4j_file().display()).into(),
             "-cp".into(),
             jars::classpath(jar_dir).into(),
             "kafka.Kafka".into(),
             self.properties_file().into(),
-        ];
+        ]);
         let child = node::spawn_process(&jars::java()?, &args, Some(&self.stdout_file()))?;
         self.child = Some(child);
         self.paused = false;
