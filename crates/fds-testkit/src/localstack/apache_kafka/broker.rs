@@ -154,9 +154,7 @@ impl BrokerNode {
             "-XX:MaxGCPauseMillis=20".into(),
             "-XX:+ExitOnOutOfMemoryError".into(),
         ];
-        if let Ok(extra) = std::env::var("LOCALSTACK_KAFKA_JVM_OPTS") {
-            args.extend(extra.split_whitespace().map(OsString::from));
-        }
+        args.extend(super::super::jvm_options());
         args.extend::<Vec<OsString>>(vec![
             "-Djava.awt.headless=true".into(),
             format!("-Dlog4j2.configurationFile={}", self.log4j_file().display()).into(),

@@ -209,9 +209,12 @@ impl Apicurio {
 
     fn spawn(&self) -> Result<()> {
         let java = super::apache_kafka::java()?;
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             format!("-Xmx{}m", self.heap_mb).into(),
             "-XX:+ExitOnOutOfMemoryError".into(),
+        ];
+        args.extend(super::jvm_options());
+        args.extend::<Vec<OsString>>(vec![
             "-Djava.awt.headless=true".into(),
             "-Dquarkus.http.host=127.0.0.1".into(),
             format!("-Dquarkus.http.port={}", self.port).into(),
@@ -226,7 +229,7 @@ impl Apicurio {
             "-Dregistry.auth.enabled=false".into(),
             "-jar".into(),
             self.jar.clone().into(),
-        ];
+        ]);
         let child = node::spawn_process(&java, &args, Some(&self.stdout_file()))?;
         let mut process = self.lock();
         process.child = Some(child);
