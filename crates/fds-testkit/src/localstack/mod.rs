@@ -222,11 +222,10 @@ pub type Result<T, E = LocalStackError> = std::result::Result<T, E>;
 
 /// More JVM options for every Java process the stack starts (the Kafka brokers, the Schema
 /// Registry), from `LOCALSTACK_JVM_OPTS` (split on whitespace; unset: none).
-/// `scripts/test.sh` sets `-XX:TieredStopAtLevel=1` (the C1 compiler only): on 2 cores a
-/// 3-broker cluster starts ~20 % sooner and the brokers burn less CPU compiling while the
-/// tests run (measured: `tests/apache_kafka.rs` 39–41 s → 30–35 s), at a lower peak
-/// throughput that tests do not need (and `tests/registry.rs` 17 s → 10 s). `demo`, `bench`
-/// and `soak` leave it unset.
+/// `scripts/test.sh` sets `-XX:TieredStopAtLevel=1` (the C1 compiler only): on 2 cores the
+/// JVMs start sooner and burn less CPU compiling while the tests run, at a lower peak
+/// throughput that tests do not need (measured: `tests/apache_kafka.rs` 39–41 s → 30–35 s,
+/// `tests/registry.rs` 17 s → 10 s). `demo`, `bench` and `soak` leave it unset.
 pub(crate) fn jvm_options() -> Vec<OsString> {
     std::env::var("LOCALSTACK_JVM_OPTS")
         .map(|opts| opts.split_whitespace().map(OsString::from).collect())
