@@ -15,13 +15,15 @@ Examples:
 
 Starts a 6-node Redis Cluster and 3 Apache Kafka brokers (KRaft), worker processes in one
 group (exactly-once delivery) and steady seeded traffic. A nemesis picks faults at random —
-Redis master kill -9, SIGSTOP past node-timeout, manual failover, slot migration; broker
-kill -9, SIGSTOP, restart; worker kill -9, SIGTERM and restart, SIGSTOP past its session, a
+Redis master kill -9, SIGSTOP past node-timeout, manual failover, slot migration, a
+partition between the workers and a master (nftables; the workers then run as uid 64999),
+a master out of memory (maxmemory 1 under noeviction); broker kill -9, SIGSTOP, restart; worker kill -9, SIGTERM and restart, SIGSTOP past its session, a
 worker joining and leaving; the Schema Registry frozen (SIGSTOP) — never more than the stack
 survives. At the end it heals everything, waits for the drain, and checks the ledger. Writes
 soak.json, soak.png (the timeline, faults as bands) and the worker logs to --report; exits 1
 on any violation, with the seed to reproduce it. Needs redis-server, redis-cli, Java, the
-jars of scripts/kafka-jars.sh and (unless --no-registry) scripts/apicurio-registry.sh.")]
+jars of scripts/kafka-jars.sh, (unless --no-registry) scripts/apicurio-registry.sh, and for
+the partition root and nft (without them it runs without that fault and says so).")]
 pub struct SoakArgs {
     /// How long traffic flows and faults are thrown.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
