@@ -155,6 +155,18 @@ impl Health {
         Some(domain)
     }
 
+    /// The attempt [`Health::may_attempt`] allowed on `domain`, until its outcome is booked
+    /// ([`AttemptTurn::book`]). Dropped unbooked — the unit's future cancelled mid-request,
+    /// e.g. its batch given up at a rebalance — it ends the probe at once
+    /// ([`Health::end_probe`]): the node's other units would otherwise wait
+    /// [`PROBE_LOST_AFTER`] for a probe that never answers (the soak's dead letters).
+    pub fn turn(&self, domain: Arc<str>) -> AttemptTurn<'_> {
+        AttemptTurn {
+            health: self,
+            domain: Some(domain),
+        }
+    }
+
     /// A request to `domain` failed in a way that says the node is unreachable.
     pub fn mark_suspect(&self, domain: &Arc<str>) {
         let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,6 +226,27 @@ impl Health {
         let domain = self.domain(slot);
         let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         failing.contains(&domain)
+    }
+}
+
+/// See [`Health::turn`].
+pub struct AttemptTurn<'a> {
+    health: &'a Health,
+    domain: Option<Arc<str>>,
+}
+
+impl AttemptTurn<'_> {
+    /// The attempt's outcome is about to be booked against the returned node.
+    pub fn book(mut self) -> Arc<str> {
+        self.domain.take().expect("a turn is booked once")
+    }
+}
+
+impl Drop for AttemptTurn<'_> {
+    fn drop(&mut self) {
+        if let Some(domain) = self.domain.take() {
+            self.health.end_probe(&domain);
+        }
     }
 }
 
@@ -279,6 +312,30 @@ mod tests {
             health.may_attempt(8).as_deref(),
             Some("a:1"),
             "a:1 answered its probe: its slots go on"
+        );
+    }
+
+    #[test]
+    fn a_probe_dropped_before_its_outcome_is_booked_lets_the_next_probe_go() {
+        // Seen in a soak: a probing unit's batch was given up at a rebalance; the node's other
+        // units waited out PROBE_LOST_AFTER (30 s, the whole budget) and were dead-lettered.
+        let health = Health::new();
+        health.set_owners(&[(0, 16383, "a:1".into())]);
+        suspect(&health, 1);
+        std::thread::sleep(PROBE_INTERVAL);
+        let turn = health.turn(health.may_attempt(2).expect("the probe"));
+        assert!(health.may_attempt(3).is_none(), "while it is out, no other");
+        drop(turn); // the unit's future cancelled mid-request
+        std::thread::sleep(PROBE_INTERVAL);
+        let next = health.turn(
+            health
+                .may_attempt(3)
+                .expect("the next probe, an interval later"),
+        );
+        health.record_success(&next.book());
+        assert!(
+            health.may_attempt(4).is_some(),
+            "answered: the node's units go on"
         );
     }
 

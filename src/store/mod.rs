@@ -260,15 +260,22 @@ impl Store {
         let mut retry = UnitRetry::new(&inner.settings.retry);
         let mut last_kind = FailureKind::Connection;
         loop {
-            // The node the attempt goes to (its outcome is booked there), if it may go.
-            let attempted = inner.health.may_attempt(unit.slot);
-            let attempt = if attempted.is_some() {
+            // The in-flight permit first, then the probe turn: a suspect node's probe is out
+            // only while its request is (not while it queues for a permit behind a backlog,
+            // every other unit of the node waiting on it meanwhile).
+            let permit = inner
+                .inflight
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            // The node the attempt goes to (its outcome is booked there), if it may go; the
+            // turn ends the probe if this future is dropped before the outcome is booked.
+            let turn = inner
+                .health
+                .may_attempt(unit.slot)
+                .map(|node| inner.health.turn(node));
+            let attempt = if turn.is_some() {
                 retry.attempt();
-                let _permit = inner
-                    .inflight
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed");
                 Box::pin(self.call(&pipeline, unit)).await
             } else {
                 Err(StoreError::new(
@@ -276,6 +283,8 @@ impl Store {
                     "node unreachable: waiting for its next probe",
                 ))
             };
+            drop(permit);
+            let attempted = turn.map(|turn| turn.book());
             let error = match attempt {
                 Ok(answer) => {
                     if let Some(node) = &attempted {
