@@ -760,10 +760,24 @@ async fn s11_memory_full_under_volatile_lru_evicts_tiles_and_marks_and_the_ledge
         evicted.len()
     );
     assert!(!evicted.is_empty(), "the limit made the masters evict");
-    assert_eq!(
-        progress.dead_lettered, 0,
-        "volatile-lru evicts instead of refusing"
-    );
+    // volatile-lru refuses too, once a master has nothing with a TTL left to evict (seen in a
+    // CI rehearsal: memory that cannot be evicted — client buffers, the notifications this test
+    // reads — grew past the limit). Such events are dead-lettered as `oom`, never applied in
+    // part (a unit is atomic); their entities' counters are short by them.
+    let mut refused_tags = std::collections::HashSet::new();
+    for topic in [
+        s.config.kafka.dlq_topic(&s.config.kafka.transactions_topic),
+        s.config.kafka.dlq_topic(&s.config.kafka.verdict_topics[0]),
+    ] {
+        for letter in read_all(&s.stack, &topic) {
+            assert_eq!(letter.header(header::KIND), Some("oom"), "refused as oom");
+            let tags: Vec<String> = letter
+                .header(header::FAILED_TAGS)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .expect("the refused hash tags");
+            refused_tags.extend(tags);
+        }
+    }
 
     // The operator sees it: `cluster status` names the evicting nodes.
     let env = s.stack.env();
@@ -780,7 +794,7 @@ async fn s11_memory_full_under_volatile_lru_evicts_tiles_and_marks_and_the_ledge
     // evicted — the worker itself lost nothing.
     let explained_by_eviction = |key: &str| {
         let hash = key.rsplit_once(' ').map_or(key, |(hash, _)| hash);
-        evicted.contains(hash)
+        evicted.contains(hash) || refused_tags.contains(hash_tag(hash))
     };
     let after_run = verification(&s.stack, &s.traffic).await;
     assert!(after_run.doubled.is_empty(), "nothing redelivered yet");
@@ -792,7 +806,10 @@ async fn s11_memory_full_under_volatile_lru_evicts_tiles_and_marks_and_the_ledge
     }
     for problem in &after_run.blacklist_problems {
         let key = problem.split(": ").next().unwrap();
-        assert!(evicted.contains(key), "blacklist {problem}, not evicted");
+        assert!(
+            explained_by_eviction(key),
+            "blacklist {problem}, not evicted"
+        );
     }
 
     // A redelivery of everything (a new consumer group reading the topics from the start, as
@@ -823,6 +840,10 @@ async fn s11_memory_full_under_volatile_lru_evicts_tiles_and_marks_and_the_ledge
             "counted twice although its apply-once mark was kept: {doubled:?}"
         );
     }
+    println!(
+        "[volatile-lru] {} events refused as oom (nothing left to evict)",
+        progress.dead_lettered
+    );
     println!(
         "[volatile-lru] after the run: {} counters lost ({} increments), {} blacklist entries \
          wrong; after a full redelivery: {} lost ({} increments), {} counted twice ({} \
