@@ -17,8 +17,8 @@ Starts a 6-node Redis Cluster and 3 Apache Kafka brokers (KRaft), worker process
 group (exactly-once delivery) and steady seeded traffic. A nemesis picks faults at random —
 Redis master kill -9, SIGSTOP past node-timeout, manual failover, slot migration, a
 partition between the workers and a master (nftables; the workers then run as uid 64999),
-a master out of memory (maxmemory 1 under noeviction); broker kill -9, SIGSTOP, restart; worker kill -9, SIGTERM and restart, SIGSTOP past its session, a
-worker joining and leaving; the Schema Registry frozen (SIGSTOP) — never more than the stack
+a master out of memory (maxmemory 1 under noeviction); broker kill -9, SIGSTOP, restart;
+worker kill -9, SIGTERM and restart, SIGSTOP past its session, a worker joining and leaving; the Schema Registry frozen (SIGSTOP) — never more than the stack
 survives. At the end it heals everything, waits for the drain, and checks the ledger. Writes
 soak.json, soak.png (the timeline, faults as bands) and the worker logs to --report; exits 1
 on any violation, with the seed to reproduce it. Needs redis-server, redis-cli, Java, the

@@ -159,7 +159,8 @@ impl Health {
     /// ([`AttemptTurn::book`]). Dropped unbooked — the unit's future cancelled mid-request,
     /// e.g. its batch given up at a rebalance — it ends the probe at once
     /// ([`Health::end_probe`]): the node's other units would otherwise wait
-    /// [`PROBE_LOST_AFTER`] for a probe that never answers (the soak's dead letters).
+    /// [`PROBE_LOST_AFTER`] for a probe that never answers (one suspected cause of a soak's
+    /// "waiting for its next probe" dead letters; not observed directly).
     pub fn turn(&self, domain: Arc<str>) -> AttemptTurn<'_> {
         AttemptTurn {
             health: self,
@@ -317,8 +318,8 @@ mod tests {
 
     #[test]
     fn a_probe_dropped_before_its_outcome_is_booked_lets_the_next_probe_go() {
-        // Seen in a soak: a probing unit's batch was given up at a rebalance; the node's other
-        // units waited out PROBE_LOST_AFTER (30 s, the whole budget) and were dead-lettered.
+        // A probing unit cancelled mid-request (its future dropped) must not leave the node's
+        // other units waiting PROBE_LOST_AFTER (30 s: a soak's whole budget) for its answer.
         let health = Health::new();
         health.set_owners(&[(0, 16383, "a:1".into())]);
         suspect(&health, 1);
