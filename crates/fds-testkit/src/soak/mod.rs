@@ -215,8 +215,8 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
     let stack = Arc::new(stack);
     let workers = Arc::new(Mutex::new(workers));
     let stop_faults = Arc::new(AtomicBool::new(false));
-    // The nemesis on a thread of its own: a broker restart blocks for the JVM's start, and
-    // the timeline goes on meanwhile.
+    // The nemesis on a thread of its own (its blocking work on threads of their own): the
+    // timeline goes on meanwhile.
     let nemesis = {
         let (stack, workers, stop) = (
             Arc::clone(&stack),
@@ -392,7 +392,7 @@ fn partition_workers(workers: &mut WorkerGroup) -> anyhow::Result<NetworkCut> {
 fn run_nemesis(
     mut nemesis: Nemesis,
     started: Instant,
-    stack: &LocalStack,
+    stack: &Arc<LocalStack>,
     workers: &Mutex<WorkerGroup>,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<FaultRecord>> {

@@ -7,8 +7,13 @@
 //! once every replica is back in sync; one worker fault at a time, and never the last worker
 //! running; one registry freeze at a time. Faults of different kinds do overlap: that is the
 //! point.
+//!
+//! What blocks for long — a broker's controlled shutdown and JVM start, a reshard — runs on a
+//! thread of its own ([`Heal::Await`]), so the nemesis heals every other fault on time
+//! meanwhile (a 5 s master pause must not last as long as a broker restart).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rand::Rng;
@@ -16,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::workers::WorkerGroup;
 use crate::demo::LocalStack;
-use crate::localstack::{Apicurio, NetworkCut};
+use crate::localstack::redis_cluster::run_with_timeout;
+use crate::localstack::{Apicurio, LocalStackError, NetworkCut};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -126,8 +132,32 @@ enum Heal {
     ResumeWorker(usize),
     StopWorker(usize),
     ResumeRegistry,
+    /// Blocking work under way on its own thread (a broker restart, a reshard): healed when it
+    /// is done; what it returns is added to the fault's target.
+    Await(Background),
     /// Nothing to undo (instant faults), but the class stays busy until the stack is whole.
     Nothing,
+}
+
+/// Blocking work of the nemesis on a thread of its own; its result may say more about the
+/// fault (e.g. a reshard stopped half-way).
+type Background = JoinHandle<anyhow::Result<Option<String>>>;
+
+/// What a heal did.
+enum Healing {
+    /// Healed, with a note for the fault's target, if any.
+    Done(Option<String>),
+    /// Not yet: try again at the next step with this heal.
+    Later(Heal),
+}
+
+/// Runs `work` on a thread of its own.
+fn background(
+    stack: &Arc<LocalStack>,
+    work: impl FnOnce(&LocalStack) -> anyhow::Result<Option<String>> + Send + 'static,
+) -> Heal {
+    let stack = Arc::clone(stack);
+    Heal::Await(std::thread::spawn(move || work(&stack)))
 }
 
 /// The fault schedule and what is applied now.
@@ -188,7 +218,7 @@ impl Nemesis {
         &mut self,
         now_s: f64,
         inject: bool,
-        stack: &LocalStack,
+        stack: &Arc<LocalStack>,
         workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<()> {
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
@@ -196,11 +226,17 @@ impl Nemesis {
             .partition(|a| a.heal_at_s <= now_s || !inject);
         self.active = later;
         for active in due {
-            if heal(&active.heal, stack, workers, self)? {
-                self.faults[active.record].healed_s = Some(now_s);
-            } else {
-                // Not yet possible (a stopped worker still drains): next step.
-                self.active.push(active);
+            match heal(active.heal, stack, workers, self)? {
+                Healing::Done(note) => {
+                    let fault = &mut self.faults[active.record];
+                    fault.healed_s = Some(now_s);
+                    if let Some(note) = note {
+                        fault.target.push_str(&format!(" ({note})"));
+                    }
+                }
+                // Not yet possible (a stopped worker still drains, a restart still runs):
+                // next step.
+                Healing::Later(heal) => self.active.push(Active { heal, ..active }),
             }
         }
         if inject && now_s >= self.next_at_s {
@@ -214,7 +250,7 @@ impl Nemesis {
     pub fn heal_all(
         &mut self,
         now_s: f64,
-        stack: &LocalStack,
+        stack: &Arc<LocalStack>,
         workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<()> {
         self.step(now_s, false, stack, workers)
@@ -234,7 +270,7 @@ impl Nemesis {
     fn inject(
         &mut self,
         now_s: f64,
-        stack: &LocalStack,
+        stack: &Arc<LocalStack>,
         workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<()> {
         let kafka = stack.kafka.apache().expect("the soak runs on Apache Kafka");
@@ -294,7 +330,7 @@ impl Nemesis {
         &mut self,
         kind: FaultKind,
         hold: f64,
-        stack: &LocalStack,
+        stack: &Arc<LocalStack>,
         workers: &Mutex<WorkerGroup>,
     ) -> anyhow::Result<(String, Heal, f64)> {
         let cluster = &stack.cluster;
@@ -325,17 +361,22 @@ impl Nemesis {
                 let others: Vec<usize> = masters.into_iter().filter(|m| *m != from).collect();
                 let to = self.pick(&others);
                 let slots = self.rng.random_range(50..400);
-                let mut target =
-                    format!("{slots} slots {} -> {}", redis_name(from), redis_name(to));
-                if let Err(e) = reshard(stack, from, to, slots) {
-                    // redis-cli refuses (or stops half-way) when the nodes do not agree yet,
-                    // e.g. just after a failover: the slots left migrating are fixed and the
-                    // soak goes on (the half-done migration was a fault all the same).
-                    tracing::warn!(error = %e, "slot migration failed; fixing the cluster");
-                    fix(stack, from)?;
-                    target.push_str(" (stopped half-way, fixed)");
-                }
-                (target, Heal::Nothing, 1.0)
+                let target = format!("{slots} slots {} -> {}", redis_name(from), redis_name(to));
+                let migrate = background(stack, move |stack| {
+                    match reshard(stack, from, to, slots) {
+                        Ok(()) => Ok(None),
+                        Err(e) => {
+                            // redis-cli refuses (or stops half-way) when the nodes do not
+                            // agree yet, e.g. just after a failover: the slots left migrating
+                            // are fixed and the soak goes on (the half-done migration was a
+                            // fault all the same).
+                            tracing::warn!(error = %e, "slot migration failed; fixing the cluster");
+                            fix(stack, from)?;
+                            Ok(Some("stopped half-way, fixed".to_owned()))
+                        }
+                    }
+                });
+                (target, migrate, 0.0)
             }
             FaultKind::RedisPartition => {
                 let node = self.pick(&cluster.masters());
@@ -366,9 +407,13 @@ impl Nemesis {
             }
             FaultKind::BrokerRestart => {
                 let id = self.rng.random_range(1..=kafka.broker_count());
-                kafka.stop(id)?;
-                kafka.restart(id)?;
-                (format!("broker:{id}"), Heal::Nothing, 1.0)
+                let restart = background(stack, move |stack| {
+                    let kafka = stack.kafka.apache().expect("Apache Kafka");
+                    kafka.stop(id)?;
+                    kafka.restart(id)?;
+                    Ok(None)
+                });
+                (format!("broker:{id}"), restart, 0.0)
             }
             FaultKind::WorkerKill => {
                 let mut group = lock(workers);
@@ -412,41 +457,61 @@ impl Nemesis {
     }
 }
 
-/// Heals; false if it cannot yet (a stopped worker still drains).
+/// Heals, or says to try again later (a stopped worker still drains, blocking work runs).
 fn heal(
-    heal: &Heal,
-    stack: &LocalStack,
+    heal: Heal,
+    stack: &Arc<LocalStack>,
     workers: &Mutex<WorkerGroup>,
     nemesis: &Nemesis,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Healing> {
     let kafka = stack.kafka.apache().expect("Apache Kafka");
     match heal {
-        Heal::RestartRedis(node) => stack.cluster.restart(*node)?,
-        Heal::ResumeRedis(node) => stack.cluster.resume(*node)?,
+        Heal::RestartRedis(node) => stack.cluster.restart(node)?,
+        Heal::ResumeRedis(node) => stack.cluster.resume(node)?,
         Heal::Reconnect(port) => {
             if let Some(cut) = &nemesis.cut {
-                cut.heal(*port)?;
+                cut.heal(port)?;
             }
         }
         Heal::RestoreMaxmemory(node, before) => {
             let _: () = stack.cluster.query(
-                *node,
+                node,
                 redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(before),
             )?;
         }
-        Heal::RestartBroker(id) => kafka.restart(*id)?,
-        Heal::ResumeBroker(id) => kafka.resume(*id)?,
-        Heal::StartWorker(index) => return lock(workers).start(*index),
-        Heal::ResumeWorker(index) => lock(workers).pause(*index, false),
-        Heal::StopWorker(index) => lock(workers).retire(*index),
+        Heal::RestartBroker(id) => {
+            // The JVM takes seconds to start: on its own thread, done when the broker is back.
+            return Ok(Healing::Later(background(stack, move |stack| {
+                let kafka = stack.kafka.apache().expect("Apache Kafka");
+                kafka.restart(id)?;
+                Ok(None)
+            })));
+        }
+        Heal::ResumeBroker(id) => kafka.resume(id)?,
+        Heal::StartWorker(index) => {
+            if !lock(workers).start(index)? {
+                return Ok(Healing::Later(Heal::StartWorker(index)));
+            }
+        }
+        Heal::ResumeWorker(index) => lock(workers).pause(index, false),
+        Heal::StopWorker(index) => lock(workers).retire(index),
         Heal::ResumeRegistry => {
             if let Some(registry) = &nemesis.registry {
                 registry.resume()?;
             }
         }
+        Heal::Await(work) => {
+            if !work.is_finished() {
+                return Ok(Healing::Later(Heal::Await(work)));
+            }
+            let note = work
+                .join()
+                .map_err(|_| anyhow::anyhow!("the nemesis's background work panicked"))??;
+            return Ok(Healing::Done(note));
+        }
         Heal::Nothing => {}
     }
-    Ok(true)
+    Ok(Healing::Done(None))
 }
 
 /// Every Redis node up and unpaused, the cluster `ok`, and every master with a replica.
@@ -493,21 +558,23 @@ fn fix(stack: &LocalStack, entry: usize) -> anyhow::Result<()> {
     run_cli(command, "fix")
 }
 
-/// Runs a `redis-cli --cluster` command; an error carries the end of what it printed (its
-/// reasons go to stdout).
-fn run_cli(mut command: std::process::Command, what: &str) -> anyhow::Result<()> {
-    let output = command.output()?;
-    if output.status.success() {
-        return Ok(());
+/// A `redis-cli --cluster` command that runs longer is stopped (the soak is bounded; a reshard
+/// stopped that way is fixed like one that failed).
+const CLI_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs a `redis-cli --cluster` command (at most [`CLI_LIMIT`]); an error carries the end of
+/// what it printed (its reasons go to stdout).
+fn run_cli(command: std::process::Command, what: &str) -> anyhow::Result<()> {
+    let shown = format!("redis-cli --cluster {what}");
+    match run_with_timeout(command, &shown, CLI_LIMIT) {
+        Ok(_) => Ok(()),
+        Err(LocalStackError::Command { status, output, .. }) => {
+            let tail: Vec<&str> = output.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            anyhow::bail!("{shown}: {status}: {}", tail.join(" | "))
+        }
+        Err(e) => Err(e.into()),
     }
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tail: Vec<&str> = printed.lines().rev().take(5).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    anyhow::bail!("redis-cli --cluster {what}: {}", tail.join(" | "))
 }
 
 /// The worker group, even if a thread panicked holding it.

@@ -63,7 +63,7 @@ pub(super) fn create_cluster(
 
 /// Runs `cmd`, killing it after `timeout`; its stdout on success, an error with both streams
 /// otherwise.
-pub(super) fn run_with_timeout(mut cmd: Command, shown: &str, timeout: Duration) -> Result<String> {
+pub(crate) fn run_with_timeout(mut cmd: Command, shown: &str, timeout: Duration) -> Result<String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -23,7 +23,8 @@ mod faults;
 mod health;
 
 pub use create::cluster_create_with_replicas;
-use create::{create_cluster, run_with_timeout};
+use create::create_cluster;
+pub(crate) use create::run_with_timeout;
 use fds_worker::store::admin::{Role, Topology};
 
 const POLL: Duration = Duration::from_millis(50);
