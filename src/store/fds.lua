@@ -105,16 +105,27 @@ local function read_feature(keys, f)
 end
 
 -- Adds the event to its tile (the value is read after); trims tiles no window reads any more.
+-- Only a new tile can raise the key's expiry or grow the hash past its bound, so an event in a
+-- tile that exists costs one command: when the tile was made, the key's expiry was raised to
+-- (at least) the tile's own and the hash was trimmed, and neither has been undone since.
 local function write_feature(keys, f, now)
   local key = keys[f.k + 1]
   if f.g == 'distinct' then
-    redis.call('PFADD', key, f.m)
-    redis.call('EXPIREAT', key, f.x, 'NX')
+    -- PFADD answers 0 only for a HyperLogLog that exists (a new one is always altered).
+    if redis.call('PFADD', key, f.m) == 1 then
+      redis.call('EXPIREAT', key, f.x, 'NX')
+    end
     return
   end
   -- As integers in decimal (a Lua number may print as 1e+15); JSON numbers are doubles, so
   -- amounts are exact up to 2^53 minor units.
-  redis.call('HINCRBY', key, string.format('%d', f.t), string.format('%d', f.a))
+  local amount = string.format('%d', f.a)
+  local total = redis.call('HINCRBY', key, string.format('%d', f.t), amount)
+  if total ~= tonumber(amount) then
+    -- The tile held something before: not new (a new tile holds exactly the amount; a tile
+    -- that summed to 0 before is taken for new, which only costs the checks below).
+    return
+  end
   local expire = redis.call('EXPIRETIME', key)
   if expire < f.x then
     redis.call('EXPIREAT', key, f.x)
