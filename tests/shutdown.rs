@@ -185,3 +185,62 @@ async fn a_second_signal_during_a_stuck_drain_exits_at_once_with_130() {
     })
     .await;
 }
+
+/// A SIGTERM while the worker still starts — here its Schema Registry accepts connections and
+/// never answers, so the start waits on registering the enrichment schema — ends the start
+/// cleanly: exit 0, not death by the signal (an orchestrator stopping a pod that has not come
+/// up yet; seen in a soak: a worker SIGTERMed 5 s into its start, during a registry freeze).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_exits_0() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let config = test_config(&stack);
+    // A registry that takes connections and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = silent.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = std::sync::Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in silent.incoming().map_while(Result::ok) {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                held.push(stream);
+            }
+        });
+    }
+    let mut env = worker_env(&stack, &config);
+    env.push(("FDS_SCHEMAS__REGISTRY__URLS", format!("http://{registry}")));
+    let worker = spawn_worker(&env);
+    worker.http_addr(Duration::from_secs(60));
+    let deadline = std::time::Instant::now() + WAIT;
+    while accepted.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never asked its registry:\n{}",
+            worker.output().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !worker
+            .output()
+            .iter()
+            .any(|l| l.contains("\"message\":\"worker started\"")),
+        "still starting when signalled"
+    );
+    worker.signal("TERM");
+    let mut worker = worker;
+    let (status, output) = blocking(move || {
+        let status = worker.wait(WAIT);
+        (status, worker.output())
+    })
+    .await;
+    let log = output.join("\n");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean stop, not death by SIGTERM:\n{log}"
+    );
+    assert!(log.contains("signal received"), "{log}");
+}

@@ -33,11 +33,10 @@ pub struct RunArgs {}
 
 /// Runs the worker.
 pub async fn run(_args: RunArgs, config: Config) -> anyhow::Result<()> {
+    // First: a SIGTERM from here on stops the worker cleanly, however far its start got.
+    let shutdown = super::signals::shutdown();
     let service = Service::start(&config).await?;
-    let summary = service
-        .run(super::signals::shutdown())
-        .await
-        .context("running the worker")?;
+    let summary = service.run(shutdown).await.context("running the worker")?;
     tracing::info!(?summary, "worker stopped");
     Ok(())
 }

@@ -155,13 +155,16 @@ pub async fn run(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
-    let mut stage = Stage::from_config(config, "", metrics, None).await?;
+    // Polled from the start, so a signal while the worker connects, registers its schema or
+    // checks its access is a graceful stop.
+    tokio::pin!(shutdown);
+    let mut stage = tokio::select! {
+        stage = Stage::from_config(config, "", metrics, None) => stage?,
+        () = &mut shutdown => return Ok(RunSummary::default()),
+    };
     // SIGHUP reloads the rules file (and never terminates the worker).
     let reloader = tokio::spawn(rules::reload_on_sighup(Arc::clone(&stage.rules)));
     let _stop_reloader = AbortOnDrop(reloader);
-    // Polled from here on, so a signal during the start-up check is a graceful stop (the
-    // signal handlers are installed when the shutdown future is first polled).
-    tokio::pin!(shutdown);
     tokio::select! {
         checked = check_kafka_access(config) => checked?,
         () = &mut shutdown => return Ok(RunSummary::default()),
