@@ -1,6 +1,7 @@
 //! `fds-worker bench`: its arguments. The benchmark runs in the test kit's binary (see
 //! [`super::testkit`]) on a local stack; see `BENCHMARKS.md`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::demo::KafkaKind;
@@ -42,6 +43,7 @@ Examples:
   fds-worker bench --kafka apache --transactions 20000 --latency-run 10s \\
       --transaction-intervals 50ms,100ms,250ms   exactly-once vs at-least-once on Apache Kafka
   fds-worker bench --delivery at_least_once --rate 2000
+  fds-worker bench --plot bench-plots            the same, and the figures as PNG charts
 
 Each delivery mode gets a throughput run (published first, then consumed from the start) and
 latency runs at 25 %, 50 % and 75 % of the at-least-once maximum measured in the same
@@ -85,4 +87,9 @@ pub struct BenchArgs {
     /// `kafka.transactions.interval` given (comma-separated, e.g. `50ms,100ms,250ms`).
     #[arg(long, value_delimiter = ',', value_parser = humantime::parse_duration)]
     pub transaction_intervals: Vec<Duration>,
+    /// Also draw the figures as PNG charts into this directory: latency.png (p50/p99/max per
+    /// second of each latency run), throughput.png (events/s over each throughput run),
+    /// comparison.png (ceiling, worker and naive client, commands/s and events/s).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }

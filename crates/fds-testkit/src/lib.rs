@@ -17,9 +17,11 @@
 //! | [`demo`] | [`demo::LocalStack`]: the stack with the worker's topics and a config pointing at it; progress of a run |
 //! | [`mod@bench`] | `fds-worker bench`: the worker against the cluster's own ceiling |
 //! | [`soak`] | `fds-worker soak`: random faults for minutes, then the ledger against the ground truth |
+//! | [`chart`] | what the PNG charts share (the font) |
 //! | [`cli`] | the binary: `demo`, `bench` and `soak` (arguments in [`fds_worker::cli`]) |
 
 pub mod bench;
+pub mod chart;
 pub mod cli;
 pub mod demo;
 pub mod localstack;

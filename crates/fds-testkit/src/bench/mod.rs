@@ -23,12 +23,16 @@
 //!    exactly-once mode that includes the transaction's commit), as p50/p99/max; the worker's
 //!    RSS is sampled every 100 ms.
 //!
+//! With a plot directory the figures are drawn as well ([`plot`]: latency per second of each
+//! latency run, events/s over each throughput run, the comparison bars).
+//!
 //! Every run has its own topics (`<run>-transactions` …), consumer group and transactional id,
 //! and starts on a flushed Redis, so each starts from an empty group with the same work to do
 //! (the naive run reads the reference run's topics, on a flushed Redis too).
 
 mod arrivals;
 mod naive;
+mod plot;
 pub(crate) mod process;
 pub mod redis_stats;
 mod report;
@@ -77,6 +81,8 @@ pub struct BenchOptions {
     pub transaction_intervals: Vec<Duration>,
     /// The `fds-worker` binary to run as the worker process.
     pub binary: PathBuf,
+    /// Where to write the PNG charts ([`plot`]), if anywhere.
+    pub plot: Option<PathBuf>,
 }
 
 /// The shares of the at-least-once maximum the latency runs offer.
@@ -200,6 +206,11 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
             .latency(&format!("lat{i}"), delivery, interval, rate, share)
             .await?;
         report.latencies.push(run);
+    }
+    if let Some(dir) = &bench.options.plot {
+        for path in plot::write(&report, dir)? {
+            eprintln!("wrote {}", path.display());
+        }
     }
     Ok(report.markdown())
 }
@@ -402,12 +413,15 @@ impl Bench {
             .collect();
         let mut visible_ms = Vec::new();
         let mut created_ms = Vec::new();
+        let mut timeline = Vec::new();
         for arrival in &arrived {
             if let Some(source) = sources.get(&(arrival.source_partition, arrival.source_offset)) {
                 visible_ms.push(arrival.received_ms - source);
                 created_ms.push(arrival.created_ms - source);
+                timeline.push((*source, arrival.received_ms - source));
             }
         }
+        timeline.sort_unstable();
         visible_ms.sort_unstable();
         created_ms.sort_unstable();
         let steady = &stopped.rss[steady_from.min(stopped.rss.len().saturating_sub(1))..];
@@ -421,6 +435,7 @@ impl Bench {
             share,
             visible_ms,
             created_ms,
+            timeline,
             steady_rss: steady.get(steady.len() / 2).copied().unwrap_or(0),
             peak_rss: stopped.peak_rss,
         })

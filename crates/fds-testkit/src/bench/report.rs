@@ -27,6 +27,8 @@ pub struct Throughput {
     peak_rss: u64,
     worker_cpu: f64,
     redis_cpu: f64,
+    /// Every enrichment record's create time (Unix ms), for the chart of events/s over time.
+    pub enriched_at_ms: Vec<i64>,
 }
 
 impl Throughput {
@@ -51,12 +53,18 @@ impl Throughput {
             peak_rss: stopped.peak_rss,
             worker_cpu: stopped.cpu_seconds,
             redis_cpu,
+            enriched_at_ms: timings.iter().map(|t| t.2).collect(),
         }
     }
 
     /// Events (transactions + verdicts) per second.
     pub fn events_per_s(&self) -> f64 {
         self.events as f64 / self.seconds
+    }
+
+    /// Redis data commands per second (inside the units' `FCALL`s).
+    pub fn commands_per_s(&self) -> f64 {
+        self.data_commands as f64 / self.seconds
     }
 }
 
@@ -94,6 +102,11 @@ impl Naive {
     pub fn events_per_s(&self) -> f64 {
         self.events as f64 / self.seconds
     }
+
+    /// Redis data commands per second.
+    pub fn commands_per_s(&self) -> f64 {
+        self.data_commands as f64 / self.seconds
+    }
 }
 
 /// The data commands of an `INFO commandstats` delta (see [`redis_stats::is_data_command`]).
@@ -123,6 +136,9 @@ pub struct LatencyRun {
     pub visible_ms: Vec<i64>,
     /// Source record create time → enrichment record create time, ms, sorted.
     pub created_ms: Vec<i64>,
+    /// Per transaction in the order of its source record: that record's create time (Unix
+    /// ms) and its latency as in `visible_ms`, for the chart of latency over the run.
+    pub timeline: Vec<(i64, i64)>,
     /// Median RSS of the second half of the publishing, bytes.
     pub steady_rss: u64,
     /// Peak RSS, bytes.

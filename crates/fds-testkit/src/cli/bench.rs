@@ -19,6 +19,7 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         deliveries: args.delivery.modes(),
         transaction_intervals: args.transaction_intervals,
         binary,
+        plot: args.plot,
     };
     let report = run_bench(options, config).await?;
     println!("{report}");

@@ -9,9 +9,7 @@ use plotters::prelude::*;
 
 use super::SoakReport;
 use super::nemesis::FaultKind;
-
-/// The TrueType font the chart's text is drawn with (Debian: `fonts-dejavu-core`).
-pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+use crate::chart::register_font;
 
 /// Writes `soak.json` and `soak.png` into `dir`.
 pub fn write(report: &SoakReport, dir: &Path) -> anyhow::Result<()> {
@@ -20,19 +18,6 @@ pub fn write(report: &SoakReport, dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", json.display()))?;
     let png = dir.join("soak.png");
     draw(report, &png).with_context(|| format!("drawing {}", png.display()))?;
-    Ok(())
-}
-
-fn register_font() -> anyhow::Result<()> {
-    static FONT_BYTES: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
-    if FONT_BYTES.get().is_some() {
-        return Ok(());
-    }
-    let bytes = std::fs::read(FONT)
-        .with_context(|| format!("reading {FONT} (apt-get install -y fonts-dejavu-core)"))?;
-    let bytes: &'static [u8] = FONT_BYTES.get_or_init(|| Box::leak(bytes.into_boxed_slice()));
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| anyhow::anyhow!("{FONT} is not a font plotters can read"))?;
     Ok(())
 }
 
