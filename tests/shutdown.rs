@@ -52,6 +52,15 @@ async fn wait_metrics(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool)
     ops::wait_metrics(addr, what, WAIT, done).await
 }
 
+/// Waits (bounded by [`WAIT`]) for `worker` to exit: its status and everything it printed.
+async fn exit_of(mut worker: Process) -> (std::process::ExitStatus, Vec<String>) {
+    blocking(move || {
+        let status = worker.wait(WAIT);
+        (status, worker.output())
+    })
+    .await
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -161,12 +170,7 @@ async fn a_second_signal_during_a_stuck_drain_exits_at_once_with_130() {
         l.contains("finishing in-flight batches")
     });
     worker.signal("TERM");
-    let mut worker = worker;
-    let (status, output) = blocking(move || {
-        let status = worker.wait(WAIT);
-        (status, worker.output())
-    })
-    .await;
+    let (status, output) = exit_of(worker).await;
     let log = output.join("\n");
     assert_eq!(status.code(), Some(130), "forced exit:\n{log}");
     assert!(
@@ -230,12 +234,7 @@ async fn sigterm_while_starting_exits_0() {
         "still starting when signalled"
     );
     worker.signal("TERM");
-    let mut worker = worker;
-    let (status, output) = blocking(move || {
-        let status = worker.wait(WAIT);
-        (status, worker.output())
-    })
-    .await;
+    let (status, output) = exit_of(worker).await;
     let log = output.join("\n");
     assert_eq!(
         status.code(),
