@@ -78,7 +78,7 @@ fn run_title(run: &LatencyRun) -> String {
         .share
         .map(|s| format!(" ({:.0} % of max)", 100.0 * s))
         .unwrap_or_default();
-    let interval = if run.interval_given || run.delivery == Delivery::ExactlyOnce {
+    let interval = if run.delivery == Delivery::ExactlyOnce {
         format!(", tx every {} ms", run.interval.as_millis())
     } else {
         String::new()
@@ -106,20 +106,11 @@ fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
         ("sans-serif", 20),
     )?;
     let panels = root.split_evenly((rows, columns));
-    let top = runs
-        .iter()
-        .flat_map(per_second)
-        .map(|s| s.3)
-        .fold(10.0, f64::max)
-        * 1.5;
-    let end = runs
-        .iter()
-        .flat_map(per_second)
-        .map(|s| s.0)
-        .fold(1.0, f64::max)
-        + 0.5;
-    for (panel, run) in panels.iter().zip(runs) {
-        let seconds = per_second(run);
+    let per_run: Vec<Vec<Second>> = runs.iter().map(per_second).collect();
+    let all = || per_run.iter().flatten();
+    let top = all().map(|s| s.3).fold(10.0, f64::max) * 1.5;
+    let end = all().map(|s| s.0).fold(1.0, f64::max) + 0.5;
+    for ((panel, run), seconds) in panels.iter().zip(runs).zip(&per_run) {
         let mut chart = ChartBuilder::on(panel)
             .margin(10)
             .x_label_area_size(28)
