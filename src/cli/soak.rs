@@ -12,6 +12,7 @@ Examples:
   fds-worker soak                            3 minutes, a random seed (printed)
   fds-worker soak --duration 20m --seed 7    a long run; the same seed replays it
   fds-worker soak --rate 2000 --workers 3
+  fds-worker soak --duration 90s --faults redis_partition@20s+9s,redis_master_kill@55s+8s
 
 Starts a 6-node Redis Cluster and 3 Apache Kafka brokers (KRaft), worker processes in one
 group (exactly-once delivery) and steady seeded traffic. A nemesis picks faults at random —
@@ -52,4 +53,10 @@ pub struct SoakArgs {
     /// freezes it among the faults.
     #[arg(long)]
     pub no_registry: bool,
+    /// Exactly these faults, at these times, instead of random ones: `kind@at+hold`, comma
+    /// separated, e.g. `redis_partition@20s+9s,redis_master_kill@55s+8s` (kinds as soak.json
+    /// names them). A planned fault waits while the stack is not whole enough for it; its
+    /// target is the first candidate (the same master twice unless the first fault moved it).
+    #[arg(long)]
+    pub faults: Option<String>,
 }

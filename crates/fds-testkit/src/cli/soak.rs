@@ -20,6 +20,12 @@ pub async fn run(args: SoakArgs, config: Config) -> anyhow::Result<()> {
         report_dir: args.report.clone(),
         binary: super::worker_binary()?,
         registry: !args.no_registry,
+        schedule: args
+            .faults
+            .as_deref()
+            .map(crate::soak::nemesis::parse_schedule)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     };
     let report = run_soak(options, config).await?;
     println!("{}", crate::soak::report::summary(&report));

@@ -68,6 +68,9 @@ pub struct SoakOptions {
     /// With a Schema Registry (the local Apicurio): workers, generator and ledger use its ids,
     /// and the nemesis freezes it among the faults.
     pub registry: bool,
+    /// Exactly these faults instead of random ones (see [`nemesis::Planned`]); `fault_every`
+    /// is then unused.
+    pub schedule: Option<Vec<nemesis::Planned>>,
 }
 
 /// What a soak found.
@@ -212,6 +215,10 @@ pub async fn run(options: SoakOptions, base: Config) -> anyhow::Result<SoakRepor
         registry.clone(),
         cut,
     );
+    let nemesis = match options.schedule.clone() {
+        Some(planned) => nemesis.with_schedule(planned),
+        None => nemesis,
+    };
     let stack = Arc::new(stack);
     let workers = Arc::new(Mutex::new(workers));
     let stop_faults = Arc::new(AtomicBool::new(false));

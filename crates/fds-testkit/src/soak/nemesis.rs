@@ -25,7 +25,7 @@ use crate::localstack::redis_cluster::run_with_timeout;
 use crate::localstack::{Apicurio, LocalStackError, NetworkCut};
 
 /// One kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// `kill -9` a Redis master; healed by restarting it (it rejoins as a replica).
@@ -97,6 +97,55 @@ enum Class {
     Broker,
     Worker,
     Registry,
+}
+
+/// A fault at a set time instead of one drawn at random: a schedule that once went wrong,
+/// replayed on purpose (a regression test, `fds-worker soak --faults`). Its target is the
+/// first candidate (e.g. the first master of `CLUSTER NODES` order), so two planned Redis
+/// faults in a row hit the same master unless the first one moved it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// What.
+    pub kind: FaultKind,
+    /// When (s since the soak started); later if the stack is not whole enough for it then
+    /// (the same rules as a random fault).
+    pub at_s: f64,
+    /// How long it is held before it is healed (s).
+    pub hold_s: f64,
+}
+
+impl std::str::FromStr for Planned {
+    type Err = String;
+
+    /// `kind@at+hold`, e.g. `redis_partition@20s+9s` (durations as `humantime` reads them).
+    fn from_str(spec: &str) -> Result<Planned, String> {
+        let shape = || format!("`{spec}`: expected kind@at+hold, e.g. redis_partition@20s+9s");
+        let (kind, times) = spec.trim().split_once('@').ok_or_else(shape)?;
+        let (at, hold) = times.split_once('+').ok_or_else(shape)?;
+        let kind: FaultKind = serde_json::from_value(serde_json::Value::String(kind.to_owned()))
+            .map_err(|_| format!("`{spec}`: `{kind}` is not a fault kind"))?;
+        let seconds = |text: &str| {
+            humantime::parse_duration(text)
+                .map(|d| d.as_secs_f64())
+                .map_err(|e| format!("`{spec}`: `{text}`: {e}"))
+        };
+        Ok(Planned {
+            kind,
+            at_s: seconds(at)?,
+            hold_s: seconds(hold)?,
+        })
+    }
+}
+
+/// A comma-separated list of [`Planned`] faults, in time order.
+pub fn parse_schedule(spec: &str) -> Result<Vec<Planned>, String> {
+    let mut planned: Vec<Planned> = spec
+        .split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    planned.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    Ok(planned)
 }
 
 /// A fault as it happened, for the report and the timeline.
@@ -175,6 +224,8 @@ pub struct Nemesis {
     registry: Option<Arc<Apicurio>>,
     /// The partition between the workers and a Redis node, where nftables can make one.
     cut: Option<Arc<NetworkCut>>,
+    /// Planned faults instead of random ones, if set.
+    script: Option<std::collections::VecDeque<Planned>>,
 }
 
 impl Nemesis {
@@ -203,9 +254,16 @@ impl Nemesis {
             max_workers,
             registry,
             cut,
+            script: None,
         };
         nemesis.next_at_s = nemesis.gap();
         nemesis
+    }
+
+    /// The same nemesis throwing exactly `planned` (in time order), nothing at random.
+    pub fn with_schedule(mut self, planned: Vec<Planned>) -> Nemesis {
+        self.script = Some(planned.into());
+        self
     }
 
     fn gap(&mut self) -> f64 {
@@ -239,9 +297,28 @@ impl Nemesis {
                 Healing::Later(heal) => self.active.push(Active { heal, ..active }),
             }
         }
-        if inject && now_s >= self.next_at_s {
+        if !inject {
+            return Ok(());
+        }
+        if let Some(script) = &self.script {
+            let Some(planned) = script.front().filter(|p| p.at_s <= now_s).cloned() else {
+                return Ok(());
+            };
+            // Not before the stack is whole enough for it: next step.
+            if self.allowed(stack, workers).contains(&planned.kind) {
+                self.script.as_mut().map(|script| script.pop_front());
+                self.inject(now_s, planned.kind, Some(planned.hold_s), stack, workers)?;
+            }
+        } else if now_s >= self.next_at_s {
             self.next_at_s = now_s + self.gap();
-            self.inject(now_s, stack, workers)?;
+            let allowed = self.allowed(stack, workers);
+            if allowed.is_empty() {
+                // Everything is still recovering: try again soon.
+                self.next_at_s = now_s + 1.0;
+            } else {
+                let kind = allowed[self.rng.random_range(0..allowed.len())];
+                self.inject(now_s, kind, None, stack, workers)?;
+            }
         }
         Ok(())
     }
@@ -267,12 +344,9 @@ impl Nemesis {
             .any(|a| self.faults[a.record].kind.class() == class)
     }
 
-    fn inject(
-        &mut self,
-        now_s: f64,
-        stack: &Arc<LocalStack>,
-        workers: &Mutex<WorkerGroup>,
-    ) -> anyhow::Result<()> {
+    /// The kinds of fault the stack can take now: one per class at a time, and only once
+    /// the class's part of the stack is whole again.
+    fn allowed(&self, stack: &Arc<LocalStack>, workers: &Mutex<WorkerGroup>) -> Vec<FaultKind> {
         let kafka = stack.kafka.apache().expect("the soak runs on Apache Kafka");
         let mut allowed: Vec<FaultKind> = Vec::new();
         if !self.busy(Class::Redis) && redis_whole(stack) {
@@ -302,14 +376,22 @@ impl Nemesis {
         if self.registry.is_some() && !self.busy(Class::Registry) {
             allowed.push(FaultKind::RegistryPause);
         }
-        if allowed.is_empty() {
-            // Everything is still recovering: try again soon.
-            self.next_at_s = now_s + 1.0;
-            return Ok(());
-        }
-        let kind = allowed[self.rng.random_range(0..allowed.len())];
+        allowed
+    }
+
+    /// Applies `kind` now and books it, held for `hold_s` if given (a planned fault), else for
+    /// a random time.
+    fn inject(
+        &mut self,
+        now_s: f64,
+        kind: FaultKind,
+        hold_s: Option<f64>,
+        stack: &Arc<LocalStack>,
+        workers: &Mutex<WorkerGroup>,
+    ) -> anyhow::Result<()> {
         let hold = self.rng.random_range(3.0..12.0);
         let (target, heal, hold) = self.apply(kind, hold, stack, workers)?;
+        let hold = hold_s.unwrap_or(hold);
         tracing::info!(?kind, on = %target, at_s = now_s, "fault");
         self.faults.push(FaultRecord {
             kind,
@@ -452,7 +534,11 @@ impl Nemesis {
         })
     }
 
+    /// A target among `from`: at random, or the first under a schedule.
     fn pick(&mut self, from: &[usize]) -> usize {
+        if self.script.is_some() {
+            return from[0];
+        }
         from[self.rng.random_range(0..from.len())]
     }
 }
@@ -580,4 +666,39 @@ fn run_cli(command: std::process::Command, what: &str) -> anyhow::Result<()> {
 /// The worker group, even if a thread panicked holding it.
 pub fn lock(workers: &Mutex<WorkerGroup>) -> MutexGuard<'_, WorkerGroup> {
     workers.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_reads_kind_time_and_hold_and_comes_out_in_time_order() {
+        let planned = parse_schedule("redis_master_kill@1m+8s, redis_partition@20s+9500ms")
+            .expect("a valid schedule");
+        assert_eq!(
+            planned,
+            vec![
+                Planned {
+                    kind: FaultKind::RedisPartition,
+                    at_s: 20.0,
+                    hold_s: 9.5
+                },
+                Planned {
+                    kind: FaultKind::RedisMasterKill,
+                    at_s: 60.0,
+                    hold_s: 8.0
+                },
+            ]
+        );
+        for bad in [
+            "redis_master_kill",
+            "redis_master_kill@10s",
+            "nope@1s+1s",
+            "broker_kill@x+1s",
+        ] {
+            let error = parse_schedule(bad).expect_err(bad);
+            assert!(error.contains(bad), "{error}");
+        }
+    }
 }
