@@ -631,11 +631,13 @@ async fn old_tiles_are_trimmed_by_the_unit() {
     let key = KeyBuilder::namespaced(&ns)
         .feature(&Entity::new(EntityKind::User, "trim").tag(), "user_tx_2s");
     let mut connection = store.connection();
-    let fields: Vec<i64> = redis::cmd("HKEYS")
+    let fields: Vec<String> = redis::cmd("HKEYS")
         .arg(&key)
         .query_async(&mut connection)
         .await
         .unwrap();
+    // Tiles only (the running total's `ws`, `we`, `wt` are the other fields).
+    let fields: Vec<i64> = fields.iter().filter_map(|f| f.parse().ok()).collect();
     assert!(
         fields.len() <= 3,
         "at most window/tile + 1 tiles: {fields:?}"
@@ -647,8 +649,9 @@ async fn old_tiles_are_trimmed_by_the_unit() {
 }
 
 /// The Redis cost of the default features, counted by Redis itself (`INFO commandstats`, which
-/// includes the commands a function calls): per feature op one `HINCRBY` and one `HMGET`;
-/// per new tile one `EXPIRETIME` and one `HLEN`, an `EXPIREAT` only when the newest tile moves;
+/// includes the commands a function calls): per feature op one `HMGET` (the tile and the
+/// window's running total) and one `HSET`; per new tile one `EXPIRETIME` and one `HLEN`, an
+/// `EXPIREAT` only when the newest tile moves;
 /// per event and entity one mark read and write. Printed for the README's cost table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_commands_per_event_are_the_stated_ones() {
@@ -692,20 +695,22 @@ async fn the_redis_commands_per_event_are_the_stated_ones() {
     };
     // 400 transactions × (user, card BIN, IP) × 3 default features.
     assert_eq!(feature_ops, 400 * 3 * 3);
-    assert_eq!(calls("hincrby"), feature_ops, "one write per feature op");
-    assert_eq!(
-        calls("hmget"),
-        feature_ops,
-        "one read of the window per feature op"
-    );
-    // All 400 events share one tile per feature: each feature key gets one new tile, whose
-    // expiry and size are checked once; the other events of the tile cost no check. A marks
-    // key reads its expiry before each write of its marks (`HSET`), and gets it set once
-    // (40 users, 1 card BIN, 7 IPs). Each user's 6th to 10th transaction in the minute
-    // breaches the default rule and merges into its blacklist entry (`SET`), reading the
-    // entry's expiry first unless the entry is new (one per user).
+    // All 400 events share one tile per feature: each feature key is new, gets one new tile,
+    // whose expiry and size are checked once, and its running total made from its tiles (one
+    // more HMGET); the other events of the tile cost no check. A marks key reads its expiry
+    // before each write of its marks (`HSET`), and gets it set once (40 users, 1 card BIN,
+    // 7 IPs). Each user's 6th to 10th transaction in the minute breaches the default rule and
+    // merges into its blacklist entry (`SET`), reading the entry's expiry first unless the
+    // entry is new (one per user).
     let feature_keys = 40 * 3 + 3 + 7 * 3;
     let mark_keys = 40 + 1 + 7;
+    assert_eq!(calls("hincrby"), 0, "tiles and totals are written together");
+    assert_eq!(
+        calls("hmget"),
+        feature_ops + feature_keys as u64,
+        "one read of the tile and the running total per feature op; the tiles once per key"
+    );
+    let mark_writes = calls("hset") - feature_ops;
     assert_eq!(
         calls("hlen"),
         feature_keys as u64,
@@ -713,13 +718,12 @@ async fn the_redis_commands_per_event_are_the_stated_ones() {
     );
     assert_eq!(
         calls("expiretime"),
-        feature_keys as u64 + calls("hset") + calls("set") - 40,
+        feature_keys as u64 + mark_writes + calls("set") - 40,
         "one expiry read per new tile, per write of a marks key and per merge into an entry"
     );
-    assert_eq!(calls("hkeys"), 0, "nothing to trim in a fresh window");
+    assert_eq!(calls("hgetall"), 0, "nothing to trim in a fresh window");
     assert_eq!(calls("expireat"), (feature_keys + mark_keys) as u64);
     let per_event: u64 = [
-        "hincrby",
         "hmget",
         "hlen",
         "expiretime",
@@ -993,4 +997,108 @@ async fn units_share_their_nodes_wait_and_return_only_once_a_replica_has_their_w
         rounds > 0 && rounds < units,
         "units share WAITs: {rounds} WAITs for {units} units"
     );
+}
+
+/// A count or sum hash keeps its window's running total (`ws`, `we`, `wt`) so a value at the
+/// newest tile is one read, not the window's tiles. It must always be what adding the tiles
+/// gives: events in random time order (windows moving back and forth), redelivered batches,
+/// events too late to write, and tiles trimmed (grace 0) while still inside a later event's
+/// window. Two checks: every value the units answer equals a model of the applied events (no
+/// trimming: grace 1 h), and after every batch `wt` equals the sum of its tiles (trimming on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_window_total_always_equals_adding_the_tiles() {
+    use fds_worker::config::FeatureConfig;
+    use rand::{Rng as _, SeedableRng as _};
+    let cluster = tokio::task::spawn_blocking(common::shared_cluster)
+        .await
+        .unwrap();
+    let store = Store::connect(settings(&cluster)).await.unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261203);
+    for grace_ms in [3_600_000, 0] {
+        let ns = common::random_name("ns");
+        let mut plan_settings = PlanSettings::seed_defaults();
+        plan_settings.keys = KeyBuilder::namespaced(&ns);
+        plan_settings.grace_ms = grace_ms;
+        // 10 one-second tiles.
+        plan_settings.features = vec![FeatureConfig::count(
+            "user_tx_10s",
+            EntityKind::User,
+            10,
+            1,
+            None,
+        )];
+        let planner = Planner::new(plan_settings);
+        let tile = |t: i64| t.div_euclid(1_000);
+        let key = KeyBuilder::namespaced(&ns)
+            .feature(&Entity::new(EntityKind::User, "rt").tag(), "user_tx_10s");
+        let user = Entity::new(EntityKind::User, "rt").tag();
+        // (tile, applied) of every event so far, in the order the units applied them.
+        let mut applied: Vec<i64> = Vec::new();
+        let mut offset = 0;
+        for batch in 0..12 {
+            let now = now_ms();
+            let events: Vec<_> = (0..25)
+                .map(|_| {
+                    offset += 1;
+                    // Mostly recent, some from across the window and beyond it.
+                    let back = if rng.random_bool(0.7) {
+                        rng.random_range(0..3_000)
+                    } else {
+                        rng.random_range(0..14_000)
+                    };
+                    tx("rt", "10.9.9.9", now - back, offset)
+                })
+                .collect();
+            let times: Vec<i64> = events
+                .iter()
+                .map(|e| match &e.body {
+                    EventBody::Transaction(t) => t.event_time_ms,
+                    _ => unreachable!(),
+                })
+                .collect();
+            let plan = planner.plan(&events, now);
+            let results = store.submit(plan.units.clone()).await;
+            let answers = user_answers(&results, &user);
+            assert_eq!(answers.len(), times.len());
+            if grace_ms > 0 {
+                for (answer, time) in answers.iter().zip(&times) {
+                    applied.push(tile(*time));
+                    let t = tile(*time);
+                    let expected = applied.iter().filter(|s| (t - 10..=t).contains(s)).count();
+                    assert_eq!(
+                        answer.counts[0], expected as i64,
+                        "batch {batch}: the value at tile {t} adds its window's tiles"
+                    );
+                }
+            }
+            if batch % 4 == 3 {
+                // Redelivered: nothing is added, the values are read back.
+                let again = store.submit(plan.units).await;
+                assert!(user_answers(&again, &user).iter().all(|a| !a.applied));
+            }
+            let mut connection = store.connection();
+            let state: Vec<Option<i64>> = redis::cmd("HMGET")
+                .arg(&key)
+                .arg(&["ws", "we", "wt"])
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let [Some(ws), Some(we), Some(wt)] = state[..] else {
+                panic!("batch {batch}: no running total: {state:?}");
+            };
+            assert_eq!(we - ws, 10, "the total covers one window");
+            let tiles: Vec<Option<i64>> = redis::cmd("HMGET")
+                .arg(&key)
+                .arg((ws..=we).map(|t| t.to_string()).collect::<Vec<_>>())
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(
+                wt,
+                tiles.iter().flatten().sum::<i64>(),
+                "batch {batch} (grace {grace_ms} ms): the running total of tiles {ws}..={we}"
+            );
+            tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
+        }
+    }
 }

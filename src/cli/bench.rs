@@ -32,6 +32,29 @@ impl BenchDelivery {
     }
 }
 
+/// Which Kafka `bench` runs on (`--kafka`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchKafka {
+    /// librdkafka's in-process mock cluster only (no Java needed).
+    Mock,
+    /// The local 3-node Apache Kafka cluster only.
+    Apache,
+    /// Both, one after the other in the same invocation, each on a fresh stack with its own
+    /// figures: the mock first, then Apache Kafka.
+    Both,
+}
+
+impl BenchKafka {
+    /// The stacks to run, in order.
+    pub fn kinds(self) -> Vec<KafkaKind> {
+        match self {
+            BenchKafka::Mock => vec![KafkaKind::Mock],
+            BenchKafka::Apache => vec![KafkaKind::Apache],
+            BenchKafka::Both => vec![KafkaKind::Mock, KafkaKind::Apache],
+        }
+    }
+}
+
 /// Measure the worker against the cluster's own ceiling on a fresh local stack: redis-benchmark
 /// INCR/SET, then throughput, apply-once memory, a naive per-event client on the same records,
 /// latency at fixed rates and worker RSS, for exactly-once and at-least-once delivery side by
@@ -44,6 +67,8 @@ Examples:
       --transaction-intervals 50ms,100ms,250ms   exactly-once vs at-least-once on Apache Kafka
   fds-worker bench --delivery at_least_once --rate 2000
   fds-worker bench --plot bench-plots            the same, and the figures as PNG charts
+  fds-worker bench --scaling                     also throughput by batch size and partitions
+  fds-worker bench --kafka both                  the mock, then Apache Kafka, in one invocation
 
 Each delivery mode gets a throughput run (published first, then consumed from the start) and
 latency runs at 25 %, 50 % and 75 % of the at-least-once maximum measured in the same
@@ -75,11 +100,12 @@ pub struct BenchArgs {
     /// Partitions per topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
-    /// The Kafka to run: librdkafka's in-process mock cluster (no Java needed), or a local
+    /// The Kafka to run: librdkafka's in-process mock cluster (no Java needed), a local
     /// 3-node Apache Kafka 4.x cluster (KRaft; Java, jars via `scripts/kafka-jars.sh` or
-    /// `LOCALSTACK_KAFKA_JARS`).
-    #[arg(long, value_enum, default_value_t = KafkaKind::Mock)]
-    pub kafka: KafkaKind,
+    /// `LOCALSTACK_KAFKA_JARS`), or both in turn (each on a fresh stack, with its own figures;
+    /// with --plot, charts in DIR/mock and DIR/apache).
+    #[arg(long, value_enum, default_value_t = BenchKafka::Mock)]
+    pub kafka: BenchKafka,
     /// The delivery modes to measure (`kafka.delivery`).
     #[arg(long, value_enum, default_value_t = BenchDelivery::Both)]
     pub delivery: BenchDelivery,
@@ -92,4 +118,9 @@ pub struct BenchArgs {
     /// comparison.png (ceiling, worker and naive client, commands/s and events/s).
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
+    /// Also the scaling runs: at-least-once throughput at batch sizes 250, 1,000 and 4,000
+    /// (with --partitions) and at 1, 2 and 4 partitions per topic (with the configured batch
+    /// size), each with events/s, Redis commands/s and per event, events per unit.
+    #[arg(long)]
+    pub scaling: bool,
 }

@@ -15,7 +15,8 @@
 --   feature = {"g": "count"|"sum"|"distinct", "k": key, "p": [tile keys] (distinct),
 --              "t": tile, "n": tiles per window, "s": tile_s, "x": expire_at_s of the tile,
 --              "c": max tiles kept, "h": threshold, "w": window_s, "a": amount, "m": member}
---   count/sum: `k` is a hash, field = tile index; distinct: `p` are the tiles' HyperLogLogs.
+--   count/sum: `k` is a hash, field = tile index, plus the window's running total (`ws`,
+--   `we`, `wt`: see write_feature); distinct: `p` are the tiles' HyperLogLogs.
 --   A feature's value adds the tiles t - n .. t (see src/plan/tiles.rs).
 --   add = {"l": level, "x": expire_at_s (0 = none), "re": reason, "s": source, "t": added_at_ms}
 --
@@ -81,20 +82,25 @@ end
 -- What a feature's value counts, for the breach reason.
 local UNITS = { count = 'events', sum = 'minor units', distinct = 'distinct' }
 
--- The value of a feature over its window: tiles t - n .. t.
-local function read_feature(keys, f)
-  if f.g == 'distinct' then
-    local names = {}
-    for i, index in ipairs(f.p) do
-      names[i] = keys[index + 1]
-    end
-    return tonumber(redis.pcall('PFCOUNT', unpack(names))) or 0
+-- A count or sum feature's hash holds its tiles (field = tile index) and the running total of
+-- the window read at its newest tile: `wt`, the sum of tiles `ws` .. `we` (we - ws = n). A
+-- value at the newest tile is then one HMGET of a few fields instead of n + 1 tiles read and
+-- added (61 for a 1 h window of 1 min tiles: measured ~40 us of Redis CPU against ~4). The
+-- total is kept exact: a write into ws .. we adds to it, a window moving on subtracts the tiles
+-- it leaves, trimming subtracts what it deletes; so it always equals adding the tiles. A value
+-- at an older tile (out-of-order events, or their redelivery) adds its own tiles as before.
+local WINDOW_FIELDS = 3
+
+-- The sum of tiles first .. last of the hash at `key` (a missing tile adds 0).
+local function sum_tiles(key, first, last)
+  if last < first then
+    return 0
   end
   local fields = {}
-  for tile = f.t - f.n, f.t do
+  for tile = first, last do
     fields[#fields + 1] = string.format('%d', tile)
   end
-  local values = redis.pcall('HMGET', keys[f.k + 1], unpack(fields))
+  local values = redis.pcall('HMGET', key, unpack(fields))
   local total = 0
   if type(values) == 'table' then
     for _, value in ipairs(values) do
@@ -104,10 +110,27 @@ local function read_feature(keys, f)
   return total
 end
 
--- Adds the event to its tile (the value is read after); trims tiles no window reads any more.
--- Only a new tile can raise the key's expiry or grow the hash past its bound, so an event in a
--- tile that exists costs one command: when the tile was made, the key's expiry was raised to
--- (at least) the tile's own and the hash was trimmed, and neither has been undone since.
+-- The value of a feature over its window: tiles t - n .. t.
+local function read_feature(keys, f)
+  if f.g == 'distinct' then
+    local names = {}
+    for i, index in ipairs(f.p) do
+      names[i] = keys[index + 1]
+    end
+    return tonumber(redis.pcall('PFCOUNT', unpack(names))) or 0
+  end
+  local key = keys[f.k + 1]
+  local window = redis.pcall('HMGET', key, 'we', 'wt')
+  if type(window) == 'table' and tonumber(window[1]) == f.t and tonumber(window[2]) then
+    return tonumber(window[2])
+  end
+  return sum_tiles(key, f.t - f.n, f.t)
+end
+
+-- Adds the event to its tile and returns the feature's value after it. Only a new tile can
+-- raise the key's expiry or grow the hash past its bound, so those checks run only then: when
+-- the tile was made, the key's expiry was raised to (at least) the tile's own and the hash was
+-- trimmed, and neither has been undone since.
 local function write_feature(keys, f, now)
   local key = keys[f.k + 1]
   if f.g == 'distinct' then
@@ -115,31 +138,60 @@ local function write_feature(keys, f, now)
     if redis.call('PFADD', key, f.m) == 1 then
       redis.call('EXPIREAT', key, f.x, 'NX')
     end
-    return
+    return read_feature(keys, f)
   end
-  -- As integers in decimal (a Lua number may print as 1e+15); JSON numbers are doubles, so
-  -- amounts are exact up to 2^53 minor units.
-  local amount = string.format('%d', f.a)
-  local total = redis.call('HINCRBY', key, string.format('%d', f.t), amount)
-  if total ~= tonumber(amount) then
-    -- The tile held something before: not new (a new tile holds exactly the amount; a tile
-    -- that summed to 0 before is taken for new, which only costs the checks below).
-    return
+  local tile = string.format('%d', f.t)
+  local state = redis.call('HMGET', key, 'ws', 'we', 'wt', tile)
+  local ws, we, wt = tonumber(state[1]), tonumber(state[2]), tonumber(state[3])
+  local before = tonumber(state[4])
+  -- JSON numbers are doubles: amounts are exact up to 2^53 minor units.
+  local amount = f.a
+  local fields = { tile, string.format('%d', (before or 0) + amount) }
+  if ws == nil or we == nil or wt == nil then
+    -- No running total yet (a new key): from the tiles, this event included.
+    ws, we = f.t - f.n, f.t
+    wt = sum_tiles(key, ws, we) + amount
+  elseif f.t > we then
+    -- The window moves on to this tile: the tiles it leaves are subtracted (none exist past
+    -- `we`, so this tile is the only one it gains).
+    local next_ws = f.t - f.n
+    wt = wt - sum_tiles(key, ws, math.min(we, next_ws - 1)) + (before or 0) + amount
+    ws, we = next_ws, f.t
+  elseif f.t >= ws then
+    wt = wt + amount
   end
-  local expire = redis.call('EXPIRETIME', key)
-  if expire < f.x then
-    redis.call('EXPIREAT', key, f.x)
-  end
-  if redis.call('HLEN', key) > f.c then
+  -- The tile is not there yet: the hash is about to hold one field more.
+  if before == nil and redis.call('HLEN', key) + 1 > f.c + WINDOW_FIELDS then
     -- A tile is read until the end of tile + n, plus grace: the same rule as its expiry.
     local grace = f.x - (f.t + f.n + 1) * f.s
-    for _, field in ipairs(redis.call('HKEYS', key)) do
-      local tile = tonumber(field)
-      if tile and (tile + f.n + 1) * f.s + grace <= now then
-        redis.call('HDEL', key, field)
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      local old = tonumber(all[i])
+      if old and (old + f.n + 1) * f.s + grace <= now then
+        redis.call('HDEL', key, all[i])
+        if old >= ws and old <= we then
+          wt = wt - (tonumber(all[i + 1]) or 0)
+        end
       end
     end
   end
+  fields[#fields + 1] = 'ws'
+  fields[#fields + 1] = string.format('%d', ws)
+  fields[#fields + 1] = 'we'
+  fields[#fields + 1] = string.format('%d', we)
+  fields[#fields + 1] = 'wt'
+  fields[#fields + 1] = string.format('%d', wt)
+  redis.call('HSET', key, unpack(fields))
+  if before == nil then
+    -- After the write: a key made just now has no expiry to raise before it exists.
+    if redis.call('EXPIRETIME', key) < f.x then
+      redis.call('EXPIREAT', key, f.x)
+    end
+  end
+  if f.t == we then
+    return wt
+  end
+  return sum_tiles(key, f.t - f.n, f.t)
 end
 
 local function read_features(keys, op)
@@ -178,9 +230,8 @@ local function apply_op(keys, entity, op, now)
       -- Too late for this tile: writing would create data that has already expired.
       value = read_feature(keys, f)
     else
-      write_feature(keys, f, now)
+      value = write_feature(keys, f, now)
       keep(f.x)
-      value = read_feature(keys, f)
     end
     counts[i] = value
     if f.h > 0 and value > f.h and breach == nil then

@@ -83,6 +83,23 @@ pub struct BenchOptions {
     pub binary: PathBuf,
     /// Where to write the PNG charts ([`plot`]), if anywhere.
     pub plot: Option<PathBuf>,
+    /// Also the scaling runs: at-least-once throughput at each of [`SCALING_BATCH_SIZES`]
+    /// (with `partitions`) and each of [`SCALING_PARTITIONS`] (with the configured batch size).
+    pub scaling: bool,
+}
+
+/// The `pipeline.batch_size`s of the scaling runs.
+pub const SCALING_BATCH_SIZES: [u32; 3] = [250, 1_000, 4_000];
+/// The partitions per topic of the scaling runs.
+pub const SCALING_PARTITIONS: [i32; 3] = [1, 2, 4];
+
+/// The shape of a throughput run: batch size and partitions per topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// `pipeline.batch_size`.
+    pub batch_size: u32,
+    /// Partitions per topic.
+    pub partitions: i32,
 }
 
 /// The shares of the at-least-once maximum the latency runs offer.
@@ -137,7 +154,9 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
             bench.options.deliveries.len(),
             bench.options.transactions
         );
-        let (throughput, traffic, config) = bench.throughput(delivery).await?;
+        let (throughput, traffic, config) = bench
+            .throughput(&format!("tp-{}", short(delivery)), delivery, bench.shape())
+            .await?;
         report.throughputs.push(throughput);
         sources.push((delivery, config, traffic.events.len()));
         if i + 1 == bench.options.deliveries.len() {
@@ -207,6 +226,34 @@ pub async fn run(options: BenchOptions, base: Config) -> anyhow::Result<String> 
             .await?;
         report.latencies.push(run);
     }
+    if bench.options.scaling {
+        let default = bench.shape();
+        let mut shapes: Vec<Shape> = SCALING_BATCH_SIZES
+            .iter()
+            .map(|&batch_size| Shape {
+                batch_size,
+                ..default
+            })
+            .collect();
+        shapes.extend(SCALING_PARTITIONS.iter().map(|&partitions| Shape {
+            partitions,
+            ..default
+        }));
+        shapes.dedup();
+        for (i, shape) in shapes.iter().enumerate() {
+            eprintln!(
+                "scaling ({} of {}): at-least-once throughput, batch size {}, {} partitions …",
+                i + 1,
+                shapes.len(),
+                shape.batch_size,
+                shape.partitions
+            );
+            let (throughput, _, _) = bench
+                .throughput(&format!("sc{i}"), Delivery::AtLeastOnce, *shape)
+                .await?;
+            report.scaling.push((*shape, throughput));
+        }
+    }
     if let Some(dir) = &bench.options.plot {
         for path in plot::write(&report, dir)? {
             eprintln!("wrote {}", path.display());
@@ -238,13 +285,22 @@ fn short(delivery: Delivery) -> &'static str {
 }
 
 impl Bench {
-    /// Fresh topics (`<name>-transactions` …), consumer group and transactional id for a run,
-    /// on a flushed Redis.
+    /// The configured shape: the config's batch size, `--partitions`.
+    fn shape(&self) -> Shape {
+        Shape {
+            batch_size: self.base.pipeline.batch_size,
+            partitions: self.options.partitions,
+        }
+    }
+
+    /// Fresh topics (`<name>-transactions` …) of `shape.partitions`, consumer group and
+    /// transactional id for a run with `shape.batch_size`, on a flushed Redis.
     fn prepare(
         &self,
         name: &str,
         delivery: Delivery,
         interval: Option<Duration>,
+        shape: Shape,
     ) -> anyhow::Result<RunConfig> {
         redis_stats::flush(&self.stack.cluster)?;
         let mut config = self
@@ -252,21 +308,20 @@ impl Bench {
             .config(self.base.clone(), &format!("fds-bench-{name}"));
         let topics = StackTopics::with_prefix(&format!("{name}-"));
         for topic in [&topics.transactions, &topics.verdicts] {
-            self.stack
-                .kafka
-                .create_topic(topic, self.options.partitions)?;
+            self.stack.kafka.create_topic(topic, shape.partitions)?;
             self.stack.kafka.create_topic(
                 &format!("{topic}{}", config.kafka.dlq_suffix),
-                self.options.partitions,
+                shape.partitions,
             )?;
         }
         self.stack
             .kafka
-            .create_topic(&topics.enrichment, self.options.partitions)?;
+            .create_topic(&topics.enrichment, shape.partitions)?;
         config.kafka.transactions_topic = topics.transactions;
         config.kafka.verdict_topics = vec![topics.verdicts];
         config.kafka.enrichment_topic = topics.enrichment;
         let id = format!("fds-bench-{name}-{}", std::process::id());
+        config.pipeline.batch_size = shape.batch_size;
         config.kafka.delivery = delivery;
         config.kafka.transactions.id = id.clone();
         if let Some(interval) = interval {
@@ -278,6 +333,10 @@ impl Bench {
                 delivery.as_str().to_owned(),
             ),
             ("FDS_KAFKA__TRANSACTIONS__ID".to_owned(), id),
+            (
+                "FDS_PIPELINE__BATCH_SIZE".to_owned(),
+                shape.batch_size.to_string(),
+            ),
         ];
         if let Some(interval) = interval {
             env.push((
@@ -292,12 +351,14 @@ impl Bench {
         WorkerProcess::start(&self.options.binary, &run.config, &run.env, self.mock)
     }
 
-    /// The throughput run of `delivery`, its traffic and its config (topics).
+    /// The throughput run `name` of `delivery` in `shape`, its traffic and its config (topics).
     async fn throughput(
         &self,
+        name: &str,
         delivery: Delivery,
+        shape: Shape,
     ) -> anyhow::Result<(Throughput, Traffic, Config)> {
-        let run = self.prepare(&format!("tp-{}", short(delivery)), delivery, None)?;
+        let run = self.prepare(name, delivery, None, shape)?;
         let traffic = make_traffic(
             &run.config,
             self.options.transactions,
@@ -367,7 +428,7 @@ impl Bench {
         rate: u32,
         share: Option<f64>,
     ) -> anyhow::Result<LatencyRun> {
-        let run = self.prepare(name, delivery, interval)?;
+        let run = self.prepare(name, delivery, interval, self.shape())?;
         let config = &run.config;
         let latency_run = self.options.latency_run;
         let count = (rate as f64 * latency_run.as_secs_f64()) as usize;

@@ -182,6 +182,8 @@ pub struct Report {
     pub users: u64,
     /// The latency runs, in order.
     pub latencies: Vec<LatencyRun>,
+    /// The scaling runs (at-least-once throughput), each with its shape.
+    pub scaling: Vec<(super::Shape, Throughput)>,
 }
 
 /// What the naive baseline is, under the table.
@@ -297,6 +299,39 @@ impl Report {
         }
         out.push('\n');
         out.push_str(&self.side_by_side());
+        out.push_str(&self.scaling_table(incr));
+        out
+    }
+
+    /// The scaling runs: how events/s and the Redis work grow with batch size and partitions.
+    fn scaling_table(&self, incr: f64) -> String {
+        if self.scaling.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "\nScaling (at-least-once throughput runs, each on fresh topics):\n\n\
+             | batch size | partitions | events/s | Redis data commands/s (% of INCR ceiling) | commands per event | events per unit | CPU worker / Redis | peak RSS |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for (shape, t) in &self.scaling {
+            let events_per_unit = t
+                .units_and_batches
+                .map(|(units, _)| format!("{:.2}", t.events as f64 / units.max(1) as f64))
+                .unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.0} ({:.0} %) | {:.1} | {events_per_unit} | {:.1} s / {:.1} s | {:.1} MiB |",
+                shape.batch_size,
+                shape.partitions,
+                t.events_per_s(),
+                t.commands_per_s(),
+                100.0 * t.commands_per_s() / incr,
+                t.data_commands as f64 / t.events.max(1) as f64,
+                t.worker_cpu,
+                t.redis_cpu,
+                mib(t.peak_rss)
+            );
+        }
         out
     }
 
