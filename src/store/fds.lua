@@ -16,7 +16,7 @@
 --              "t": tile, "n": tiles per window, "s": tile_s, "x": expire_at_s of the tile,
 --              "c": max tiles kept, "h": threshold, "w": window_s, "a": amount, "m": member}
 --   count/sum: `k` is a hash, field = tile index, plus the window's running total (`ws`,
---   `we`, `wt`: see write_feature); distinct: `p` are the tiles' HyperLogLogs.
+--   `we`, `wt`, `wv`: see write_feature); distinct: `p` are the tiles' HyperLogLogs.
 --   A feature's value adds the tiles t - n .. t (see src/plan/tiles.rs).
 --   add = {"l": level, "x": expire_at_s (0 = none), "re": reason, "s": source, "t": added_at_ms}
 --
@@ -83,13 +83,14 @@ end
 local UNITS = { count = 'events', sum = 'minor units', distinct = 'distinct' }
 
 -- A count or sum feature's hash holds its tiles (field = tile index) and the running total of
--- the window read at its newest tile: `wt`, the sum of tiles `ws` .. `we` (we - ws = n). A
+-- the window read at its newest tile: `wt`, the sum of tiles `ws` .. `we` (we - ws = n), and
+-- `wv`, tile `we` as it was when the total last counted it. A
 -- value at the newest tile is then one HMGET of a few fields instead of n + 1 tiles read and
 -- added (61 for a 1 h window of 1 min tiles: measured ~40 us of Redis CPU against ~4). The
 -- total is kept exact: a write into ws .. we adds to it, a window moving on subtracts the tiles
 -- it leaves, trimming subtracts what it deletes; so it always equals adding the tiles. A value
 -- at an older tile (out-of-order events, or their redelivery) adds its own tiles as before.
-local WINDOW_FIELDS = 3
+local WINDOW_FIELDS = 4
 
 -- The sum of tiles first .. last of the hash at `key` (a missing tile adds 0).
 local function sum_tiles(key, first, last)
@@ -141,24 +142,56 @@ local function write_feature(keys, f, now)
     return read_feature(keys, f)
   end
   local tile = string.format('%d', f.t)
-  local state = redis.call('HMGET', key, 'ws', 'we', 'wt', tile)
-  local ws, we, wt = tonumber(state[1]), tonumber(state[2]), tonumber(state[3])
-  local before = tonumber(state[4])
+  local state = redis.call('HMGET', key, 'ws', 'we', 'wt', 'wv', tile)
+  local ws, we, wt, wv = tonumber(state[1]), tonumber(state[2]), tonumber(state[3]), tonumber(state[4])
+  local before = tonumber(state[5])
   -- JSON numbers are doubles: amounts are exact up to 2^53 minor units.
   local amount = f.a
-  local fields = { tile, string.format('%d', (before or 0) + amount) }
-  if ws == nil or we == nil or wt == nil then
-    -- No running total yet (a new key): from the tiles, this event included.
-    ws, we = f.t - f.n, f.t
-    wt = sum_tiles(key, ws, we) + amount
-  elseif f.t > we then
-    -- The window moves on to this tile: the tiles it leaves are subtracted (none exist past
-    -- `we`, so this tile is the only one it gains).
-    local next_ws = f.t - f.n
-    wt = wt - sum_tiles(key, ws, math.min(we, next_ws - 1)) + (before or 0) + amount
-    ws, we = next_ws, f.t
-  elseif f.t >= ws then
+  local after = (before or 0) + amount
+  local fields = { tile, string.format('%d', after) }
+  -- `wv` is tile `we` as this library last wrote it: a tile written by a library without
+  -- running totals (a rolling upgrade's older worker) makes it differ, and the total is made
+  -- again from the tiles.
+  local rebuild = ws == nil or we == nil or wt == nil
+  if not rebuild and f.t == we then
+    rebuild = before ~= wv
     wt = wt + amount
+  elseif not rebuild and f.t > we then
+    -- The window moves on to this tile: the tiles it leaves are subtracted; tile `we` and the
+    -- tiles between it and this one (empty, unless written without totals) are read along.
+    local next_ws = f.t - f.n
+    local names, leaving = {}, math.min(we, next_ws - 1)
+    for t = ws, leaving do
+      names[#names + 1] = string.format('%d', t)
+    end
+    local from_gap = #names + 1
+    for t = math.max(we + 1, next_ws), f.t - 1 do
+      names[#names + 1] = string.format('%d', t)
+    end
+    names[#names + 1] = string.format('%d', we)
+    local values = redis.call('HMGET', key, unpack(names))
+    rebuild = tonumber(values[#values]) ~= wv
+    for i = 1, #values - 1 do
+      local value = tonumber(values[i]) or 0
+      if i < from_gap then
+        wt = wt - value
+      else
+        wt = wt + value
+      end
+    end
+    wt = wt + after
+    ws, we = next_ws, f.t
+  elseif not rebuild and f.t >= ws then
+    wt = wt + amount
+  end
+  if rebuild then
+    -- No running total yet (a new key), or one that cannot be trusted: from the tiles, this
+    -- event included (its tile is written below).
+    ws, we = f.t - f.n, f.t
+    wt = sum_tiles(key, ws, we - 1) + after
+  end
+  if f.t == we then
+    wv = after
   end
   -- The tile is not there yet: the hash is about to hold one field more.
   if before == nil and redis.call('HLEN', key) + 1 > f.c + WINDOW_FIELDS then
@@ -181,6 +214,10 @@ local function write_feature(keys, f, now)
   fields[#fields + 1] = string.format('%d', we)
   fields[#fields + 1] = 'wt'
   fields[#fields + 1] = string.format('%d', wt)
+  if wv ~= nil then
+    fields[#fields + 1] = 'wv'
+    fields[#fields + 1] = string.format('%d', wv)
+  end
   redis.call('HSET', key, unpack(fields))
   if before == nil then
     -- After the write: a key made just now has no expiry to raise before it exists.
