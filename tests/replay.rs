@@ -154,10 +154,15 @@ fn feature_tiles(stack: &LocalStack, prefix: &str) -> usize {
     keys_matching(stack, &format!("{prefix}ft:*"))
         .into_iter()
         .map(|(master, key)| {
+            // Tiles only: a count or sum hash also holds its window's running total (`ws`,
+            // `we`, `wt`, `wv`).
             stack
                 .cluster
-                .query::<usize>(master, redis::cmd("HLEN").arg(&key))
+                .query::<Vec<String>>(master, redis::cmd("HKEYS").arg(&key))
                 .unwrap()
+                .iter()
+                .filter(|field| field.parse::<i64>().is_ok())
+                .count()
         })
         .sum()
 }

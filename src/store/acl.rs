@@ -12,7 +12,9 @@
 /// - redis-rs: `PING` (connection check), `CLUSTER SLOTS`;
 /// - the cluster monitor: `CLUSTER MYID`, `CLUSTER INFO`, `CLUSTER SHARDS`, `INFO`;
 /// - `fds.lua`: `GET`, `SET`, `DEL`, `EXPIREAT`, `EXPIRETIME`, `HGET`, `HSET`, `HINCRBY`,
-///   `HMGET`, `HLEN`, `HKEYS`, `HDEL`, `PFADD`, `PFCOUNT`, `PERSIST`, `PTTL`, `TIME`.
+///   `HMGET`, `HLEN`, `HGETALL`, `HDEL`, `PFADD`, `PFCOUNT`, `PERSIST`, `PTTL`, `TIME`
+///   (`HINCRBY` and `HKEYS` stay granted for the previous library, which a worker of the
+///   previous version may load during a rolling upgrade).
 ///
 /// `AUTH` and `HELLO` need no permission. redis-rs also sends `CLIENT SETINFO` and ignores its
 /// failure; on Redis ≥ 7.2 add `+client|setinfo` to keep `NOPERM`s out of the ACL log.
@@ -38,6 +40,7 @@ pub const WORKER_COMMANDS: &[&str] = &[
     "hmget",
     "hlen",
     "hkeys",
+    "hgetall",
     "hdel",
     "pfadd",
     "pfcount",

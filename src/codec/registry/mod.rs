@@ -149,11 +149,31 @@ impl SchemaRegistry {
     /// (`POST /subjects/<subject>/versions`), and returns its id, which is cached. A registry
     /// whose compatibility rule refuses it answers 409: [`RegistryErrorKind::Rejected`] with the
     /// registry's message.
+    ///
+    /// A refusal is asked once more, after [`REGISTER_RACE_PAUSE`]: two workers registering a
+    /// new subject at the same moment race to create it, and Apicurio answers the loser 409
+    /// ("an artifact … already exists") with the same status as a compatibility refusal. The
+    /// second request finds the schema the winner registered and returns its id; a real
+    /// refusal is refused again.
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema.to_owned());
-        let registered = post_schema(&self.settings, subject.to_owned(), supplied)
-            .await
-            .map_err(|e| RegistryError::from_client(format!("register under `{subject}`"), &e))?;
+        let post = || {
+            let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema.to_owned());
+            post_schema(&self.settings, subject.to_owned(), supplied)
+        };
+        let what = || format!("register under `{subject}`");
+        let registered = match post().await {
+            Ok(registered) => registered,
+            Err(e) => {
+                let error = RegistryError::from_client(what(), &e);
+                if error.kind != RegistryErrorKind::Rejected {
+                    return Err(error);
+                }
+                tokio::time::sleep(REGISTER_RACE_PAUSE).await;
+                post()
+                    .await
+                    .map_err(|e| RegistryError::from_client(what(), &e))?
+            }
+        };
         self.lock().put(registered.id, Arc::from(schema));
         Ok(registered.id)
     }
@@ -192,6 +212,9 @@ pub enum LearnError {
     #[error(transparent)]
     Resolution(#[from] super::CatalogError),
 }
+
+/// How long [`SchemaRegistry::register`] waits before asking again after a refusal.
+pub const REGISTER_RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A base URL without its trailing `/` (the client appends `/schemas/…`).
 fn trim(url: &str) -> String {
