@@ -107,12 +107,25 @@ pub async fn check(
         Ok(())
     };
     let client = stack.kafka.client_config();
-    let mut enriched: HashMap<String, usize> = HashMap::new();
+    // Every committed copy of each transaction's enrichment record: where it is and what
+    // it says about when and from where it was made (to trace a double back to the run).
+    let mut enriched: HashMap<String, Vec<String>> = HashMap::new();
     for record in read_to_end(&client, &config.kafka.enrichment_topic)? {
         let payload = record.payload.as_deref().unwrap_or_default();
         learn(payload).await?;
         let enrichment = codec.decode_enrichment(payload)?;
-        *enriched.entry(enrichment.event_id).or_default() += 1;
+        let copy = format!(
+            "{}[{}]@{} from {}[{}]@{} processed at {} ms, appended at {} ms",
+            record.topic,
+            record.partition,
+            record.offset,
+            enrichment.source_topic,
+            enrichment.source_partition,
+            enrichment.source_offset,
+            enrichment.processed_at_ms,
+            record.timestamp_ms.unwrap_or_default(),
+        );
+        enriched.entry(enrichment.event_id).or_default().push(copy);
     }
     let mut dead_letters = 0;
     let mut dead: HashSet<String> = HashSet::new();
@@ -132,15 +145,19 @@ pub async fn check(
         dead_letters,
         ..Ledger::default()
     };
+    let mut doubles = Vec::new();
     for event in &traffic.events {
         let GeneratedEvent::Transaction(tx) = event else {
             continue;
         };
-        match enriched.get(&tx.event_id) {
-            Some(1) => ledger.enriched_once += 1,
-            Some(_) => ledger.enriched_more_than_once += 1,
-            None if dead.contains(&tx.event_id) => {}
-            None => ledger.missing += 1,
+        match enriched.get(&tx.event_id).map(Vec::as_slice) {
+            Some([_]) => ledger.enriched_once += 1,
+            Some(copies) if !copies.is_empty() => {
+                ledger.enriched_more_than_once += 1;
+                doubles.push(format!("double: {}: {}", tx.event_id, copies.join("; ")));
+            }
+            _ if dead.contains(&tx.event_id) => {}
+            _ => ledger.missing += 1,
         }
     }
     let redis = redis::cluster::ClusterClient::builder(stack.cluster.seed_urls())
@@ -165,6 +182,7 @@ pub async fn check(
             )
         }))
         .take(5)
+        .chain(doubles.into_iter().take(10))
         .collect();
     Ok(ledger)
 }
