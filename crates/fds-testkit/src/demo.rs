@@ -160,18 +160,29 @@ impl LocalStack {
         events: &[fds_worker::generate::GeneratedEvent],
         rate: Option<std::num::NonZeroU32>,
     ) -> anyhow::Result<()> {
-        let producer = self.producer()?;
-        fds_worker::generate::produce(
-            &producer,
-            &fds_worker::codec::Codec::builtin(),
-            events,
-            &config.kafka.transactions_topic,
-            &config.kafka.verdict_topics[0],
-            rate,
-        )
-        .await?;
-        Ok(())
+        publish_with(&self.producer()?, config, events, rate).await
     }
+}
+
+/// [`LocalStack::publish`] through `producer`: a long-lived publisher, as a real one is (a new
+/// idempotent producer first fetches metadata and its producer id, and every record it is given
+/// meanwhile waits, its create time already set).
+pub async fn publish_with(
+    producer: &rdkafka::producer::FutureProducer,
+    config: &Config,
+    events: &[fds_worker::generate::GeneratedEvent],
+    rate: Option<std::num::NonZeroU32>,
+) -> anyhow::Result<()> {
+    fds_worker::generate::produce(
+        producer,
+        &fds_worker::codec::Codec::builtin(),
+        events,
+        &config.kafka.transactions_topic,
+        &config.kafka.verdict_topics[0],
+        rate,
+    )
+    .await?;
+    Ok(())
 }
 
 /// What the worker has finished so far, read from its metrics.

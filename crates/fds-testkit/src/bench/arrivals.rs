@@ -38,13 +38,24 @@ impl Arrivals {
     /// Follows every partition of `topic` from its start. `config` should be
     /// `read_committed`; its `fetch.wait.max.ms` is set to 5 ms so that an idle fetch adds at
     /// most that to a record's arrival.
-    pub fn start(mut config: ClientConfig, topic: &str) -> Arrivals {
+    pub fn start(config: ClientConfig, topic: &str) -> Arrivals {
+        Arrivals::follow_topic(config, topic, Follow::Enrichment)
+    }
+
+    /// Follows the source records of `topic` themselves (each arrival names its own partition
+    /// and offset): when a record became visible to a `read_committed` consumer, with no
+    /// worker in between — the floor a worker's latency is measured against.
+    pub fn start_source(config: ClientConfig, topic: &str) -> Arrivals {
+        Arrivals::follow_topic(config, topic, Follow::Source)
+    }
+
+    fn follow_topic(mut config: ClientConfig, topic: &str, what: Follow) -> Arrivals {
         config.set("fetch.wait.max.ms", "5");
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let (stop, seen, topic) = (Arc::clone(&stop), Arc::clone(&seen), topic.to_owned());
-            std::thread::spawn(move || follow(&config, &topic, &stop, &seen))
+            std::thread::spawn(move || follow(&config, &topic, what, &stop, &seen))
         };
         Arrivals {
             stop,
@@ -102,13 +113,23 @@ impl Drop for Arrivals {
     }
 }
 
+/// What an arrival stands for.
+#[derive(Debug, Clone, Copy)]
+enum Follow {
+    /// Enrichment records, each for its source record.
+    Enrichment,
+    /// The source records themselves.
+    Source,
+}
+
 fn follow(
     config: &ClientConfig,
     topic: &str,
+    what: Follow,
     stop: &AtomicBool,
     seen: &Mutex<Vec<Arrival>>,
 ) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = config.create().context("the enrichment reader")?;
+    let consumer: BaseConsumer = config.create().context("the arrivals reader")?;
     let spans = range::whole_topic(&consumer, topic, Start::Earliest, End::Never)?;
     let mut reader = BlockingRangeReader::open(consumer, &spans)?;
     let codec = Codec::builtin();
@@ -116,15 +137,22 @@ fn follow(
         let Some(step) = reader.next_step() else {
             break;
         };
-        if let Read::Record(record) = step.context("reading the enrichment topic")? {
+        if let Read::Record(record) = step.with_context(|| format!("reading {topic}"))? {
             let received_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            let enrichment = codec.decode_enrichment(record.payload.as_deref().unwrap_or(&[]))?;
+            let (source_partition, source_offset) = match what {
+                Follow::Enrichment => {
+                    let enrichment =
+                        codec.decode_enrichment(record.payload.as_deref().unwrap_or(&[]))?;
+                    (enrichment.source_partition, enrichment.source_offset)
+                }
+                Follow::Source => (record.partition, record.offset),
+            };
             let arrival = Arrival {
-                source_partition: enrichment.source_partition,
-                source_offset: enrichment.source_offset,
+                source_partition,
+                source_offset,
                 created_ms: record.timestamp_ms.unwrap_or(0),
                 received_ms,
             };
