@@ -649,9 +649,10 @@ impl Loop {
         while !self.batch.is_empty() && !stopping(self) && Instant::now() < until {
             self.dispatch(&done_tx);
             if !self.batch.is_empty() {
-                match tokio::time::timeout_at(until, done_rx.recv()).await {
-                    Ok(Some(report)) => self.finish(report),
-                    _ => break,
+                match serving_group(&self.consumer, until, done_rx.recv()).await {
+                    Served::Done(Some(report)) => self.finish(report),
+                    Served::Rebalanced => self.apply_rebalances(),
+                    Served::Done(None) | Served::TimedOut => break,
                 }
             }
         }
@@ -659,9 +660,14 @@ impl Loop {
         // permit, so free permits do not mean every report is in: the channel closes (`None`)
         // once the last task has sent its report.
         drop(done_tx);
-        while let Ok(Some(report)) = tokio::time::timeout_at(until, done_rx.recv()).await {
-            self.finish(report);
+        loop {
+            match serving_group(&self.consumer, until, done_rx.recv()).await {
+                Served::Done(Some(report)) => self.finish(report),
+                Served::Rebalanced => self.apply_rebalances(),
+                Served::Done(None) | Served::TimedOut => break,
+            }
         }
+        self.apply_rebalances();
         self.store_offsets();
         if self.committer.is_some() {
             self.drain_transactions(until).await;
@@ -690,14 +696,62 @@ impl Loop {
                 self.start_transaction();
                 continue;
             }
-            match tokio::time::timeout_at(until, finished_transaction(&mut self.committer)).await {
-                Ok(attempt) => self.settle(attempt),
-                Err(_) => tracing::warn!(
+            let finished = serving_group(
+                &self.consumer,
+                until,
+                finished_transaction(&mut self.committer),
+            );
+            match finished.await {
+                Served::Done(attempt) => self.settle(attempt),
+                Served::TimedOut => tracing::warn!(
                     uncommitted = self.committer.as_ref().map_or(0, |c| c.outbox.len()),
                     "shutdown deadline: the last transaction is still open (its records are \
                      redone by the next owner)"
                 ),
+                Served::Rebalanced => self.apply_rebalances(),
             }
+        }
+    }
+}
+
+/// Waits for `wanted` until `until` while the group is served (draining): librdkafka runs
+/// rebalance callbacks only while the consumer is polled, and a draining worker that stopped
+/// polling held up every rebalance of the group for the whole drain — its transactions
+/// refused meanwhile (`ILLEGAL_GENERATION`: the group had moved on to a generation this worker
+/// was never told of), the partitions it was to give up waiting for it. The partitions are
+/// paused, so polling takes no records.
+async fn serving_group<T>(
+    consumer: &SourceConsumer,
+    until: Instant,
+    wanted: impl Future<Output = T>,
+) -> Served<T> {
+    tokio::select! {
+        done = tokio::time::timeout_at(until, wanted) => match done {
+            Ok(done) => Served::Done(done),
+            Err(_) => Served::TimedOut,
+        },
+        () = consumer.context().noted() => Served::Rebalanced,
+        never = serve_group(consumer) => match never {},
+    }
+}
+
+/// What [`Loop::serving_group`] ended with.
+enum Served<T> {
+    /// What was waited for.
+    Done(T),
+    /// A rebalance callback ran: apply it and wait again.
+    Rebalanced,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Polls `consumer` for ever, for its rebalance callbacks, while every partition is paused
+/// (draining): a record that still comes (fetched before the pause took effect) is dropped
+/// unread — never processed, its offset never committed, the next owner reads it.
+async fn serve_group(consumer: &SourceConsumer) -> std::convert::Infallible {
+    loop {
+        if let Err(error) = consumer.recv().await {
+            tracing::debug!(%error, "consumer error while draining");
         }
     }
 }
