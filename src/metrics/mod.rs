@@ -23,6 +23,9 @@ pub use labels::{
 pub struct Metrics {
     /// Records consumed, by topic.
     pub events_consumed: Family<TopicLabel, Counter>,
+    /// Records librdkafka delivered a second time within one assignment, by topic (dropped:
+    /// see [`crate::source::redelivery`]).
+    pub records_redelivered: Family<TopicLabel, Counter>,
     /// Enrichment records published (acked), by source topic.
     pub events_enriched: Family<TopicLabel, Counter>,
     /// Verdicts applied (or found already applied), by topic.
@@ -84,6 +87,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics {
             events_consumed: Family::default(),
+            records_redelivered: Family::default(),
             events_enriched: Family::default(),
             verdicts_applied: Family::default(),
             events_dead_lettered: Family::default(),
@@ -115,6 +119,11 @@ impl Metrics {
             "events_consumed",
             "Records consumed",
             metrics.events_consumed.clone(),
+        );
+        r.register(
+            "records_redelivered",
+            "Records delivered again within one assignment (dropped: their first copy is processed)",
+            metrics.records_redelivered.clone(),
         );
         r.register(
             "events_enriched",
@@ -292,6 +301,7 @@ mod tests {
         };
         let node = NodeLabel { node: "n:1".into() };
         m.events_consumed.get_or_create(&topic).inc();
+        m.records_redelivered.get_or_create(&topic).inc();
         m.events_enriched.get_or_create(&topic).inc();
         m.verdicts_applied.get_or_create(&topic).inc();
         m.events_dead_lettered.get_or_create(&reason).inc();
@@ -327,6 +337,7 @@ mod tests {
         encode(&mut text, &registry).unwrap();
         for series in [
             "fds_events_consumed_total{topic=",
+            "fds_records_redelivered_total{topic=",
             "fds_events_enriched_total{topic=",
             "fds_verdicts_applied_total{topic=",
             "fds_events_dead_lettered_total{topic=\"t\",reason=",

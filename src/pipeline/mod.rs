@@ -45,11 +45,12 @@ pub use stage::{BatchDone, PreparedBatch, Stage, unix_ms};
 
 use crate::config::Config;
 use crate::config::Delivery;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TopicLabel};
 use crate::sink::{PublishError, TransactionFailure};
 use crate::source::access::{self, AccessError};
 use crate::source::{
-    Epoch, Partition, SourceConsumer, SourceContext, SourceMessage, Watermarks, consumer_config,
+    Epoch, Partition, Redeliveries, SourceConsumer, SourceContext, SourceMessage, Watermarks,
+    consumer_config,
 };
 use crate::store::StoreError;
 use committer::Committer;
@@ -216,6 +217,7 @@ pub async fn run(
         batch_size: config.pipeline.batch_size.max(1) as usize,
         linger: config.pipeline.batch_linger,
         marks: Watermarks::default(),
+        redeliveries: Redeliveries::default(),
         paused: false,
         stalled_since: None,
         draining: false,
@@ -361,6 +363,9 @@ struct Loop {
     batch_size: usize,
     linger: Duration,
     marks: Watermarks,
+    /// The highest offset received per partition and epoch: what librdkafka delivers again
+    /// is dropped.
+    redeliveries: Redeliveries,
     paused: bool,
     /// Since when the next batch has been full with every in-flight slot taken.
     stalled_since: Option<Instant>,
@@ -399,6 +404,24 @@ impl Loop {
             .ownership()
             .epoch(&partition)
             .unwrap_or(0);
+        if !self.redeliveries.is_new(&partition, epoch, record.offset) {
+            tracing::warn!(
+                topic = %partition.0,
+                partition = partition.1,
+                offset = record.offset,
+                epoch,
+                "a record delivered again within its assignment: dropped (its first copy is \
+                 processed)"
+            );
+            self.stage
+                .metrics
+                .records_redelivered
+                .get_or_create(&TopicLabel {
+                    topic: partition.0.to_string(),
+                })
+                .inc();
+            return;
+        }
         self.summary.consumed += 1;
         let record = match &mut self.resolver {
             Some(resolver) => {

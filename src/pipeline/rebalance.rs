@@ -30,6 +30,7 @@ impl Loop {
         self.batch
             .retain(|(m, epoch)| owned(&(m.topic.clone(), m.partition), *epoch));
         self.marks.retain(owned);
+        self.redeliveries.retain(owned);
         if let Some(resolver) = &mut self.resolver {
             resolver.retain(owned);
         }

@@ -8,6 +8,7 @@ mod consumer;
 mod message;
 pub mod ownership;
 pub mod range;
+pub mod redelivery;
 pub mod watermark;
 
 pub use consumer::{
@@ -16,4 +17,5 @@ pub use consumer::{
 };
 pub use message::SourceMessage;
 pub use ownership::{CommitGuard, Epoch, Ownership};
+pub use redelivery::Redeliveries;
 pub use watermark::{Partition, Watermarks};
