@@ -1,5 +1,7 @@
 //! `replay` on a real 6-node Redis Cluster and Apache Kafka: a replay into a shadow
-//! namespace reproduces the live worker's keys exactly, repeating it changes nothing, replaying
+//! namespace reproduces the live worker's keys exactly (with the 18 features of
+//! `config/features-full.toml` too: sums per currency, and distinct counts whose HyperLogLogs are
+//! compared by PFCOUNT), repeating it changes nothing, replaying
 //! into the live keys double counts nothing, event-time bounds select exactly the generator's
 //! events in range, a dry run writes nothing, and a poison record in the range is dead-lettered
 //! with the replay marker.
@@ -222,6 +224,75 @@ async fn a_replay_into_a_shadow_namespace_reproduces_every_live_key() {
     // Enrichment was withheld: the topic holds the live worker's records only.
     let enriched = enrichment_counts(&stack, &config);
     assert_eq!(enriched.values().sum::<usize>(), traffic.truth.transactions);
+}
+
+/// [`replay_config`] with the 18 features of `config/features-full.toml`: counts, sums per
+/// currency and distinct counts (HyperLogLog tiles).
+fn full_features_config(stack: &LocalStack) -> Config {
+    let mut config = replay_config(stack);
+    let full = Config::from_toml_str(include_str!("../config/features-full.toml"))
+        .expect("config/features-full.toml parses");
+    config.features = full.features;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_reproduces_every_sum_and_distinct_feature_of_the_live_run() {
+    let stack = start_stack().await;
+    let config = full_features_config(&stack);
+    assert!(
+        config
+            .features
+            .iter()
+            .any(|f| f.aggregate == fds_worker::config::Aggregate::Distinct)
+            && config
+                .features
+                .iter()
+                .any(|f| f.aggregate == fds_worker::config::Aggregate::Sum),
+        "the full set has sums and distinct counts"
+    );
+    let start_ms = now_ms() - 20_000;
+    let traffic = traffic_at(&config, 2_000, 23, start_ms, 20_000);
+    assert!(!traffic.truth.distinct.is_empty(), "distinct truths exist");
+    publish(&stack, &config, &traffic.events).await;
+    run_live(&config, &traffic).await;
+    // Counts and sums exactly, distinct counts within the HyperLogLog bound.
+    assert_ground_truth(&stack, &traffic).await;
+
+    let summary = run_replay(
+        &config,
+        &options(&config, StartBound::Time(EventTime(start_ms)), "shadow"),
+    )
+    .await;
+    assert_eq!(summary.replayed(), traffic.events.len() as u64);
+    assert_eq!(summary.dead_lettered, 0);
+    // `ft:` count and sum hashes (sums per currency), `fd:` distinct tiles (HyperLogLogs).
+    for kind in ["ft", "fd"] {
+        let live = snapshot(&stack, "", kind);
+        let shadow = snapshot(&stack, "shadow:", kind);
+        assert!(!live.is_empty(), "live {kind} keys exist");
+        if kind == "fd" {
+            let hyperloglogs = live.values().filter(|(v, _)| v.starts_with("hll:")).count();
+            assert_eq!(
+                hyperloglogs,
+                traffic.truth.distinct.len(),
+                "one HyperLogLog per distinct tile of the truth"
+            );
+        }
+        let diff = differences(&live, &shadow);
+        assert!(
+            diff.is_empty(),
+            "{} of {} {kind} keys differ (HyperLogLogs by PFCOUNT), e.g. {:?}",
+            diff.len(),
+            live.len(),
+            &diff[..diff.len().min(5)]
+        );
+    }
+    let sums = snapshot(&stack, "", "ft")
+        .keys()
+        .filter(|key| key.contains("_spend_"))
+        .count();
+    assert!(sums > 0, "sum features were written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

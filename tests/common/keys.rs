@@ -41,9 +41,20 @@ pub fn snapshot(stack: &LocalStack, prefix: &str, kind: &str) -> BTreeMap<String
     for (master, key) in keys_matching(stack, &format!("{prefix}{kind}:*")) {
         let kind: String = cluster.query(master, redis::cmd("TYPE").arg(&key)).unwrap();
         let value = match kind.as_str() {
-            "string" => cluster
-                .query::<String>(master, redis::cmd("GET").arg(&key))
-                .unwrap(),
+            "string" => {
+                let bytes: Vec<u8> = cluster.query(master, redis::cmd("GET").arg(&key)).unwrap();
+                if bytes.starts_with(b"HYLL") {
+                    // A distinct feature's tile: the same members give the same registers, but
+                    // not always the same encoding (sparse or dense, by the order they came
+                    // in), so a HyperLogLog is compared by its count.
+                    let count: i64 = cluster
+                        .query(master, redis::cmd("PFCOUNT").arg(&key))
+                        .unwrap();
+                    format!("hll:{count}")
+                } else {
+                    String::from_utf8(bytes).unwrap()
+                }
+            }
             "hash" => {
                 let fields: BTreeMap<String, String> = cluster
                     .query(master, redis::cmd("HGETALL").arg(&key))
