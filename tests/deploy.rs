@@ -31,6 +31,7 @@ fn exported_sample_names() -> BTreeSet<String> {
     let metrics = Metrics::register(&mut registry);
     let Metrics {
         events_consumed,
+        records_redelivered,
         events_enriched,
         verdicts_applied,
         events_dead_lettered,
@@ -72,6 +73,7 @@ fn exported_sample_names() -> BTreeSet<String> {
         node: "10.0.0.1:6379".into(),
     };
     events_consumed.get_or_create(&topic).inc();
+    records_redelivered.get_or_create(&topic).inc();
     events_enriched.get_or_create(&topic).inc();
     verdicts_applied.get_or_create(&topic).inc();
     events_dead_lettered
